@@ -1,0 +1,22 @@
+// Package fleet is Observatory's domain: the event envelope workers publish
+// (DESIGN §4), its validation, the pricing table and money in integer
+// micro-dollars, and State, the pure deterministic fold of the event stream
+// into agents, workers, missions in flight, per-project aggregates, budgets,
+// posture and a ticker of recent events.
+//
+// Windows (runs and tokens over 24 h, errors over 1 h, spend today) and
+// liveness (worker online/stale/offline, agent active) run on the fold's own
+// clock: the newest stored time of the stream messages folded so far, never
+// the wall clock. So the state at a given stream sequence is the same on
+// every replica and after every restart, and a worker with a fast clock
+// cannot move the windows.
+//
+// fleet imports only the standard library and does no I/O.
+//
+// # Concurrency
+//
+// State is not safe for concurrent use: one goroutine owns it (stream.Hub).
+// Values returned by View and Delta share no mutable memory with the State
+// and may be handed to other goroutines. Pricing is immutable and safe to
+// share.
+package fleet

@@ -1,0 +1,225 @@
+package fleet
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// MaxEventSize is the largest encoded event the fold accepts (DESIGN §4).
+const MaxEventSize = 64 << 10
+
+// Event types of DESIGN §4. Types not listed here are kept in the ticker and
+// counted as unknown; they never stop the fold.
+const (
+	TypeWorkerJoined     = "worker.joined"
+	TypeWorkerHeartbeat  = "worker.heartbeat"
+	TypeWorkerLeft       = "worker.left"
+	TypeAgentCreated     = "agent.created"
+	TypeAgentState       = "agent.state"
+	TypeMissionQueued    = "mission.queued"
+	TypeMissionClaimed   = "mission.claimed"
+	TypeMissionProgress  = "mission.progress"
+	TypeMissionCompleted = "mission.completed"
+	TypeMissionFailed    = "mission.failed"
+	TypeMissionRetrying  = "mission.retrying"
+	TypeRunStarted       = "agent.run.started"
+	TypeRunCompleted     = "agent.run.completed"
+	TypeRunFailed        = "agent.run.failed"
+	TypeLLMCall          = "llm.call"
+	TypeToolCall         = "tool.call"
+	TypeBudgetWarning    = "budget.warning"
+	TypeBudgetExceeded   = "budget.exceeded"
+	TypeBudgetThrottled  = "budget.throttled"
+	TypeLoginSucceeded   = "auth.login.succeeded"
+	TypeLoginFailed      = "auth.login.failed"
+	TypeCrossAccess      = "tenant.cross_access_denied"
+)
+
+// Event is the envelope every worker and the server publish, one per NATS
+// message. Data is kept raw and decoded by the fold according to Type.
+type Event struct {
+	ID        string          `json:"id"`
+	Type      string          `json:"type"`
+	Time      time.Time       `json:"time"`
+	ProjectID string          `json:"project_id"`
+	TeamID    string          `json:"team_id,omitempty"`
+	UserID    string          `json:"user_id,omitempty"`
+	WorkerID  string          `json:"worker_id,omitempty"`
+	AgentID   string          `json:"agent_id,omitempty"`
+	MissionID string          `json:"mission_id,omitempty"`
+	RunID     string          `json:"run_id,omitempty"`
+	TraceID   string          `json:"trace_id,omitempty"`
+	SpanID    string          `json:"span_id,omitempty"`
+	Data      json.RawMessage `json:"data,omitempty"`
+
+	// payload caches Data decoded by DecodeEvent, so the fold decodes it once.
+	payload any
+}
+
+// Reason says why an event was rejected. Reasons are few and fixed so that
+// they can label a metric.
+type Reason string
+
+// Rejection reasons.
+const (
+	ReasonBadJSON         Reason = "bad_json"
+	ReasonOversize        Reason = "oversize"
+	ReasonMissingField    Reason = "missing_field"
+	ReasonBadProject      Reason = "bad_project_id"
+	ReasonSubjectMismatch Reason = "subject_mismatch"
+	ReasonBadField        Reason = "bad_field"
+)
+
+// Reasons lists every rejection reason, for pre-registering metric series.
+var Reasons = []Reason{ReasonBadJSON, ReasonOversize, ReasonMissingField, ReasonBadProject, ReasonSubjectMismatch, ReasonBadField}
+
+// RejectError is returned by DecodeEvent for an event the fold must not see.
+type RejectError struct {
+	Reason Reason
+	Detail string
+}
+
+func (e *RejectError) Error() string {
+	return fmt.Sprintf("event rejected: %s: %s", e.Reason, e.Detail)
+}
+
+// ErrRejected matches every *RejectError with errors.Is.
+var ErrRejected = errors.New("event rejected")
+
+// Is reports whether target is ErrRejected.
+func (e *RejectError) Is(target error) bool { return target == ErrRejected }
+
+func reject(r Reason, format string, args ...any) error {
+	return &RejectError{Reason: r, Detail: fmt.Sprintf(format, args...)}
+}
+
+// RejectReason returns the reason of a rejection error, or "" if err is not one.
+func RejectReason(err error) Reason {
+	var re *RejectError
+	if errors.As(err, &re) {
+		return re.Reason
+	}
+	return ""
+}
+
+var projectRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// ValidProjectID reports whether id is a well-formed project id.
+func ValidProjectID(id string) bool { return projectRE.MatchString(id) }
+
+// maxIDLen bounds every id in the envelope; ids become map keys and DOM ids.
+const maxIDLen = 128
+
+// DecodeEvent parses one message body and validates it. subject, when not
+// empty, is the NATS subject the message came on; its project segment must
+// agree with the event's project_id, and its type segment with the type.
+func DecodeEvent(subject string, body []byte) (Event, error) {
+	var ev Event
+	if len(body) > MaxEventSize {
+		return ev, reject(ReasonOversize, "%d bytes > %d", len(body), MaxEventSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&ev); err != nil {
+		return Event{}, reject(ReasonBadJSON, "%v", err)
+	}
+	if dec.More() {
+		return Event{}, reject(ReasonBadJSON, "trailing data after the event")
+	}
+	if err := ev.Validate(); err != nil {
+		return Event{}, err
+	}
+	p, err := decodePayload(&ev)
+	if err != nil {
+		return Event{}, err
+	}
+	ev.payload = p
+	if subject != "" {
+		p, t, ok := SplitSubject(subject)
+		if !ok || p != ev.ProjectID || t != ev.Type {
+			return Event{}, reject(ReasonSubjectMismatch, "subject %q carries project %q type %q", subject, ev.ProjectID, ev.Type)
+		}
+	}
+	return ev, nil
+}
+
+// Validate checks the required fields and the shape of the ids.
+func (ev *Event) Validate() error {
+	switch {
+	case ev.ID == "":
+		return reject(ReasonMissingField, "id")
+	case ev.Type == "":
+		return reject(ReasonMissingField, "type")
+	case ev.Time.IsZero():
+		return reject(ReasonMissingField, "time")
+	case ev.ProjectID == "":
+		return reject(ReasonMissingField, "project_id")
+	}
+	if !ValidProjectID(ev.ProjectID) {
+		return reject(ReasonBadProject, "%q", ev.ProjectID)
+	}
+	if !validType(ev.Type) {
+		return reject(ReasonBadField, "type %q", ev.Type)
+	}
+	for name, v := range map[string]string{
+		"id": ev.ID, "team_id": ev.TeamID, "user_id": ev.UserID, "worker_id": ev.WorkerID,
+		"agent_id": ev.AgentID, "mission_id": ev.MissionID, "run_id": ev.RunID,
+		"trace_id": ev.TraceID, "span_id": ev.SpanID,
+	} {
+		if len(v) > maxIDLen || strings.ContainsAny(v, "\x00\n\r") {
+			return reject(ReasonBadField, "%s is too long or has control characters", name)
+		}
+	}
+	if len(ev.Data) > 0 && ev.Data[0] != '{' && string(ev.Data) != "null" {
+		return reject(ReasonBadField, "data must be an object")
+	}
+	return nil
+}
+
+// validType accepts dotted lower-case words, as used in subjects.
+func validType(t string) bool {
+	if len(t) > 64 {
+		return false
+	}
+	for _, part := range strings.Split(t, ".") {
+		if part == "" {
+			return false
+		}
+		for _, r := range part {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Subject returns the NATS subject an event is published on:
+// fleet.<project_id>.<type>.
+func Subject(ev Event) string { return "fleet." + ev.ProjectID + "." + ev.Type }
+
+// SplitSubject splits fleet.<project>.<type...> into its project and type.
+func SplitSubject(subject string) (project, typ string, ok bool) {
+	rest, found := strings.CutPrefix(subject, "fleet.")
+	if !found {
+		return "", "", false
+	}
+	project, typ, ok = strings.Cut(rest, ".")
+	return project, typ, ok && project != "" && typ != ""
+}
+
+// Known reports whether the fold understands t.
+func Known(t string) bool {
+	switch t {
+	case TypeWorkerJoined, TypeWorkerHeartbeat, TypeWorkerLeft, TypeAgentCreated, TypeAgentState,
+		TypeMissionQueued, TypeMissionClaimed, TypeMissionProgress, TypeMissionCompleted, TypeMissionFailed,
+		TypeMissionRetrying, TypeRunStarted, TypeRunCompleted, TypeRunFailed, TypeLLMCall, TypeToolCall,
+		TypeBudgetWarning, TypeBudgetExceeded, TypeBudgetThrottled, TypeLoginSucceeded, TypeLoginFailed, TypeCrossAccess:
+		return true
+	}
+	return false
+}

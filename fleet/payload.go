@@ -1,0 +1,205 @@
+package fleet
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+)
+
+// Payloads of the known event types (DESIGN §4). Unknown fields are ignored.
+
+// WorkerJoined is the data of worker.joined.
+type WorkerJoined struct {
+	Host     string   `json:"host"`
+	Version  string   `json:"version"`
+	Capacity int      `json:"capacity"`
+	Pools    []string `json:"pools,omitempty"`
+}
+
+// WorkerHeartbeat is the data of worker.heartbeat.
+type WorkerHeartbeat struct {
+	State          string  `json:"state"`
+	ActiveMissions int     `json:"active_missions"`
+	Load           float64 `json:"load"`
+}
+
+// WorkerLeft is the data of worker.left.
+type WorkerLeft struct {
+	Reason string `json:"reason"`
+}
+
+// AgentCreated is the data of agent.created.
+type AgentCreated struct {
+	Name        string   `json:"name"`
+	Role        string   `json:"role"`
+	Model       string   `json:"model"`
+	Version     string   `json:"version"`
+	Tools       []string `json:"tools"`
+	Skills      []string `json:"skills"`
+	Description string   `json:"description"`
+}
+
+// AgentStateChange is the data of agent.state.
+type AgentStateChange struct {
+	State string `json:"state"`
+}
+
+// MissionQueued is the data of mission.queued.
+type MissionQueued struct {
+	Title    string   `json:"title"`
+	Priority Priority `json:"priority"`
+}
+
+// MissionProgress is the data of mission.progress.
+type MissionProgress struct {
+	Pct  float64 `json:"pct"`
+	Step string  `json:"step"`
+}
+
+// Outcome is the data of mission.completed/failed and agent.run.completed/failed.
+type Outcome struct {
+	DurationMS float64 `json:"duration_ms"`
+	Error      string  `json:"error,omitempty"`
+}
+
+// RunStarted is the data of agent.run.started.
+type RunStarted struct {
+	Model string `json:"model"`
+}
+
+// LLMCall is the data of llm.call. InputTokens excludes cache reads and
+// cache writes (Anthropic style). Any cost a worker sends is ignored: the
+// server prices the call from its own table.
+type LLMCall struct {
+	Provider         string  `json:"provider"`
+	Model            string  `json:"model"`
+	InputTokens      int64   `json:"input_tokens"`
+	OutputTokens     int64   `json:"output_tokens"`
+	CacheReadTokens  int64   `json:"cache_read_tokens"`
+	CacheWriteTokens int64   `json:"cache_write_tokens"`
+	LatencyMS        float64 `json:"latency_ms"`
+	Status           string  `json:"status"`
+}
+
+// Tokens is the sum of all four token kinds.
+func (c LLMCall) Tokens() int64 {
+	return c.InputTokens + c.OutputTokens + c.CacheReadTokens + c.CacheWriteTokens
+}
+
+// ToolCall is the data of tool.call.
+type ToolCall struct {
+	Tool      string  `json:"tool"`
+	LatencyMS float64 `json:"latency_ms"`
+	Status    string  `json:"status"`
+}
+
+// BudgetNotice is the data of the server-emitted budget.* events.
+type BudgetNotice struct {
+	Scope    string `json:"scope"`    // user, team, project or global
+	ScopeID  string `json:"scope_id"` // the user, team or project id; "" for global
+	Period   string `json:"period"`   // daily or monthly
+	LimitUSD Micros `json:"limit_usd"`
+	SpentUSD Micros `json:"spent_usd"`
+	Action   string `json:"action"` // warn, throttle or stop
+	Model    string `json:"model,omitempty"`
+}
+
+// Priority accepts a JSON number or string and keeps it as text.
+type Priority string
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (p *Priority) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*p = Priority(s)
+		return nil
+	}
+	if string(b) == "null" {
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return err
+	}
+	*p = Priority(n.String())
+	return nil
+}
+
+// statusOK reports whether a call status counts as a success.
+func statusOK(s string) bool { return s == "" || s == "ok" || s == "success" }
+
+// decodePayload decodes ev.Data into the payload of a known type, or returns
+// nil for an unknown one.
+func decodePayload(ev *Event) (any, error) {
+	var p any
+	switch ev.Type {
+	case TypeWorkerJoined:
+		p = new(WorkerJoined)
+	case TypeWorkerHeartbeat:
+		p = new(WorkerHeartbeat)
+	case TypeWorkerLeft:
+		p = new(WorkerLeft)
+	case TypeAgentCreated:
+		p = new(AgentCreated)
+	case TypeAgentState:
+		p = new(AgentStateChange)
+	case TypeMissionQueued:
+		p = new(MissionQueued)
+	case TypeMissionProgress:
+		p = new(MissionProgress)
+	case TypeMissionCompleted, TypeMissionFailed, TypeRunCompleted, TypeRunFailed:
+		p = new(Outcome)
+	case TypeRunStarted:
+		p = new(RunStarted)
+	case TypeLLMCall:
+		p = new(LLMCall)
+	case TypeToolCall:
+		p = new(ToolCall)
+	case TypeBudgetWarning, TypeBudgetExceeded, TypeBudgetThrottled:
+		p = new(BudgetNotice)
+	default:
+		return nil, nil
+	}
+	if len(ev.Data) > 0 {
+		if err := json.Unmarshal(ev.Data, p); err != nil {
+			return nil, reject(ReasonBadField, "data of %s: %v", ev.Type, err)
+		}
+	}
+	if err := checkPayload(p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func checkPayload(p any) error {
+	switch v := p.(type) {
+	case *LLMCall:
+		if v.InputTokens < 0 || v.OutputTokens < 0 || v.CacheReadTokens < 0 || v.CacheWriteTokens < 0 {
+			return reject(ReasonBadField, "negative token count")
+		}
+		if v.InputTokens > MaxTokensPerKind || v.OutputTokens > MaxTokensPerKind ||
+			v.CacheReadTokens > MaxTokensPerKind || v.CacheWriteTokens > MaxTokensPerKind {
+			return reject(ReasonBadField, "token count above %d", MaxTokensPerKind)
+		}
+		if v.LatencyMS < 0 {
+			return reject(ReasonBadField, "negative latency")
+		}
+	case *ToolCall:
+		if v.LatencyMS < 0 {
+			return reject(ReasonBadField, "negative latency")
+		}
+	case *Outcome:
+		if v.DurationMS < 0 {
+			return reject(ReasonBadField, "negative duration")
+		}
+	case *MissionProgress:
+		if v.Pct < 0 || v.Pct > 100 {
+			return reject(ReasonBadField, "pct %s out of 0..100", strconv.FormatFloat(v.Pct, 'g', -1, 64))
+		}
+	}
+	return nil
+}
