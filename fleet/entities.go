@@ -130,7 +130,7 @@ type BudgetStatus struct {
 
 // Budget is the last known standing of one budget scope, from budget.* events.
 type Budget struct {
-	ID        string    `json:"id"` // scope:scope_id:period
+	ID        string    `json:"id"` // project/scope:scope_id:period
 	ProjectID string    `json:"project_id"`
 	Scope     string    `json:"scope"`
 	ScopeID   string    `json:"scope_id,omitempty"`

@@ -410,7 +410,9 @@ func (s *State) llmCall(ev Event, p *projectRec, d *LLMCall, t, at time.Time) (s
 }
 
 func (s *State) budget(ev Event, p *projectRec, d *BudgetNotice, t time.Time) (string, string) {
-	id := d.Scope + ":" + d.ScopeID + ":" + d.Period
+	// Keyed by project too: a team or user budget seen from two projects is
+	// two entries, so that an entry never moves between scopes.
+	id := ev.ProjectID + "/" + d.Scope + ":" + d.ScopeID + ":" + d.Period
 	b := s.budgets[id]
 	if b == nil {
 		b = &Budget{ID: id}

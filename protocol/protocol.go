@@ -26,11 +26,15 @@ const (
 	CodeForbidden    = "forbidden"
 	CodeBadRequest   = "bad_request"
 	CodeSlow         = "slow"
+	// CodeGoingAway closes a connection without an error frame, with the
+	// standard close code 1001, when the server shuts down.
+	CodeGoingAway = "going_away"
 
 	CloseBadRequest   = 4400
 	CloseUnauthorized = 4401
 	CloseForbidden    = 4403
 	CloseSlow         = 4408
+	CloseGoingAway    = 1001
 )
 
 // CloseCode returns the close code that follows an error frame of code.
@@ -42,6 +46,8 @@ func CloseCode(code string) int {
 		return CloseForbidden
 	case CodeSlow:
 		return CloseSlow
+	case CodeGoingAway:
+		return CloseGoingAway
 	default:
 		return CloseBadRequest
 	}

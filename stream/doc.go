@@ -1,0 +1,30 @@
+// Package stream is Observatory's NATS adapter: the embedded NATS server
+// with JetStream (or a connection to an existing cluster), the FLEET and
+// AUDIT streams with dedupe on the event id, the Publisher, and the Hub.
+//
+// The Hub owns the fleet state. It consumes FLEET with an ordered consumer
+// from the position its checkpoint holds, folds every message (rejecting
+// invalid ones with a counted reason and one log line), and every tick
+// builds at most one diff per scope, encodes it once and hands the same bytes
+// to every subscriber of that scope. Each scope keeps a ring of its recent
+// diffs so that a client that reconnects with {epoch, seq} gets what it
+// missed; anything older gets a snapshot.
+//
+// stream imports fleet, protocol, nats.go and nats-server.
+//
+// # Concurrency
+//
+// Hub.Run is the one goroutine that owns the fleet.State, the scopes and the
+// subscriber table; it starts one reader goroutine that moves messages from
+// the consumer to it, and stops it before returning. Subscribe, Unsubscribe,
+// Snapshot and View are safe from any goroutine: they are requests to Run
+// and fail with ErrClosed once it has returned. Subscribers are called only
+// from Run and must not block (protocol.Subscriber). Stats is safe from any
+// goroutine. Snapshots are encoded at most once per scope per frame; a
+// subscriber that joins while folded events await their diff is answered
+// at the next tick, so that its snapshot and the diffs after it line up.
+//
+// A slow subscriber never delays others: the hub only ever offers it a frame
+// (Send); when its queue is full it gets a fresh snapshot instead (Reset),
+// and after MaxResyncs of those within ResyncWindow it is closed with 4408.
+package stream

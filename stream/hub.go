@@ -1,0 +1,578 @@
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/protocol"
+)
+
+// HubConfig configures a Hub. Zero values mean the defaults.
+type HubConfig struct {
+	// Tick is how often diffs are built and sent (default 100 ms).
+	Tick time.Duration
+	// RingSize is how many diff frames each scope keeps for resume (default 600).
+	RingSize int
+	// ScopeIdle is how long a scope without subscribers keeps its diffs for
+	// clients that come back (default 2 min).
+	ScopeIdle time.Duration
+	// MaxResyncs is how many fresh snapshots a slow subscriber gets within
+	// ResyncWindow before it is closed with 4408 (defaults 3 and 30 s).
+	MaxResyncs   int
+	ResyncWindow time.Duration
+	// Checkpoints stores the folded state; nil folds the stream from the start
+	// at every start.
+	Checkpoints *Checkpoints
+	// CheckpointEvery is the time between checkpoints (default 5 s).
+	CheckpointEvery time.Duration
+	// Pricing prices llm.call events (default fleet.DefaultPricing()).
+	Pricing *fleet.Pricing
+	// Logger receives rejections and lifecycle lines (default slog.Default()).
+	Logger *slog.Logger
+	// Observe, if set, is called by the hub goroutine with every event it
+	// folds and what the fold made of it (telemetry hooks in here).
+	Observe func(ev fleet.Event, res fleet.Result, st *fleet.State)
+}
+
+func (c *HubConfig) defaults() {
+	c.Tick = cmpOr(c.Tick, 100*time.Millisecond)
+	c.RingSize = cmpOr(c.RingSize, 600)
+	c.ScopeIdle = cmpOr(c.ScopeIdle, 2*time.Minute)
+	c.MaxResyncs = cmpOr(c.MaxResyncs, 3)
+	c.ResyncWindow = cmpOr(c.ResyncWindow, 30*time.Second)
+	c.CheckpointEvery = cmpOr(c.CheckpointEvery, 5*time.Second)
+	if c.Pricing == nil {
+		c.Pricing = fleet.DefaultPricing()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Hub owns the fleet state: it consumes FLEET in order, folds every event,
+// and every tick sends each scope's subscribers one shared diff frame.
+type Hub struct {
+	js   jetstream.JetStream
+	cfg  HubConfig
+	log  *slog.Logger
+	reqs chan request
+	done chan struct{} // closed when Run returns
+	stat stats
+
+	// Owned by the Run goroutine.
+	epoch   string
+	state   *fleet.State
+	scopes  map[string]*scope
+	subs    map[protocol.Subscriber]*subscriber
+	dirty   bool      // folded events not yet turned into diffs
+	waiting []request // requests that need a state at a frame boundary
+	target  uint64    // the stream's last sequence at start; ready once folded
+	lastCP  time.Time
+	cpSeq   uint64
+}
+
+type scope struct {
+	name     string
+	seq      uint64 // seq of the last frame built for this scope
+	posture  fleet.Posture
+	subs     map[protocol.Subscriber]*subscriber
+	ring     []ringFrame // oldest first
+	snap     []byte      // cached snapshot frame at seq, nil when stale
+	lastUsed time.Time
+}
+
+type ringFrame struct {
+	prev, seq uint64
+	frame     []byte
+}
+
+type subscriber struct {
+	sub     protocol.Subscriber
+	scope   *scope
+	resyncs []time.Time
+}
+
+type reqKind int
+
+const (
+	reqSubscribe reqKind = iota
+	reqUnsubscribe
+	reqSnapshot
+	reqView
+)
+
+type request struct {
+	kind  reqKind
+	sub   protocol.Subscriber
+	req   protocol.Subscribe
+	reply chan reply
+}
+
+type reply struct {
+	frame []byte
+	view  fleet.View
+	seq   uint64
+	err   error
+}
+
+// NewHub returns a hub that folds the FLEET stream of js. Run starts it.
+func NewHub(js jetstream.JetStream, cfg HubConfig) *Hub {
+	cfg.defaults()
+	return &Hub{
+		js:     js,
+		cfg:    cfg,
+		log:    cfg.Logger,
+		reqs:   make(chan request, 256),
+		done:   make(chan struct{}),
+		scopes: make(map[string]*scope),
+		subs:   make(map[protocol.Subscriber]*subscriber),
+	}
+}
+
+// Run consumes the stream until ctx ends. It returns nil on a clean stop.
+func (h *Hub) Run(ctx context.Context) error {
+	defer close(h.done)
+	if err := h.start(ctx); err != nil {
+		h.stat.runErr.Store(err.Error())
+		return err
+	}
+	cons, err := h.js.OrderedConsumer(ctx, FleetStream, h.consumerConfig())
+	if err != nil {
+		return fmt.Errorf("hub: consumer: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(512))
+	if err != nil {
+		return fmt.Errorf("hub: consume: %w", err)
+	}
+	in := make(chan jetstream.Msg, 1024)
+	readErr := make(chan error, 1)
+	go func() { readErr <- read(ctx, it, in) }()
+	defer func() {
+		it.Stop()
+		<-readErr
+	}()
+
+	tick := time.NewTicker(h.cfg.Tick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			h.flush()
+			h.closeAll()
+			h.checkpoint(true)
+			return nil
+		case err := <-readErr:
+			readErr <- err // for the deferred wait
+			if err != nil {
+				return fmt.Errorf("hub: read stream: %w", err)
+			}
+			return nil
+		case m := <-in:
+			h.fold(m)
+		case <-tick.C:
+			h.flush()
+		case r := <-h.reqs:
+			h.handle(r)
+		}
+	}
+}
+
+// read moves messages from the ordered consumer to in until ctx ends.
+func read(ctx context.Context, it jetstream.MessagesContext, in chan<- jetstream.Msg) error {
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		select {
+		case in <- m:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (h *Hub) start(ctx context.Context) error {
+	epoch, err := Epoch(ctx, h.js)
+	if err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	h.epoch = epoch
+	s, err := h.js.Stream(ctx, FleetStream)
+	if err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("hub: stream info: %w", err)
+	}
+	h.target = info.State.LastSeq
+	h.state = fleet.NewState(h.cfg.Pricing)
+	if h.cfg.Checkpoints != nil {
+		st, err := h.cfg.Checkpoints.Load(epoch, h.cfg.Pricing)
+		switch {
+		case err != nil:
+			h.log.Warn("checkpoint not used; folding the stream from the start", "event", "hub.checkpoint.skipped", "err", err.Error())
+		case st == nil:
+		case st.Seq() > info.State.LastSeq:
+			h.log.Warn("checkpoint is ahead of the stream; folding from the start", "event", "hub.checkpoint.skipped",
+				"checkpoint_seq", st.Seq(), "stream_last_seq", info.State.LastSeq)
+		default:
+			h.state = st
+			h.cpSeq = st.Seq()
+			h.log.Info("resuming from checkpoint", "event", "hub.checkpoint.loaded", "seq", st.Seq(), "stream_last_seq", info.State.LastSeq)
+		}
+	}
+	h.lastCP = time.Now()
+	h.stat.epoch.Store(epoch)
+	h.stat.seq.Store(h.state.Seq())
+	h.checkReady()
+	return nil
+}
+
+func (h *Hub) consumerConfig() jetstream.OrderedConsumerConfig {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{FleetSubjects}}
+	if seq := h.state.Seq(); seq > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = seq + 1
+	}
+	return cfg
+}
+
+func (h *Hub) checkReady() {
+	if !h.stat.ready.Load() && h.state.Seq() >= h.target {
+		h.stat.ready.Store(true)
+		h.log.Info("hub caught up with the stream", "event", "hub.ready", "seq", h.state.Seq(), "epoch", h.epoch)
+	}
+}
+
+func (h *Hub) fold(m jetstream.Msg) {
+	meta, err := m.Metadata()
+	if err != nil {
+		h.log.Error("message without metadata", "event", "hub.bad_message", "err", err.Error())
+		return
+	}
+	seq, at := meta.Sequence.Stream, meta.Timestamp
+	ev, err := fleet.DecodeEvent(m.Subject(), m.Data())
+	if err != nil {
+		h.state.Skip(seq, at)
+		reason := fleet.RejectReason(err)
+		h.stat.reject(reason)
+		h.log.Warn("event rejected", "event", "event.rejected", "reason", string(reason), "subject", m.Subject(),
+			"seq", seq, "bytes", len(m.Data()), "err", err.Error())
+	} else {
+		res := h.state.Apply(seq, at, ev)
+		h.stat.result(res)
+		if h.cfg.Observe != nil {
+			h.cfg.Observe(ev, res, h.state)
+		}
+	}
+	h.stat.seq.Store(seq)
+	h.stat.lastStored.Store(at.UnixNano())
+	h.dirty = true
+	h.checkReady()
+}
+
+// flush turns the folded events into at most one diff per scope, sends it,
+// then answers the requests that waited for a frame boundary.
+func (h *Hub) flush() {
+	now := time.Now()
+	if h.dirty {
+		ch := h.state.TakeChanges()
+		seq := h.state.Seq()
+		for name, sc := range h.scopes {
+			if len(sc.subs) == 0 && now.Sub(sc.lastUsed) > h.cfg.ScopeIdle {
+				delete(h.scopes, name)
+				continue
+			}
+			if ch.Empty() {
+				continue
+			}
+			h.diffScope(sc, ch, seq)
+		}
+		h.dirty = false
+		h.stat.scopes.Store(int64(len(h.scopes)))
+	}
+	waiting := h.waiting
+	h.waiting = nil
+	for _, r := range waiting {
+		h.handle(r)
+	}
+	if now.Sub(h.lastCP) >= h.cfg.CheckpointEvery {
+		h.checkpoint(false)
+	}
+}
+
+func (h *Hub) diffScope(sc *scope, ch *fleet.Changes, seq uint64) {
+	d := h.state.Delta(sc.name, ch)
+	if d.Posture != nil && *d.Posture == sc.posture {
+		d.Posture = nil
+	}
+	if d.Empty() {
+		return
+	}
+	if d.Posture != nil {
+		sc.posture = *d.Posture
+	}
+	frame, err := json.Marshal(protocol.Diff{Op: protocol.OpDiff, Scope: sc.name, Epoch: h.epoch, Prev: sc.seq, Seq: seq, Delta: d})
+	if err != nil {
+		h.log.Error("encode diff", "event", "hub.encode_failed", "scope", sc.name, "err", err.Error())
+		return
+	}
+	sc.ring = append(sc.ring, ringFrame{prev: sc.seq, seq: seq, frame: frame})
+	if len(sc.ring) > h.cfg.RingSize {
+		copy(sc.ring, sc.ring[len(sc.ring)-h.cfg.RingSize:])
+		clear(sc.ring[h.cfg.RingSize:])
+		sc.ring = sc.ring[:h.cfg.RingSize]
+	}
+	sc.seq = seq
+	sc.snap = nil
+	for _, s := range sc.subs {
+		h.deliver(s, frame)
+	}
+}
+
+func (h *Hub) deliver(s *subscriber, frame []byte) {
+	if s.sub.Send(frame) {
+		h.stat.frames.Add(1)
+		h.stat.bytes.Add(int64(len(frame)))
+		return
+	}
+	h.resync(s)
+}
+
+// resync replaces a slow subscriber's queue with a fresh snapshot, or
+// closes it when it stays slow.
+func (h *Hub) resync(s *subscriber) {
+	now := time.Now()
+	kept := s.resyncs[:0]
+	for _, t := range s.resyncs {
+		if now.Sub(t) < h.cfg.ResyncWindow {
+			kept = append(kept, t)
+		}
+	}
+	s.resyncs = append(kept, now)
+	if len(s.resyncs) > h.cfg.MaxResyncs {
+		h.stat.slowClosed.Add(1)
+		h.log.Warn("slow subscriber closed", "event", "hub.subscriber.slow", "scope", s.scope.name)
+		h.remove(s.sub)
+		s.sub.Close(protocol.CodeSlow, "the connection could not keep up with the stream")
+		return
+	}
+	h.stat.resyncs.Add(1)
+	frame := h.snapshot(s.scope)
+	s.sub.Reset(frame)
+	h.stat.frames.Add(1)
+	h.stat.bytes.Add(int64(len(frame)))
+}
+
+func (h *Hub) handle(r request) {
+	if h.dirty && (r.kind == reqSubscribe || r.kind == reqSnapshot || r.kind == reqView) {
+		h.waiting = append(h.waiting, r)
+		return
+	}
+	switch r.kind {
+	case reqSubscribe:
+		r.reply <- reply{err: h.subscribe(r.sub, r.req)}
+	case reqUnsubscribe:
+		h.remove(r.sub)
+	case reqSnapshot:
+		if sc := h.scopes[r.req.Scope]; sc != nil {
+			r.reply <- reply{frame: h.snapshot(sc)}
+			return
+		}
+		sc := &scope{name: r.req.Scope, seq: h.state.Seq()}
+		r.reply <- reply{frame: h.encodeSnapshot(sc)}
+	case reqView:
+		seq := h.state.Seq()
+		if sc := h.scopes[r.req.Scope]; sc != nil {
+			seq = sc.seq
+		}
+		r.reply <- reply{view: h.state.View(r.req.Scope), seq: seq}
+	}
+}
+
+func (h *Hub) scope(name string) *scope {
+	sc := h.scopes[name]
+	if sc == nil {
+		sc = &scope{name: name, seq: h.state.Seq(), posture: h.state.Posture(name), subs: make(map[protocol.Subscriber]*subscriber)}
+		h.scopes[name] = sc
+		h.stat.scopes.Store(int64(len(h.scopes)))
+	}
+	sc.lastUsed = time.Now()
+	return sc
+}
+
+func (h *Hub) subscribe(sub protocol.Subscriber, req protocol.Subscribe) error {
+	h.remove(sub) // a second subscribe on one connection switches scope
+	sc := h.scope(req.Scope)
+	s := &subscriber{sub: sub, scope: sc}
+	sc.subs[sub] = s
+	h.subs[sub] = s
+	h.stat.subscribers.Store(int64(len(h.subs)))
+	for _, f := range h.resumeFrames(sc, req.Resume) {
+		if !sub.Send(f) {
+			h.resync(s)
+			return nil
+		}
+		h.stat.frames.Add(1)
+		h.stat.bytes.Add(int64(len(f)))
+	}
+	return nil
+}
+
+// resumeFrames returns what a subscriber needs first: the diffs since its
+// resume point if the ring still holds them, else a snapshot.
+func (h *Hub) resumeFrames(sc *scope, r *protocol.Resume) [][]byte {
+	if r != nil && r.Epoch == h.epoch {
+		if r.Seq == sc.seq {
+			h.stat.resumes.Add(1)
+			noop, _ := json.Marshal(protocol.Diff{Op: protocol.OpDiff, Scope: sc.name, Epoch: h.epoch, Prev: sc.seq, Seq: sc.seq})
+			return [][]byte{noop}
+		}
+		for i, f := range sc.ring {
+			if f.prev == r.Seq {
+				h.stat.resumes.Add(1)
+				out := make([][]byte, 0, len(sc.ring)-i)
+				for _, g := range sc.ring[i:] {
+					out = append(out, g.frame)
+				}
+				return out
+			}
+		}
+	}
+	return [][]byte{h.snapshot(sc)}
+}
+
+func (h *Hub) snapshot(sc *scope) []byte {
+	if sc.snap == nil {
+		sc.snap = h.encodeSnapshot(sc)
+	}
+	return sc.snap
+}
+
+func (h *Hub) encodeSnapshot(sc *scope) []byte {
+	h.stat.snapshots.Add(1)
+	b, err := json.Marshal(protocol.Snapshot{Op: protocol.OpSnapshot, Scope: sc.name, Epoch: h.epoch, Seq: sc.seq, State: h.state.View(sc.name)})
+	if err != nil {
+		// A View is plain data; this cannot happen short of a bug.
+		panic("hub: encode snapshot: " + err.Error())
+	}
+	return b
+}
+
+func (h *Hub) remove(sub protocol.Subscriber) {
+	s := h.subs[sub]
+	if s == nil {
+		return
+	}
+	delete(h.subs, sub)
+	delete(s.scope.subs, sub)
+	s.scope.lastUsed = time.Now()
+	h.stat.subscribers.Store(int64(len(h.subs)))
+}
+
+func (h *Hub) closeAll() {
+	for sub := range h.subs {
+		h.remove(sub)
+		sub.Close(protocol.CodeGoingAway, "the server is shutting down")
+	}
+}
+
+func (h *Hub) checkpoint(final bool) {
+	h.lastCP = time.Now()
+	if h.cfg.Checkpoints == nil || h.dirty || h.state.Seq() == h.cpSeq {
+		return
+	}
+	b, err := h.state.MarshalCheckpoint()
+	if err == nil {
+		err = h.cfg.Checkpoints.Save(h.epoch, b, final)
+	}
+	if err != nil {
+		h.stat.checkpointErrors.Add(1)
+		h.log.Error("checkpoint failed", "event", "hub.checkpoint.failed", "err", err.Error())
+		return
+	}
+	h.cpSeq = h.state.Seq()
+	h.stat.checkpoints.Add(1)
+}
+
+// call sends r to the hub goroutine and waits for its reply.
+func (h *Hub) call(ctx context.Context, r request) (reply, error) {
+	r.reply = make(chan reply, 1)
+	select {
+	case h.reqs <- r:
+	case <-ctx.Done():
+		return reply{}, ctx.Err()
+	case <-h.done:
+		return reply{}, ErrClosed
+	}
+	select {
+	case rep := <-r.reply:
+		return rep, rep.err
+	case <-ctx.Done():
+		return reply{}, ctx.Err()
+	case <-h.done:
+		return reply{}, ErrClosed
+	}
+}
+
+// Subscribe registers sub for req.Scope. The hub then sends it a snapshot,
+// or the diffs since req.Resume, and every later diff of the scope. The
+// caller has authorized the scope.
+func (h *Hub) Subscribe(ctx context.Context, sub protocol.Subscriber, req protocol.Subscribe) error {
+	_, err := h.call(ctx, request{kind: reqSubscribe, sub: sub, req: req})
+	return err
+}
+
+// Unsubscribe removes sub. It does not wait for the hub.
+func (h *Hub) Unsubscribe(sub protocol.Subscriber) {
+	select {
+	case h.reqs <- request{kind: reqUnsubscribe, sub: sub}:
+	case <-h.done:
+	}
+}
+
+// Snapshot returns an encoded snapshot frame of scope.
+func (h *Hub) Snapshot(ctx context.Context, scope string) ([]byte, error) {
+	rep, err := h.call(ctx, request{kind: reqSnapshot, req: protocol.Subscribe{Scope: scope}})
+	return rep.frame, err
+}
+
+// View returns the state of scope and the seq it stands at.
+func (h *Hub) View(ctx context.Context, scope string) (fleet.View, uint64, error) {
+	rep, err := h.call(ctx, request{kind: reqView, req: protocol.Subscribe{Scope: scope}})
+	return rep.view, rep.seq, err
+}
+
+// Ready returns nil once the hub has folded the stream up to where it
+// stood when the hub started.
+func (h *Hub) Ready() error {
+	if h.stat.ready.Load() {
+		select {
+		case <-h.done:
+			return ErrClosed
+		default:
+			return nil
+		}
+	}
+	if e, _ := h.stat.runErr.Load().(string); e != "" {
+		return errors.New(e)
+	}
+	return fmt.Errorf("catching up with the stream: at seq %d", h.stat.seq.Load())
+}
+
+// Done is closed when Run has returned.
+func (h *Hub) Done() <-chan struct{} { return h.done }

@@ -1,0 +1,73 @@
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sagewai/observatory/fleet"
+)
+
+// Publisher writes events to the FLEET and AUDIT streams. It is safe for
+// concurrent use.
+type Publisher struct {
+	js jetstream.JetStream
+}
+
+// NewPublisher returns a publisher on js.
+func NewPublisher(js jetstream.JetStream) *Publisher { return &Publisher{js: js} }
+
+// Publish validates ev and writes it to FLEET on fleet.<project>.<type>,
+// with the event id as the dedupe key. It returns the stream sequence.
+func (p *Publisher) Publish(ctx context.Context, ev fleet.Event) (uint64, error) {
+	if err := ev.Validate(); err != nil {
+		return 0, fmt.Errorf("publish %s: %w", ev.Type, err)
+	}
+	return p.publish(ctx, fleet.Subject(ev), ev)
+}
+
+// Audit writes ev to AUDIT on audit.<project>.<type>. Events that change
+// what the HUD shows (budget.*) go on FLEET too, so the fold sees them.
+func (p *Publisher) Audit(ctx context.Context, ev fleet.Event) error {
+	if err := ev.Validate(); err != nil {
+		return fmt.Errorf("audit %s: %w", ev.Type, err)
+	}
+	if _, err := p.publish(ctx, "audit."+ev.ProjectID+"."+ev.Type, ev); err != nil {
+		return err
+	}
+	if strings.HasPrefix(ev.Type, "budget.") {
+		if _, err := p.publish(ctx, fleet.Subject(ev), ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Publisher) publish(ctx context.Context, subject string, ev fleet.Event) (uint64, error) {
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return 0, fmt.Errorf("publish %s: %w", subject, err)
+	}
+	ack, err := p.js.Publish(ctx, subject, body, jetstream.WithMsgID(ev.ID))
+	if err != nil {
+		return 0, fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return ack.Sequence, nil
+}
+
+// PublishRaw writes body as it is to subject, for tools and tests that must
+// send what a broken worker would.
+func (p *Publisher) PublishRaw(ctx context.Context, subject string, body []byte, msgID string) (uint64, error) {
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	ack, err := p.js.Publish(ctx, subject, body, opts...)
+	if err != nil {
+		return 0, fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return ack.Sequence, nil
+}
