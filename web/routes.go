@@ -1,0 +1,124 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/web/auth"
+)
+
+// decodeJSON decodes the request body into v: 413 past MaxBodyBytes, 400
+// for anything that is not one JSON value of v's shape.
+func decodeJSON(c echo.Context, v any) error {
+	dec := json.NewDecoder(c.Request().Body)
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("trailing data after the JSON value")
+	}
+	if err == nil {
+		return nil
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return err
+	}
+	if errors.Is(err, io.EOF) {
+		return errorf(CodeBadRequest, "a JSON body is required")
+	}
+	return errorf(CodeBadRequest, "bad JSON body: %v", err)
+}
+
+type loginRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// tokenResponse answers a login (and later, token creation).
+type tokenResponse struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// login is POST /api/v1/auth/login: {username,password} → {token,expires_at}.
+// Failures count against the user name and the client address; past the
+// limit the answer is 429 without looking at the password.
+func (s *Server) login(c echo.Context) error {
+	var req loginRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if !auth.ValidSubject(req.Username) || req.Password == "" {
+		return errorf(CodeBadRequest, "username and password are required")
+	}
+	ctx := c.Request().Context()
+	addr := c.RealIP()
+	a, wait, ok := s.limiter.Attempt(s.cfg.Now(), "user:"+req.Username, "addr:"+addr)
+	if !ok {
+		secs := int(math.Ceil(wait.Seconds()))
+		c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
+		s.publishAudit(ctx, fleet.TypeLoginFailed, projectGlobal, req.Username, map[string]string{"addr": addr, "reason": "too_many_attempts"})
+		return &Error{
+			Code:    CodeTooManyAttempts,
+			Message: "too many failed logins; retry later",
+			Details: map[string]any{"retry_after_seconds": secs},
+		}
+	}
+	usr, err := s.users.Authenticate(req.Username, req.Password)
+	if err != nil {
+		s.publishAudit(ctx, fleet.TypeLoginFailed, projectGlobal, req.Username, map[string]string{"addr": addr, "reason": "bad_credentials"})
+		return errorf(CodeUnauthorized, "bad username or password")
+	}
+	s.limiter.Forgive(a)
+	s.limiter.Reset("user:" + req.Username)
+	tok, exp, err := s.issue(usr.Name, usr.Role, usr.Project, auth.KindSession, s.cfg.TokenTTL)
+	if err != nil {
+		return err
+	}
+	s.publishAudit(ctx, fleet.TypeLoginSucceeded, projectGlobal, usr.Name, map[string]string{"addr": addr})
+	return c.JSON(http.StatusOK, tokenResponse{Token: tok, ExpiresAt: exp})
+}
+
+// fleet is GET /api/v1/fleet?scope=X: the snapshot frame /ws would send
+// first, for pollers.
+func (s *Server) fleet(c echo.Context) error {
+	ctx := c.Request().Context()
+	scope, err := s.authorizeScope(ctx, claimsOf(c), c.QueryParam("scope"), routeOf(c))
+	if err != nil {
+		return err
+	}
+	setProject(c, scope)
+	frame, err := s.hub.Snapshot(ctx, scope)
+	if err != nil {
+		return &Error{Code: CodeUnavailable, Message: "fleet state unavailable", Err: err}
+	}
+	return c.JSONBlob(http.StatusOK, frame)
+}
+
+// healthz answers 200 while the process serves.
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz answers 200 once the hub has caught up, 503 before that and while
+// shutting down. Its 503 is written here, not returned, so that the error
+// handler does not log it: probes are never logged.
+func (s *Server) readyz(c echo.Context) error {
+	msg := ""
+	if s.shuttingDown() {
+		msg = "shutting down"
+	} else if err := s.hub.Ready(); err != nil {
+		msg = "not ready: " + err.Error()
+	}
+	if msg != "" {
+		return c.JSON(StatusOf(CodeUnavailable), errorBody{Error: errorPayload{Code: CodeUnavailable, Message: msg}})
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}

@@ -1,0 +1,296 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/protocol"
+	"github.com/sagewai/observatory/web/auth"
+)
+
+// Hub is the fleet stream: the only source of frames.
+type Hub interface {
+	// Subscribe registers sub for req.Scope; the hub then Sends it the
+	// snapshot (or the diffs since req.Resume) and every later diff. For one
+	// subscriber, the hub handles Unsubscribe and Subscribe in call order.
+	Subscribe(ctx context.Context, sub protocol.Subscriber, req protocol.Subscribe) error
+	// Unsubscribe removes sub; unknown (or already closed) subscribers are
+	// ignored.
+	Unsubscribe(sub protocol.Subscriber)
+	// Snapshot returns an encoded protocol.Snapshot frame of scope.
+	Snapshot(ctx context.Context, scope string) ([]byte, error)
+	// Ready reports nil once the hub has caught up with the stream.
+	Ready() error
+}
+
+// Auditor publishes security and business events to the AUDIT stream.
+type Auditor interface {
+	Audit(ctx context.Context, ev fleet.Event) error
+}
+
+// SessionCookie is the name of the HUD's session cookie (HttpOnly,
+// SameSite=Lax), which carries a session token.
+const SessionCookie = "observatory_session"
+
+// Token lifetimes.
+const (
+	DefaultTokenTTL      = 12 * time.Hour
+	DefaultEmbedTokenTTL = 15 * time.Minute
+	MaxEmbedTokenTTL     = time.Hour
+)
+
+// Config configures a Server. Zero values mean the defaults given.
+type Config struct {
+	// AllowedOrigins lists the Origin patterns a browser may open /ws from,
+	// besides the server's own host (always allowed). A pattern is matched
+	// with path.Match against the origin's host, or against scheme://host if
+	// the pattern contains "://".
+	AllowedOrigins []string
+	// AdminUser and AdminPassword are the admin login ("admin", "admin").
+	AdminUser     string
+	AdminPassword string
+	// SigningKey signs tokens: at least 32 bytes of secret, required. Every
+	// replica behind one load balancer needs the same key.
+	SigningKey []byte
+	// TokenTTL is how long a login session lasts (12 h).
+	TokenTTL time.Duration
+	// Logger receives the access log and errors (slog.Default()); give it a
+	// JSON handler.
+	Logger *slog.Logger
+	// Now is the clock for tokens and login slow-down (time.Now).
+	Now func() time.Time
+	// MaxBodyBytes bounds request bodies (1 MiB); larger ones get 413.
+	MaxBodyBytes int64
+	// BcryptCost hashes passwords (bcrypt.DefaultCost).
+	BcryptCost int
+	// TrustProxyHeaders takes the client address from X-Forwarded-For when
+	// the request comes from a loopback or private address (a load
+	// balancer); otherwise the peer address is the client.
+	TrustProxyHeaders bool
+	// Login slow-down: after LoginMaxFailures (5) failed logins within
+	// LoginWindow (15 min) for one user name, or from one client address,
+	// logins are refused for LoginLockout (30 s), doubling with each further
+	// failure up to LoginMaxLockout (15 min).
+	LoginMaxFailures int
+	LoginWindow      time.Duration
+	LoginLockout     time.Duration
+	LoginMaxLockout  time.Duration
+	// SubscribeTimeout is how long a /ws client has to send its first
+	// subscribe frame (5 s).
+	SubscribeTimeout time.Duration
+	// CloseTimeout bounds closing a /ws connection: sending its error frame
+	// and the close handshake (5 s). A connection still stuck after that is
+	// cut.
+	CloseTimeout time.Duration
+}
+
+func (cfg *Config) setDefaults() {
+	if cfg.AdminUser == "" {
+		cfg.AdminUser = "admin"
+	}
+	if cfg.AdminPassword == "" {
+		cfg.AdminPassword = "admin"
+	}
+	if cfg.TokenTTL <= 0 {
+		cfg.TokenTTL = DefaultTokenTTL
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.SubscribeTimeout <= 0 {
+		cfg.SubscribeTimeout = 5 * time.Second
+	}
+	if cfg.CloseTimeout <= 0 {
+		cfg.CloseTimeout = 5 * time.Second
+	}
+}
+
+// Server is Observatory's HTTP server: the routes, auth, tenant checks and
+// the /ws connections. Serve its Handler with an http.Server; call Shutdown
+// to end the /ws connections, which http.Server.Shutdown does not track.
+type Server struct {
+	cfg     Config
+	hub     Hub
+	audit   Auditor
+	log     *slog.Logger
+	signer  *auth.Signer
+	users   *auth.Users
+	limiter *auth.Limiter
+	echo    *echo.Echo
+
+	// ctx is the parent of every /ws connection's context; cancel cuts them.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// connsMu guards conns and closing; connsWG counts the connections.
+	connsMu sync.Mutex
+	conns   map[*conn]struct{}
+	closing bool
+	connsWG sync.WaitGroup
+}
+
+// New returns a Server reading frames from hub and publishing audit events
+// to audit.
+func New(cfg Config, hub Hub, audit Auditor) (*Server, error) {
+	if hub == nil || audit == nil {
+		return nil, errors.New("web: new: a hub and an auditor are required")
+	}
+	cfg.setDefaults()
+	for _, p := range cfg.AllowedOrigins {
+		if _, err := path.Match(p, ""); err != nil {
+			return nil, fmt.Errorf("web: new: origin pattern %q: %w", p, err)
+		}
+	}
+	signer, err := auth.NewSigner(cfg.SigningKey)
+	if err != nil {
+		return nil, fmt.Errorf("web: new: %w", err)
+	}
+	users, err := auth.NewUsers(cfg.BcryptCost)
+	if err != nil {
+		return nil, fmt.Errorf("web: new: %w", err)
+	}
+	if err := users.Add(cfg.AdminUser, cfg.AdminPassword, auth.RoleAdmin, ""); err != nil {
+		return nil, fmt.Errorf("web: new: %w", err)
+	}
+	s := &Server{
+		cfg:     cfg,
+		hub:     hub,
+		audit:   audit,
+		log:     cfg.Logger,
+		signer:  signer,
+		users:   users,
+		limiter: auth.NewLimiter(cfg.LoginMaxFailures, cfg.LoginWindow, cfg.LoginLockout, cfg.LoginMaxLockout),
+		conns:   map[*conn]struct{}{},
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.echo = s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.Logger.SetOutput(slogWriter{s.log})
+	e.HTTPErrorHandler = s.handleError
+	if s.cfg.TrustProxyHeaders {
+		e.IPExtractor = echo.ExtractIPFromXFFHeader()
+	} else {
+		e.IPExtractor = echo.ExtractIPDirect()
+	}
+	e.Use(s.accessLog, s.recoverPanic(), securityHeaders, s.limitBody)
+
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	e.GET("/ws", s.serveWS)
+
+	api := e.Group("/api/v1")
+	api.POST("/auth/login", s.login, noStore)
+	api.GET("/fleet", s.fleet, noStore, s.requireAuth)
+	return e
+}
+
+// Handler returns the server's http.Handler (the echo instance).
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Shutdown closes every /ws connection with 1001 (going away) and waits for
+// them to end, cutting those still open when ctx ends. New connections are
+// refused from the start, and /readyz reports 503.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.connsMu.Lock()
+	s.closing = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.connsMu.Unlock()
+	for _, c := range conns {
+		c.shutdown()
+	}
+	done := make(chan struct{})
+	go func() {
+		s.connsWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+		s.cancel()
+		<-done
+		return fmt.Errorf("web: shutdown: %w", ctx.Err())
+	}
+}
+
+func (s *Server) shuttingDown() bool {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	return s.closing
+}
+
+// IssueToken mints an API token of role (auth.RoleAdmin, or
+// auth.RoleProject with project) valid for ttl (TokenTTL when ttl <= 0).
+func (s *Server) IssueToken(role, project string, ttl time.Duration) (token string, expires time.Time, err error) {
+	if ttl <= 0 {
+		ttl = s.cfg.TokenTTL
+	}
+	return s.issue(subjectFor("api", role, project), role, project, auth.KindAPI, ttl)
+}
+
+// IssueEmbedToken mints a read-only embed token, the only kind accepted in
+// a URL (?embed_token=), and only on GET routes and /ws. ttl defaults to
+// DefaultEmbedTokenTTL and may not exceed MaxEmbedTokenTTL.
+func (s *Server) IssueEmbedToken(role, project string, ttl time.Duration) (token string, expires time.Time, err error) {
+	if ttl <= 0 {
+		ttl = DefaultEmbedTokenTTL
+	}
+	if ttl > MaxEmbedTokenTTL {
+		return "", time.Time{}, fmt.Errorf("web: issue embed token: ttl %s exceeds %s", ttl, MaxEmbedTokenTTL)
+	}
+	return s.issue(subjectFor("embed", role, project), role, project, auth.KindEmbed, ttl)
+}
+
+func subjectFor(kind, role, project string) string {
+	if role == auth.RoleAdmin {
+		return kind + ":admin"
+	}
+	return kind + ":" + project
+}
+
+func (s *Server) issue(subject, role, project, kind string, ttl time.Duration) (string, time.Time, error) {
+	now := s.cfg.Now().UTC().Truncate(time.Second) // tokens carry whole seconds
+	exp := now.Add(ttl)
+	tok, err := s.signer.Sign(auth.Claims{
+		Subject: subject, Role: role, Project: project, Kind: kind,
+		IssuedAt: now, ExpiresAt: exp,
+	})
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("web: issue token: %w", err)
+	}
+	return tok, exp, nil
+}
+
+// slogWriter forwards echo's own log lines (rare: "response already
+// committed") to the server's logger.
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.log.Warn("echo", "event", "http.echo", "line", strings.TrimSpace(string(p)))
+	return len(p), nil
+}

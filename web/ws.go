@@ -1,0 +1,375 @@
+package web
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/labstack/echo/v4"
+
+	"github.com/sagewai/observatory/protocol"
+)
+
+// queueSize is how many frames a connection holds for its writer.
+const queueSize = 32
+
+// readLimit bounds a client message; DecodeSubscribe refuses anything over
+// protocol.MaxClientFrame with 4400, the library anything over readLimit
+// with 1009.
+const readLimit = 2 * protocol.MaxClientFrame
+
+// serveWS is GET /ws: DESIGN §5. The Origin is checked before the upgrade;
+// credentials are taken from the upgrade request and checked against each
+// subscribe frame.
+func (s *Server) serveWS(c echo.Context) error {
+	r := c.Request()
+	if !isUpgrade(r) {
+		return errorf(CodeBadRequest, "GET /ws needs a WebSocket upgrade")
+	}
+	if !originAllowed(r, s.cfg.AllowedOrigins) {
+		return errorf(CodeForbidden, "origin not allowed")
+	}
+	cred := credentialOf(r)
+	cn, err := s.openConn()
+	if err != nil {
+		return err
+	}
+	defer s.closeConn(cn)
+	ws, err := websocket.Accept(c.Response(), r, &websocket.AcceptOptions{
+		Subprotocols:   []string{protocol.Subprotocol},
+		OriginPatterns: s.cfg.AllowedOrigins,
+	})
+	if err != nil {
+		return nil // Accept has answered the handshake
+	}
+	cn.run(ws, cred)
+	setProject(c, cn.scope)
+	return nil
+}
+
+func isUpgrade(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+// originAllowed applies websocket.AcceptOptions' rule, so that a foreign
+// Origin gets the JSON 403 of every other error: no Origin (not a browser)
+// and the request's own host pass, else the origin must match a pattern.
+func originAllowed(r *http.Request, patterns []string) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, p := range patterns {
+		target := u.Host
+		if strings.Contains(p, "://") {
+			target = u.Scheme + "://" + u.Host
+		}
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(target)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) openConn() (*conn, error) {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	if s.closing {
+		return nil, errorf(CodeUnavailable, "the server is shutting down")
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	c := &conn{
+		s: s, ctx: ctx, cancel: cancel,
+		wake: make(chan struct{}, 1),
+		done: make(chan struct{}),
+	}
+	s.conns[c] = struct{}{}
+	s.connsWG.Add(1)
+	return c, nil
+}
+
+func (s *Server) closeConn(c *conn) {
+	c.cancel()
+	s.connsMu.Lock()
+	delete(s.conns, c)
+	s.connsMu.Unlock()
+	s.connsWG.Done()
+}
+
+// conn is one /ws connection and the hub's Subscriber for it. The handler
+// goroutine reads client frames; one writer goroutine writes the queued
+// frames in order. The hub's Send, Reset and Close only touch the queue
+// under mu and never block.
+type conn struct {
+	s      *Server
+	ws     *websocket.Conn
+	ctx    context.Context // ends the connection; cancelling it cuts the socket
+	cancel context.CancelFunc
+	wake   chan struct{} // capacity 1: the writer has something to do
+	done   chan struct{} // closed when the writer has returned
+
+	// Owned by the handler goroutine.
+	subscribed bool
+	scope      string
+
+	// mu guards the queue, the close request and its timer.
+	mu       sync.Mutex
+	queue    [queueSize][]byte
+	head, n  int
+	closing  *closeRequest
+	cutTimer *time.Timer
+}
+
+var _ protocol.Subscriber = (*conn)(nil)
+
+// closeRequest is how the writer ends the connection: an optional error
+// frame, then a close with status.
+type closeRequest struct {
+	frame  []byte
+	status websocket.StatusCode
+	reason string
+}
+
+// Send queues frame without blocking. It reports false, queueing nothing,
+// when the queue is full. Once the connection is closing, frames are
+// dropped (and Send reports true: there is nothing for the hub to do).
+func (c *conn) Send(frame []byte) bool {
+	c.mu.Lock()
+	if c.closing != nil {
+		c.mu.Unlock()
+		return true
+	}
+	if c.n == queueSize {
+		c.mu.Unlock()
+		return false
+	}
+	c.queue[(c.head+c.n)%queueSize] = frame
+	c.n++
+	c.mu.Unlock()
+	c.signal()
+	return true
+}
+
+// Reset drops every queued frame and queues frame (a fresh snapshot).
+func (c *conn) Reset(frame []byte) {
+	c.mu.Lock()
+	if c.closing != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.dropLocked()
+	c.queue[c.head] = frame
+	c.n = 1
+	c.mu.Unlock()
+	c.signal()
+}
+
+// Close makes the writer drop what is queued, send an error frame of code
+// and close with protocol.CloseCode(code).
+func (c *conn) Close(code, message string) {
+	c.closeWith(&closeRequest{
+		frame:  protocol.EncodeError(code, message),
+		status: websocket.StatusCode(protocol.CloseCode(code)),
+		reason: code,
+	})
+}
+
+// shutdown closes the connection with 1001 (going away), for Server.Shutdown.
+func (c *conn) shutdown() {
+	c.closeWith(&closeRequest{status: websocket.StatusGoingAway, reason: "server shutting down"})
+}
+
+// closeWith records the first close request and wakes the writer. If the
+// writer is stuck in a write, or the peer never answers the close, the
+// connection is cut after CloseTimeout.
+func (c *conn) closeWith(req *closeRequest) {
+	c.mu.Lock()
+	if c.closing != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.closing = req
+	c.dropLocked()
+	c.cutTimer = time.AfterFunc(c.s.cfg.CloseTimeout, c.cancel)
+	c.mu.Unlock()
+	c.signal()
+}
+
+func (c *conn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing != nil
+}
+
+// drop empties the queue (when switching scopes).
+func (c *conn) drop() {
+	c.mu.Lock()
+	c.dropLocked()
+	c.mu.Unlock()
+}
+
+func (c *conn) dropLocked() {
+	for ; c.n > 0; c.n-- {
+		c.queue[c.head] = nil
+		c.head = (c.head + 1) % queueSize
+	}
+	c.head = 0
+}
+
+func (c *conn) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// next pops the oldest queued frame or, once the queue is empty, returns
+// the close request if there is one.
+func (c *conn) next() ([]byte, *closeRequest) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == 0 {
+		return nil, c.closing
+	}
+	f := c.queue[c.head]
+	c.queue[c.head] = nil
+	c.head = (c.head + 1) % queueSize
+	c.n--
+	return f, nil
+}
+
+// writeLoop writes queued frames in order until the connection ends. Writes
+// take no per-frame context (a context per write costs allocations on the
+// hot path); a stuck write is aborted by cancelling c.ctx, which closes the
+// socket.
+func (c *conn) writeLoop() {
+	defer close(c.done)
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.wake:
+		}
+		for {
+			frame, req := c.next()
+			if req != nil {
+				if req.frame != nil {
+					_ = c.ws.Write(context.Background(), websocket.MessageText, req.frame)
+				}
+				_ = c.ws.Close(req.status, req.reason)
+				c.cancel()
+				return
+			}
+			if frame == nil {
+				break
+			}
+			if err := c.ws.Write(context.Background(), websocket.MessageText, frame); err != nil {
+				c.cancel()
+				return
+			}
+		}
+	}
+}
+
+// run serves the connection on the handler goroutine: it reads subscribe
+// frames until the connection ends, then unsubscribes and waits for the
+// writer.
+func (c *conn) run(ws *websocket.Conn, cred credential) {
+	c.ws = ws
+	stop := context.AfterFunc(c.ctx, func() { ws.CloseNow() })
+	defer stop()
+	ws.SetReadLimit(readLimit)
+	go c.writeLoop()
+	defer func() {
+		if c.subscribed {
+			c.s.hub.Unsubscribe(c)
+		}
+		if !c.isClosing() {
+			c.cancel() // the peer is gone: stop the writer now
+		}
+		<-c.done
+		c.mu.Lock()
+		if c.cutTimer != nil {
+			c.cutTimer.Stop()
+		}
+		c.mu.Unlock()
+	}()
+
+	if ws.Subprotocol() != protocol.Subprotocol {
+		c.Close(protocol.CodeBadRequest, "the "+protocol.Subprotocol+" subprotocol is required")
+		return
+	}
+	d := c.s.cfg.SubscribeTimeout
+	first := time.AfterFunc(d, func() {
+		c.Close(protocol.CodeBadRequest, fmt.Sprintf("no subscribe frame within %s", d))
+	})
+	defer first.Stop()
+	for {
+		typ, b, err := ws.Read(c.ctx)
+		if err != nil || c.isClosing() {
+			return
+		}
+		first.Stop()
+		if typ != websocket.MessageText {
+			c.Close(protocol.CodeBadRequest, "frames must be JSON text")
+			return
+		}
+		req, err := protocol.DecodeSubscribe(b)
+		if err != nil {
+			c.Close(protocol.CodeBadRequest, err.Error())
+			return
+		}
+		if !c.subscribe(req, cred) {
+			return
+		}
+	}
+}
+
+// subscribe checks the credential against req (again on every subscribe
+// frame: a scope switch gets the same checks as the first) and moves the
+// subscription to req.Scope.
+func (c *conn) subscribe(req protocol.Subscribe, cred credential) bool {
+	cl, err := c.s.authenticate(cred)
+	if err != nil {
+		c.Close(protocol.CodeUnauthorized, asError(err).Message)
+		return false
+	}
+	scope, err := c.s.authorizeScope(c.ctx, cl, req.Scope, "/ws")
+	if err != nil {
+		e := asError(err)
+		code := protocol.CodeForbidden
+		if e.Code == CodeBadRequest {
+			code = protocol.CodeBadRequest
+		}
+		c.Close(code, e.Message)
+		return false
+	}
+	if c.subscribed {
+		c.s.hub.Unsubscribe(c)
+		c.subscribed = false
+		c.drop() // nothing of the old scope may follow the new snapshot
+	}
+	c.scope = scope
+	if err := c.s.hub.Subscribe(c.ctx, c, req); err != nil {
+		if c.ctx.Err() == nil {
+			c.s.log.WarnContext(c.ctx, "hub subscribe failed", "event", "ws.subscribe_failed", "sagewai.project_id", projectOrGlobal(scope), "error", err.Error())
+		}
+		c.closeWith(&closeRequest{status: websocket.StatusTryAgainLater, reason: "hub unavailable"})
+		return false
+	}
+	c.subscribed = true
+	return true
+}
