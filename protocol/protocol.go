@@ -138,7 +138,9 @@ func EncodeError(code, message string) []byte {
 type Subscriber interface {
 	// Send queues frame; false means the queue is full and nothing was queued.
 	Send(frame []byte) bool
-	// Reset drops every queued frame and queues frame (a fresh snapshot) instead.
+	// Reset drops every queued frame and queues frame instead. The hub uses
+	// it for the first frame of every subscription and for a fresh snapshot
+	// to a subscriber that fell behind.
 	Reset(frame []byte)
 	// Close ends the subscription: the connection sends an error frame of
 	// code with message and closes with the matching close code.

@@ -422,8 +422,12 @@ func (h *Hub) subscribe(sub protocol.Subscriber, req protocol.Subscribe) error {
 	sc.subs[sub] = s
 	h.subs[sub] = s
 	h.stat.subscribers.Store(int64(len(h.subs)))
-	for _, f := range h.resumeFrames(sc, req.Resume) {
-		if !sub.Send(f) {
+	for i, f := range h.resumeFrames(sc, req.Resume) {
+		if i == 0 {
+			// Reset, not Send: whatever the connection still holds of a
+			// scope it left must not follow the new scope's first frame.
+			sub.Reset(f)
+		} else if !sub.Send(f) {
 			h.resync(s)
 			return nil
 		}
