@@ -1,0 +1,52 @@
+# Observatory's one test command is `make test`; .ci/run calls exactly that.
+# It needs Go (the version in go.mod), gcc (for -race) and, once later steps
+# add browser and metrics tests, apt for Chromium. Everything else it needs
+# it builds or installs itself (see deps).
+
+GO           ?= go
+GOFMT        ?= $(shell $(GO) env GOROOT)/bin/gofmt
+CACHE        ?= $(CURDIR)/.cache
+TEST_TIMEOUT ?= 15m
+
+# -race needs cgo.
+export CGO_ENABLED := 1
+
+.PHONY: test deps fmt-check vet unit build demo clean
+
+## test: what CI checks, in order: prerequisites, formatting, vet, the tests.
+test: deps fmt-check vet unit
+
+## deps: prerequisites of the tests beyond Go itself. Today it only checks
+## for gcc. Later steps add theirs here, each skipped when already present:
+##   - Chromium for the HUD browser tests, from apt:
+##       command -v chromium || (apt-get update && apt-get install -y chromium)
+##   - VictoriaMetrics, VictoriaLogs and vmalert, built from the Go module
+##     proxy into $(CACHE)/bin (about 4 min cold on 2 cores, then cached):
+##       GOBIN=$(CACHE)/bin $(GO) install github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@v1.151.0
+##       GOBIN=$(CACHE)/bin $(GO) install github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@v1.52.1
+##       GOBIN=$(CACHE)/bin $(GO) install github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert@v1.151.0
+deps: | $(CACHE)/bin
+	@command -v $${CC:-gcc} >/dev/null || { echo "go test -race needs a C compiler: apt-get install -y gcc" >&2; exit 1; }
+
+$(CACHE)/bin:
+	mkdir -p $@
+
+## fmt-check: fail if any Go file is not gofmt'ed (hidden directories skipped).
+fmt-check:
+	@out=$$(find . -path './.*' -prune -o -name node_modules -prune -o -name '*.go' -exec $(GOFMT) -l {} +); \
+	if [ -n "$$out" ]; then echo "gofmt -l lists files to format:" >&2; echo "$$out" >&2; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+build:
+	$(GO) build -o observatory ./cmd/observatory
+
+demo:
+	$(GO) run ./cmd/observatory demo
+
+clean:
+	rm -rf $(CACHE) observatory

@@ -1,0 +1,21 @@
+// Command observatory shows where an AI agent fleet's money and time go.
+// See README.md and docs/design.md.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "observatory:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+const usage = `usage: observatory <command> [flags]
+
+commands:
+  serve   run the server: embedded NATS, the fold, /ws, /api/v1
+  demo    serve plus a built-in synthetic mixed-tenant fleet
+  tail    print a scope's snapshot and diffs as JSON lines
+
+Run "observatory <command> -h" for a command's flags.
+`
+
+// run is the whole program; main only adds the signal context and exit code.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command")
+	}
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "serve":
+		err = serveCmd(ctx, rest, getenv, stdout, stderr, false)
+	case "demo":
+		err = serveCmd(ctx, rest, getenv, stdout, stderr, true)
+	case "tail":
+		err = tailCmd(ctx, rest, getenv, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+// envDefault returns the env twin of a flag, or def.
+func envDefault(getenv func(string) string, name, def string) string {
+	if v := strings.TrimSpace(getenv(name)); v != "" {
+		return v
+	}
+	return def
+}

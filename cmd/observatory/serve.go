@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/stream"
+	"github.com/sagewai/observatory/synth"
+	"github.com/sagewai/observatory/web"
+)
+
+type serveConfig struct {
+	addr           string
+	dataDir        string
+	natsListen     string
+	natsURL        string
+	origins        string
+	adminPassword  string
+	tick           time.Duration
+	fleetMaxAge    time.Duration
+	syncAlways     bool
+	logLevel       string
+	demoWorkers    int
+	demoMissionGap time.Duration
+}
+
+func serveFlags(name string, getenv func(string) string, stderr io.Writer, demo bool) (*flag.FlagSet, *serveConfig) {
+	c := &serveConfig{}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	env := func(k, def string) string { return envDefault(getenv, k, def) }
+	fs.StringVar(&c.addr, "addr", env("OBSERVATORY_ADDR", ":3001"), "HTTP listen address (env OBSERVATORY_ADDR)")
+	fs.StringVar(&c.dataDir, "data-dir", env("OBSERVATORY_DATA_DIR", "./data"), "where the embedded NATS and checkpoints live (env OBSERVATORY_DATA_DIR)")
+	fs.StringVar(&c.natsListen, "nats-listen", env("OBSERVATORY_NATS_LISTEN", stream.DefaultListen), "embedded NATS listen address (env OBSERVATORY_NATS_LISTEN)")
+	fs.StringVar(&c.natsURL, "nats-url", env("OBSERVATORY_NATS_URL", ""), "use this NATS instead of embedding one (env OBSERVATORY_NATS_URL)")
+	fs.StringVar(&c.origins, "allowed-origins", env("OBSERVATORY_ALLOWED_ORIGINS", ""), "comma-separated Origin patterns allowed on /ws besides the same host (env OBSERVATORY_ALLOWED_ORIGINS)")
+	fs.StringVar(&c.adminPassword, "admin-password", env("OBSERVATORY_ADMIN_PASSWORD", "admin"), "password of the admin user (env OBSERVATORY_ADMIN_PASSWORD)")
+	fs.DurationVar(&c.tick, "tick", envDuration(getenv, "OBSERVATORY_TICK", 100*time.Millisecond), "how often diffs are sent (env OBSERVATORY_TICK)")
+	fs.DurationVar(&c.fleetMaxAge, "fleet-max-age", envDuration(getenv, "OBSERVATORY_FLEET_MAX_AGE", stream.FleetMaxAge), "how long FLEET keeps events (env OBSERVATORY_FLEET_MAX_AGE)")
+	fs.BoolVar(&c.syncAlways, "nats-sync-always", env("OBSERVATORY_NATS_SYNC_ALWAYS", "") == "true", "fsync every JetStream write before acknowledging it (env OBSERVATORY_NATS_SYNC_ALWAYS=true)")
+	fs.StringVar(&c.logLevel, "log-level", env("OBSERVATORY_LOG_LEVEL", "info"), "debug, info, warn or error (env OBSERVATORY_LOG_LEVEL)")
+	if demo {
+		fs.IntVar(&c.demoWorkers, "workers", 6, "synthetic workers")
+		fs.DurationVar(&c.demoMissionGap, "mission-every", synth.DefaultMissionEvery, "time between synthetic missions")
+	}
+	return fs, c
+}
+
+func envDuration(getenv func(string) string, name string, def time.Duration) time.Duration {
+	if v := strings.TrimSpace(getenv(name)); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}
+
+// serveCmd runs `observatory serve`, or `observatory demo` with the
+// synthetic fleet publishing into the same stream.
+func serveCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, demo bool) error {
+	name := "serve"
+	if demo {
+		name = "demo"
+	}
+	fs, c := serveFlags(name, getenv, stderr, demo)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected arguments %q", name, fs.Args())
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return fmt.Errorf("%s: --log-level: %w", name, err)
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	var ns *server.Server
+	if c.natsURL == "" {
+		var err error
+		ns, err = stream.StartServer(stream.ServerConfig{StoreDir: c.dataDir, Listen: c.natsListen, SyncAlways: c.syncAlways})
+		if err != nil {
+			return err
+		}
+		defer ns.Shutdown()
+	}
+	nc, err := stream.Connect(c.natsURL, ns, "observatory-"+name)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	setupCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := stream.EnsureStreams(setupCtx, js, stream.StreamsConfig{FleetMaxAge: c.fleetMaxAge}); err != nil {
+		return err
+	}
+	key, err := signingKey(setupCtx, js)
+	if err != nil {
+		return err
+	}
+	pub := stream.NewPublisher(js)
+	hub := stream.NewHub(js, stream.HubConfig{
+		Tick:        c.tick,
+		Checkpoints: stream.NewCheckpoints(filepath.Join(c.dataDir, "checkpoints")),
+		Logger:      log,
+	})
+	srv, err := web.New(web.Config{
+		AllowedOrigins: splitList(c.origins),
+		AdminPassword:  c.adminPassword,
+		SigningKey:     key,
+		Logger:         log,
+	}, hub, pub)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return fmt.Errorf("%s: listen %s: %w", name, c.addr, err)
+	}
+	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return hub.Run(gctx) })
+	g.Go(func() error {
+		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		// The sockets first (http.Server does not track hijacked ones), then HTTP.
+		wsErr := srv.Shutdown(shutCtx)
+		return errors.Join(wsErr, httpSrv.Shutdown(shutCtx))
+	})
+	if demo {
+		fl := synth.New(synth.Config{Workers: c.demoWorkers, MissionEvery: c.demoMissionGap}, func(ctx context.Context, ev fleet.Event) error {
+			_, err := pub.Publish(ctx, ev)
+			return err
+		})
+		g.Go(func() error { return fl.Run(gctx) })
+	}
+	printBanner(stdout, name, ln.Addr(), c, ns)
+
+	err = g.Wait()
+	drain(nc)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	fmt.Fprintf(stdout, "observatory %s stopped at seq %d\n", name, hub.Stats().Seq)
+	return nil
+}
+
+func printBanner(w io.Writer, name string, addr net.Addr, c *serveConfig, ns *server.Server) {
+	base := "http://" + displayAddr(addr)
+	fmt.Fprintf(w, "observatory %s: serving %s\n", name, base)
+	fmt.Fprintf(w, "  live stream  %s/ws (subprotocol observatory.v1)\n", strings.Replace(base, "http", "ws", 1))
+	fmt.Fprintf(w, "  fleet API    %s/api/v1/fleet\n", base)
+	if c.adminPassword == "admin" {
+		fmt.Fprintf(w, "  login        admin / admin (dev default; set --admin-password or OBSERVATORY_ADMIN_PASSWORD)\n")
+	} else {
+		fmt.Fprintf(w, "  login        admin / (the password you set)\n")
+	}
+	if ns != nil {
+		fmt.Fprintf(w, "  NATS         %s (embedded, data in %s)\n", ns.ClientURL(), c.dataDir)
+	} else {
+		fmt.Fprintf(w, "  NATS         %s\n", c.natsURL)
+	}
+	fmt.Fprintf(w, "  follow it    go run ./cmd/observatory tail --url %s/ws\n", strings.Replace(base, "http", "ws", 1))
+}
+
+// displayAddr turns a wildcard listen address into one a browser can open.
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func drain(nc *nats.Conn) {
+	done := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(done) })
+	if err := nc.Drain(); err != nil {
+		return
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+}
+
+// signingKey returns the key that signs tokens, shared by every replica
+// through a KV bucket and created once.
+func signingKey(ctx context.Context, js jetstream.JetStream) ([]byte, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "OBSERVATORY_CREDENTIALS", Storage: jetstream.FileStorage, History: 1})
+	if err != nil {
+		return nil, fmt.Errorf("credentials bucket: %w", err)
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("signing key: %w", err)
+	}
+	if _, err := kv.Create(ctx, "signing-key", key); err == nil {
+		return key, nil
+	} else if !errors.Is(err, jetstream.ErrKeyExists) {
+		return nil, fmt.Errorf("signing key: %w", err)
+	}
+	e, err := kv.Get(ctx, "signing-key")
+	if err != nil {
+		return nil, fmt.Errorf("signing key: %w", err)
+	}
+	return e.Value(), nil
+}

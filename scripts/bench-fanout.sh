@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Fan-out benchmark of /ws (docs/performance.md): the server pinned to core 0
+# with GOMAXPROCS=1, the load generator (tools/fanoutbench) pinned to core 1.
+# Usage: scripts/bench-fanout.sh [subscriber counts...]   (default 1000 5000 10000)
+# Env: RATE (events/s, 1000), DURATION (20s), SCOPE (projects or "*"), PROJECTS (10)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+counts=("$@")
+[ ${#counts[@]} -gt 0 ] || counts=(1000 5000 10000)
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+go build -o "$out/observatory" ./cmd/observatory
+go build -o "$out/fanoutbench" ./tools/fanoutbench
+ulimit -n 65536 || true
+for n in "${counts[@]}"; do
+  data="$out/data-$n"
+  GOMAXPROCS=1 taskset -c 0 "$out/observatory" serve --addr 127.0.0.1:3901 --nats-listen 127.0.0.1:4901 \
+    --data-dir "$data" --log-level warn >"$out/serve-$n.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do curl -fs http://127.0.0.1:3901/readyz >/dev/null 2>&1 && break; sleep 0.1; done
+  GOMAXPROCS=1 taskset -c 1 "$out/fanoutbench" --url http://127.0.0.1:3901 --nats nats://127.0.0.1:4901 \
+    --pid "$pid" --subs "$n" --rate "${RATE:-1000}" --duration "${DURATION:-20s}" \
+    --scope "${SCOPE:-projects}" --projects "${PROJECTS:-10}"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+done

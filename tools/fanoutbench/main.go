@@ -1,0 +1,448 @@
+// Command fanoutbench measures /ws fan-out against a running observatory:
+// N subscribers over real WebSockets on loopback, events published to its
+// NATS at a steady rate, and it reports frames delivered per second,
+// publish-to-receive latency, the server's CPU and its RSS per idle
+// subscriber (read from /proc/<pid>). scripts/bench-fanout.sh pins the
+// server and this tool to different cores and runs the sizes of
+// docs/performance.md.
+//
+// Most subscribers are minimal WebSocket clients that count and discard
+// frames, so that the load generator itself stays cheap; a sample of probe
+// subscribers decodes every frame and times each ticker entry against the
+// time its event was published.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sagewai/observatory/fleet"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fanoutbench:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	base      string
+	natsURL   string
+	pid       int
+	subs      int
+	probes    int
+	projects  int
+	agents    int
+	rate      int
+	duration  time.Duration
+	settle    time.Duration
+	scopeMode string
+}
+
+type result struct {
+	Subscribers        int     `json:"subscribers"`
+	Projects           int     `json:"projects"`
+	Scope              string  `json:"scope"`
+	EventsPerSec       float64 `json:"events_per_sec"`
+	FramesPerSec       float64 `json:"frames_per_sec"`
+	MBPerSec           float64 `json:"mb_per_sec"`
+	Snapshots          int64   `json:"snapshots"`
+	LatencyP50ms       float64 `json:"latency_p50_ms"`
+	LatencyP99ms       float64 `json:"latency_p99_ms"`
+	LatencyMaxms       float64 `json:"latency_max_ms"`
+	LatencySamples     int     `json:"latency_samples"`
+	ServerCPUCores     float64 `json:"server_cpu_cores"`
+	ServerRSSIdleMB    float64 `json:"server_rss_idle_mb"`
+	ServerRSSSubsMB    float64 `json:"server_rss_with_subs_mb"`
+	RSSPerSubscriberKB float64 `json:"rss_per_idle_subscriber_kib"`
+	ServerRSSLoadMB    float64 `json:"server_rss_under_load_mb"`
+	Disconnects        int64   `json:"disconnects"`
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	var c config
+	fs := flag.NewFlagSet("fanoutbench", flag.ContinueOnError)
+	fs.StringVar(&c.base, "url", "http://127.0.0.1:3001", "observatory base URL")
+	fs.StringVar(&c.natsURL, "nats", "nats://127.0.0.1:4222", "observatory's NATS")
+	fs.IntVar(&c.pid, "pid", 0, "server pid, for CPU and RSS from /proc")
+	fs.IntVar(&c.subs, "subs", 1000, "subscribers")
+	fs.IntVar(&c.probes, "probes", 50, "subscribers that decode frames and time events")
+	fs.IntVar(&c.projects, "projects", 10, "projects the events spread over")
+	fs.IntVar(&c.agents, "agents", 100, "agents per project")
+	fs.IntVar(&c.rate, "rate", 1000, "events per second published")
+	fs.DurationVar(&c.duration, "duration", 20*time.Second, "measurement time")
+	fs.DurationVar(&c.settle, "settle", 3*time.Second, "time after connecting before measuring idle RSS")
+	fs.StringVar(&c.scopeMode, "scope", "projects", `"projects" (subscribers spread over the projects) or "*" (all on the whole fleet)`)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	u, err := url.Parse(c.base)
+	if err != nil {
+		return err
+	}
+	token, err := login(c.base)
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(c.natsURL)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	projects := make([]string, c.projects)
+	for i := range projects {
+		projects[i] = fmt.Sprintf("bench%02d", i)
+	}
+	// Seed the fleet so that snapshots have their real size.
+	if err := seed(ctx, js, projects, c.agents); err != nil {
+		return err
+	}
+
+	res := result{Subscribers: c.subs, Projects: c.projects, Scope: c.scopeMode}
+	time.Sleep(c.settle)
+	rssIdle := rssMB(c.pid)
+
+	st := &stats{}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	var dialErr atomic.Value
+	for i := range c.subs {
+		scope := "*"
+		if c.scopeMode == "projects" {
+			scope = projects[i%len(projects)]
+		}
+		probe := i < c.probes
+		sem <- struct{}{}
+		conn, br, err := dial(u.Host, token, scope)
+		<-sem
+		if err != nil {
+			return fmt.Errorf("subscriber %d: %w", i, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer conn.Close()
+			stopOnDone := context.AfterFunc(ctx, func() { conn.Close() })
+			defer stopOnDone()
+			if err := readFrames(br, probe, st); err != nil && ctx.Err() == nil {
+				st.disconnects.Add(1)
+				dialErr.Store(err.Error())
+			}
+		}()
+	}
+	time.Sleep(c.settle)
+	rssSubs := rssMB(c.pid)
+	res.ServerRSSIdleMB, res.ServerRSSSubsMB = rssIdle, rssSubs
+	if c.subs > 0 && rssSubs > 0 {
+		res.RSSPerSubscriberKB = (rssSubs - rssIdle) * 1024 / float64(c.subs)
+	}
+
+	// Measure under load.
+	st.reset()
+	cpu0 := cpuSeconds(c.pid)
+	t0 := time.Now()
+	published, err := publish(ctx, js, projects, c.agents, c.rate, c.duration)
+	if err != nil {
+		return err
+	}
+	elapsed := time.Since(t0).Seconds()
+	cpu1 := cpuSeconds(c.pid)
+	res.ServerRSSLoadMB = rssMB(c.pid)
+	time.Sleep(500 * time.Millisecond) // the frames of the last ticks
+	res.EventsPerSec = float64(published) / elapsed
+	res.FramesPerSec = float64(st.frames.Load()) / elapsed
+	res.MBPerSec = float64(st.bytes.Load()) / elapsed / 1e6
+	res.Snapshots = st.snapshots.Load()
+	if c.pid > 0 {
+		res.ServerCPUCores = (cpu1 - cpu0) / elapsed
+	}
+	lat := st.latencies()
+	res.LatencySamples = len(lat)
+	if len(lat) > 0 {
+		res.LatencyP50ms = pct(lat, 0.50)
+		res.LatencyP99ms = pct(lat, 0.99)
+		res.LatencyMaxms = lat[len(lat)-1]
+	}
+	res.Disconnects = st.disconnects.Load()
+	cancel()
+	wg.Wait()
+	b, _ := json.Marshal(res)
+	fmt.Fprintln(stdout, string(b))
+	if e, ok := dialErr.Load().(string); ok {
+		fmt.Fprintln(os.Stderr, "fanoutbench: a subscriber was disconnected:", e)
+	}
+	return nil
+}
+
+func login(base string) (string, error) {
+	body := strings.NewReader(`{"username":"admin","password":"admin"}`)
+	resp, err := http.Post(base+"/api/v1/auth/login", "application/json", body)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Token string `json:"token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Token == "" {
+		return "", fmt.Errorf("login: status %d", resp.StatusCode)
+	}
+	return out.Token, nil
+}
+
+// dial opens a WebSocket by hand (the HTTP upgrade, then one masked text
+// frame with the subscribe request) and returns the connection.
+func dial(host, token, scope string) (net.Conn, *bufio.Reader, error) {
+	conn, err := net.Dial("tcp", host)
+	if err != nil {
+		return nil, nil, err
+	}
+	key := make([]byte, 16)
+	rand.Read(key)
+	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: observatory.v1\r\n"+
+		"Authorization: Bearer %s\r\n\r\n", host, base64.StdEncoding.EncodeToString(key), token)
+	br := bufio.NewReaderSize(conn, 4096)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		conn.Close()
+		return nil, nil, fmt.Errorf("upgrade: %s", resp.Status)
+	}
+	payload := []byte(`{"op":"subscribe","scope":"` + scope + `"}`)
+	frame := []byte{0x81, 0x80 | byte(len(payload)), 1, 2, 3, 4}
+	for i, b := range payload {
+		frame = append(frame, b^frame[2+i%4])
+	}
+	if _, err := conn.Write(frame); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return conn, br, nil
+}
+
+type stats struct {
+	frames, bytes, snapshots, disconnects atomic.Int64
+	mu                                    sync.Mutex
+	lat                                   []float64
+}
+
+func (s *stats) reset() {
+	s.frames.Store(0)
+	s.bytes.Store(0)
+	s.snapshots.Store(0)
+	s.mu.Lock()
+	s.lat = s.lat[:0]
+	s.mu.Unlock()
+}
+
+func (s *stats) latencies() []float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := slices.Clone(s.lat)
+	slices.Sort(out)
+	return out
+}
+
+// readFrames reads server frames until the connection ends. Probes decode
+// each frame and time its ticker entries; the others discard the payload.
+func readFrames(br *bufio.Reader, probe bool, st *stats) error {
+	var hdr [8]byte
+	var buf []byte
+	for {
+		if _, err := io.ReadFull(br, hdr[:2]); err != nil {
+			return err
+		}
+		op := hdr[0] & 0x0f
+		n := uint64(hdr[1] & 0x7f)
+		switch n {
+		case 126:
+			if _, err := io.ReadFull(br, hdr[:2]); err != nil {
+				return err
+			}
+			n = uint64(binary.BigEndian.Uint16(hdr[:2]))
+		case 127:
+			if _, err := io.ReadFull(br, hdr[:8]); err != nil {
+				return err
+			}
+			n = binary.BigEndian.Uint64(hdr[:8])
+		}
+		if op == 0x8 {
+			return errors.New("server closed the connection")
+		}
+		recv := time.Now()
+		if !probe {
+			if _, err := br.Discard(int(n)); err != nil {
+				return err
+			}
+		} else {
+			buf = slices.Grow(buf[:0], int(n))[:n]
+			if _, err := io.ReadFull(br, buf); err != nil {
+				return err
+			}
+			observe(buf, recv, st)
+		}
+		st.frames.Add(1)
+		st.bytes.Add(int64(n))
+	}
+}
+
+func observe(frame []byte, recv time.Time, st *stats) {
+	var f struct {
+		Op     string `json:"op"`
+		Ticker []struct {
+			Text string `json:"text"`
+			ID   string `json:"id"`
+		} `json:"ticker"`
+	}
+	if json.Unmarshal(frame, &f) != nil {
+		return
+	}
+	if f.Op == "snapshot" {
+		st.snapshots.Add(1)
+		return
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, e := range f.Ticker {
+		// Event ids carry their publish time: b-<unix nanos>-<n>.
+		parts := strings.Split(e.ID, "-")
+		if len(parts) != 3 || parts[0] != "b" {
+			continue
+		}
+		ns, err := strconv.ParseInt(parts[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		st.lat = append(st.lat, float64(recv.UnixNano()-ns)/1e6)
+	}
+}
+
+func seed(ctx context.Context, js jetstream.JetStream, projects []string, agents int) error {
+	now := time.Now().UTC()
+	for _, p := range projects {
+		for a := range agents {
+			ev := fleet.Event{ID: fmt.Sprintf("seed-%s-%d-%d", p, a, now.UnixNano()), Type: fleet.TypeAgentCreated, Time: now, ProjectID: p,
+				AgentID: fmt.Sprintf("%s-agent-%03d", p, a),
+				Data:    json.RawMessage(`{"name":"bench agent","role":"worker","model":"claude-sonnet-4-5","tools":["search","code"],"skills":["triage"]}`)}
+			b, _ := json.Marshal(ev)
+			if _, err := js.PublishAsync(fleet.Subject(ev), b); err != nil {
+				return err
+			}
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// publish sends llm.call events at rate for d, spread over projects and
+// agents, each id carrying its publish time.
+func publish(ctx context.Context, js jetstream.JetStream, projects []string, agents, rate int, d time.Duration) (int, error) {
+	const batch = 10
+	interval := time.Second * batch / time.Duration(rate)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	end := time.Now().Add(d)
+	n := 0
+	var buf bytes.Buffer
+	for time.Now().Before(end) {
+		select {
+		case <-ctx.Done():
+			return n, ctx.Err()
+		case <-tick.C:
+		}
+		for range batch {
+			now := time.Now()
+			p := projects[n%len(projects)]
+			a := fmt.Sprintf("%s-agent-%03d", p, (n/len(projects))%agents)
+			buf.Reset()
+			fmt.Fprintf(&buf, `{"id":"b-%d-%d","type":"llm.call","time":%q,"project_id":%q,"agent_id":%q,"run_id":"r-%d","data":{"provider":"anthropic","model":"claude-sonnet-4-5","input_tokens":1200,"output_tokens":300,"cache_read_tokens":800,"latency_ms":900,"status":"ok"}}`,
+				now.UnixNano(), n, now.UTC().Format(time.RFC3339Nano), p, a, n%500)
+			if _, err := js.PublishAsync("fleet."+p+".llm.call", slices.Clone(buf.Bytes())); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	<-js.PublishAsyncComplete()
+	return n, nil
+}
+
+func pct(sorted []float64, p float64) float64 {
+	i := int(p * float64(len(sorted)-1))
+	return sorted[i]
+}
+
+// rssMB reads VmRSS of pid in MiB.
+func rssMB(pid int) float64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// cpuSeconds reads utime+stime of pid.
+func cpuSeconds(pid int) float64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	stt, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + stt) / 100 // USER_HZ
+}
