@@ -9,7 +9,7 @@ import (
 
 // checkpointVersion changes whenever the checkpoint layout does; an old
 // checkpoint is then ignored and the stream is folded from the start.
-const checkpointVersion = 1
+const checkpointVersion = 2
 
 // ErrCheckpointVersion is returned by RestoreState for a checkpoint written
 // by another layout version.

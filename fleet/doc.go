@@ -16,7 +16,8 @@
 // # Concurrency
 //
 // State is not safe for concurrent use: one goroutine owns it (stream.Hub).
-// Values returned by View and Delta share no mutable memory with the State
-// and may be handed to other goroutines. Pricing is immutable and safe to
-// share.
+// Values returned by View and Delta may share slices (tools, skills, recent
+// runs, pools) with the State, which never modifies a slice in place but
+// replaces it; so they may be handed to other goroutines and read there, and
+// must be treated as read-only. Pricing is immutable and safe to share.
 package fleet

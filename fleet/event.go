@@ -127,7 +127,7 @@ func DecodeEvent(subject string, body []byte) (Event, error) {
 	if err := dec.Decode(&ev); err != nil {
 		return Event{}, reject(ReasonBadJSON, "%v", err)
 	}
-	if dec.More() {
+	if len(bytes.TrimSpace(body[dec.InputOffset():])) > 0 {
 		return Event{}, reject(ReasonBadJSON, "trailing data after the event")
 	}
 	if err := ev.Validate(); err != nil {
@@ -159,19 +159,22 @@ func (ev *Event) Validate() error {
 	case ev.ProjectID == "":
 		return reject(ReasonMissingField, "project_id")
 	}
+	if y := ev.Time.UTC().Year(); y < 0 || y > 9999 {
+		return reject(ReasonBadField, "time %d is out of range", y)
+	}
 	if !ValidProjectID(ev.ProjectID) {
 		return reject(ReasonBadProject, "%q", ev.ProjectID)
 	}
 	if !validType(ev.Type) {
 		return reject(ReasonBadField, "type %q", ev.Type)
 	}
-	for name, v := range map[string]string{
-		"id": ev.ID, "team_id": ev.TeamID, "user_id": ev.UserID, "worker_id": ev.WorkerID,
-		"agent_id": ev.AgentID, "mission_id": ev.MissionID, "run_id": ev.RunID,
-		"trace_id": ev.TraceID, "span_id": ev.SpanID,
+	for _, f := range [...]struct{ name, v string }{
+		{"id", ev.ID}, {"team_id", ev.TeamID}, {"user_id", ev.UserID}, {"worker_id", ev.WorkerID},
+		{"agent_id", ev.AgentID}, {"mission_id", ev.MissionID}, {"run_id", ev.RunID},
+		{"trace_id", ev.TraceID}, {"span_id", ev.SpanID},
 	} {
-		if len(v) > maxIDLen || strings.ContainsAny(v, "\x00\n\r") {
-			return reject(ReasonBadField, "%s is too long or has control characters", name)
+		if len(f.v) > maxIDLen || strings.ContainsAny(f.v, "\x00\n\r") {
+			return reject(ReasonBadField, "%s is too long or has control characters", f.name)
 		}
 	}
 	if len(ev.Data) > 0 && ev.Data[0] != '{' && string(ev.Data) != "null" {

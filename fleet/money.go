@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -117,20 +118,25 @@ func ParseUSD(s string) (Micros, error) {
 	if roundUp {
 		v++
 	}
+	if v >= maxMicros {
+		return 0, fmt.Errorf("parse usd %q: out of range", s)
+	}
 	if neg {
 		v = -v
 	}
 	return Micros(v), nil
 }
 
-// MicrosFromFloat converts a dollar float, rounding to the nearest micro-dollar.
+// maxMicros bounds amounts to under a trillion dollars, so that every
+// amount read can be written back and read again.
+const maxMicros = 1_000_000_000_000 * MicrosPerUSD
+
+// MicrosFromFloat converts a dollar float, rounding half away from zero to
+// the nearest micro-dollar.
 func MicrosFromFloat(f float64) (Micros, error) {
-	if f != f || f > 1e12 || f < -1e12 {
+	v := math.Round(f * MicrosPerUSD)
+	if v != v || v >= maxMicros || v <= -maxMicros {
 		return 0, fmt.Errorf("usd %v out of range", f)
 	}
-	v := f * MicrosPerUSD
-	if v < 0 {
-		return Micros(v - 0.5), nil
-	}
-	return Micros(v + 0.5), nil
+	return Micros(v), nil
 }

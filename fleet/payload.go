@@ -175,6 +175,10 @@ func decodePayload(ev *Event) (any, error) {
 	return p, nil
 }
 
+// maxLatencyMS bounds the latency of one call (a week): the agent's latency
+// average must stay a finite number that JSON can carry.
+const maxLatencyMS = 7 * 24 * 3600 * 1000
+
 func checkPayload(p any) error {
 	switch v := p.(type) {
 	case *LLMCall:
@@ -185,12 +189,12 @@ func checkPayload(p any) error {
 			v.CacheReadTokens > MaxTokensPerKind || v.CacheWriteTokens > MaxTokensPerKind {
 			return reject(ReasonBadField, "token count above %d", MaxTokensPerKind)
 		}
-		if v.LatencyMS < 0 {
-			return reject(ReasonBadField, "negative latency")
+		if v.LatencyMS < 0 || v.LatencyMS > maxLatencyMS {
+			return reject(ReasonBadField, "latency out of range")
 		}
 	case *ToolCall:
-		if v.LatencyMS < 0 {
-			return reject(ReasonBadField, "negative latency")
+		if v.LatencyMS < 0 || v.LatencyMS > maxLatencyMS {
+			return reject(ReasonBadField, "latency out of range")
 		}
 	case *Outcome:
 		if v.DurationMS < 0 {

@@ -74,6 +74,7 @@ type projectRec struct {
 
 type openRun struct {
 	ID        string    `json:"id"`
+	ProjectID string    `json:"project_id"`
 	AgentID   string    `json:"agent_id"`
 	MissionID string    `json:"mission_id,omitempty"`
 	Model     string    `json:"model,omitempty"`
@@ -239,6 +240,7 @@ func (s *State) Apply(seq uint64, at time.Time, ev Event) Result {
 	case *AgentStateChange:
 		if a := s.agent(ev, at); a != nil {
 			a.State = d.State
+			s.touchAgent(a, ev.ProjectID) // the new state decides whether it is active
 			if d.State == AgentError {
 				level = "warn"
 			}
@@ -265,10 +267,12 @@ func (s *State) Apply(seq uint64, at time.Time, ev Event) Result {
 				text = "mission " + ev.MissionID + " claimed by " + ev.WorkerID
 			}
 		default:
-			res = Unknown
-			s.counts.Unknown++
-			p.UnknownEvents++
-			text = "unknown event " + ev.Type
+			if !Known(ev.Type) {
+				res = Unknown
+				s.counts.Unknown++
+				p.UnknownEvents++
+				text = "unknown event " + ev.Type
+			}
 		}
 	case *MissionProgress:
 		if m := s.mission(ev, t); m != nil {
@@ -448,11 +452,14 @@ func pct(spent, limit Micros) float64 {
 }
 
 func (s *State) finishMission(ev Event, p *projectRec, d *Outcome, t time.Time) string {
-	if ev.MissionID == "" || s.finished.has(ev.MissionID) {
+	m := s.missions[ev.MissionID]
+	if ev.MissionID == "" || s.finished.has(ev.MissionID) || m != nil && m.ProjectID != ev.ProjectID {
+		// Already finished, or another project's mission: tenants never
+		// finish each other's missions.
 		return "mission " + ev.MissionID + " " + ev.Type[len("mission."):]
 	}
 	s.finished.add(ev.MissionID)
-	if m := s.missions[ev.MissionID]; m != nil {
+	if m != nil {
 		delete(s.missions, ev.MissionID)
 		p.MissionsInFlight--
 		s.mark(collMissions, ev.MissionID, m.ProjectID)
@@ -467,10 +474,11 @@ func (s *State) finishMission(ev Event, p *projectRec, d *Outcome, t time.Time) 
 
 func (s *State) finishRun(ev Event, p *projectRec, d *Outcome, t time.Time) string {
 	r := s.runs[ev.RunID]
-	if r == nil {
-		r = &openRun{ID: ev.RunID, AgentID: ev.AgentID, MissionID: ev.MissionID}
+	if r == nil || r.ProjectID != ev.ProjectID {
+		r = &openRun{ID: ev.RunID, ProjectID: ev.ProjectID, AgentID: ev.AgentID, MissionID: ev.MissionID}
+	} else {
+		delete(s.runs, ev.RunID)
 	}
-	delete(s.runs, ev.RunID)
 	status := "completed"
 	if ev.Type == TypeRunFailed {
 		status = "failed"
@@ -482,7 +490,7 @@ func (s *State) finishRun(ev Event, p *projectRec, d *Outcome, t time.Time) stri
 			a.RunsFailed++
 		}
 		if a.RunID == ev.RunID {
-			a.RunID = ""
+			a.RunID, a.MissionID = "", ""
 			a.State = AgentIdle
 		}
 		runs := append([]RunSummary{sum}, a.RecentRuns...)
@@ -646,8 +654,13 @@ func (s *State) mission(ev Event, t time.Time) *Mission {
 
 func (s *State) openRun(ev Event, t time.Time) *openRun {
 	r := s.runs[ev.RunID]
+	if r != nil && r.ProjectID != ev.ProjectID {
+		// Another project's run with the same id: tenants never share a
+		// run, so this event's figures go to a run nobody keeps.
+		r = &openRun{ID: ev.RunID, ProjectID: ev.ProjectID, AgentID: ev.AgentID, MissionID: ev.MissionID}
+	}
 	if r == nil {
-		r = &openRun{ID: ev.RunID, AgentID: ev.AgentID, MissionID: ev.MissionID}
+		r = &openRun{ID: ev.RunID, ProjectID: ev.ProjectID, AgentID: ev.AgentID, MissionID: ev.MissionID}
 		s.runs[ev.RunID] = r
 		if evicted, ok := s.runOrder.push(ev.RunID); ok {
 			delete(s.runs, evicted)

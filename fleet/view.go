@@ -76,7 +76,9 @@ func (s *State) Delta(scope string, ch *Changes) Delta {
 		present, visible := s.entity(k, scope, &d.Set)
 		switch {
 		case present && visible:
-		case !present && inScope(scope, projects):
+		case inScope(scope, projects):
+			// Gone, or no longer in scope (a worker forgotten and seen again
+			// for other projects within one tick): the client drops it.
 			if d.Del == nil {
 				d.Del = make(map[string][]string)
 			}
@@ -132,7 +134,7 @@ func (s *State) entity(k entityKey, scope string, set *Set) (present, visible bo
 		if !inScope(scope, w.Projects) {
 			return true, false
 		}
-		put(&set.Workers, k.id, *w)
+		put(&set.Workers, k.id, workerIn(w, scope))
 	case collMissions:
 		m := s.missions[k.id]
 		if m == nil {
@@ -153,6 +155,16 @@ func (s *State) entity(k entityKey, scope string, set *Set) (present, visible bo
 		put(&set.Budgets, k.id, *b)
 	}
 	return true, true
+}
+
+// workerIn is w as scope sees it: a tenant sees only its own project in the
+// list of projects a shared worker serves.
+func workerIn(w *Worker, scope string) Worker {
+	c := *w
+	if scope != ScopeAll {
+		c.Projects = []string{scope}
+	}
+	return c
 }
 
 func put[T any](m *map[string]T, id string, v T) {
@@ -188,7 +200,8 @@ func (s *State) Posture(scope string) Posture {
 		ps.SpendToday += v.SpendToday
 		ps.SpendTotal += v.SpendTotal
 		ps.UnpricedCalls += v.UnpricedCalls
-		if v.Budget != nil {
+		// Spend today is measured against daily caps only.
+		if v.Budget != nil && v.Budget.Period == "daily" {
 			ps.BudgetLimit += v.Budget.LimitUSD
 		}
 	}
@@ -240,7 +253,7 @@ func (s *State) View(scope string) View {
 	}
 	for id, w := range s.workers {
 		if inScope(scope, w.Projects) {
-			v.Workers[id] = *w
+			v.Workers[id] = workerIn(w, scope)
 		}
 	}
 	for id, m := range s.missions {
