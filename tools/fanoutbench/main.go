@@ -79,6 +79,9 @@ type result struct {
 	LatencyMaxms       float64 `json:"latency_max_ms"`
 	LatencySamples     int     `json:"latency_samples"`
 	ServerCPUCores     float64 `json:"server_cpu_cores"`
+	LoadgenCPUCores    float64 `json:"loadgen_cpu_cores"`
+	FramesExpected     float64 `json:"frames_per_sec_at_one_per_tick"`
+	FrameBytesAvg      float64 `json:"frame_bytes_avg"`
 	ServerRSSIdleMB    float64 `json:"server_rss_idle_mb"`
 	ServerRSSSubsMB    float64 `json:"server_rss_with_subs_mb"`
 	RSSPerSubscriberKB float64 `json:"rss_per_idle_subscriber_kib"`
@@ -172,14 +175,19 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 	// Measure under load.
 	st.reset()
-	cpu0 := cpuSeconds(c.pid)
+	cpu0, self0 := cpuSeconds(c.pid), cpuSeconds(os.Getpid())
 	t0 := time.Now()
 	published, err := publish(ctx, js, projects, c.agents, c.rate, c.duration)
 	if err != nil {
 		return err
 	}
 	elapsed := time.Since(t0).Seconds()
-	cpu1 := cpuSeconds(c.pid)
+	cpu1, self1 := cpuSeconds(c.pid), cpuSeconds(os.Getpid())
+	res.LoadgenCPUCores = (self1 - self0) / elapsed
+	res.FramesExpected = float64(c.subs) * 10 // a 100 ms tick
+	if n := st.frames.Load(); n > 0 {
+		res.FrameBytesAvg = float64(st.bytes.Load()) / float64(n)
+	}
 	res.ServerRSSLoadMB = rssMB(c.pid)
 	time.Sleep(500 * time.Millisecond) // the frames of the last ticks
 	res.EventsPerSec = float64(published) / elapsed
