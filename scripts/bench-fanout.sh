@@ -11,7 +11,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 go build -o "$out/observatory" ./cmd/observatory
 go build -o "$out/fanoutbench" ./tools/fanoutbench
-ulimit -n 65536 || true
+ulimit -n 65536 2>/dev/null || true
 for n in "${counts[@]}"; do
   data="$out/data-$n"
   GOMAXPROCS=1 taskset -c 0 "$out/observatory" serve --addr 127.0.0.1:3901 --nats-listen 127.0.0.1:4901 \

@@ -40,16 +40,24 @@ func (s *Server) serveWS(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	defer s.closeConn(cn)
 	ws, err := websocket.Accept(c.Response(), r, &websocket.AcceptOptions{
 		Subprotocols:   []string{protocol.Subprotocol},
 		OriginPatterns: s.cfg.AllowedOrigins,
 	})
 	if err != nil {
+		s.closeConn(cn)
 		return nil // Accept has answered the handshake
 	}
-	cn.run(ws, cred)
-	setProject(c, cn.scope)
+	// The connection lives on a goroutine of its own with a small stack,
+	// and the handler returns: an idle subscriber then costs one goroutine
+	// blocked in a read, not the whole HTTP handler stack as well.
+	start := time.Now()
+	go func() {
+		defer s.closeConn(cn)
+		cn.run(ws, cred)
+		s.log.Info("websocket closed", "event", "ws.closed", "route", "/ws",
+			"duration_ms", float64(time.Since(start).Microseconds())/1000, "sagewai.project_id", projectOrGlobal(cn.scope))
+	}()
 	return nil
 }
 
@@ -91,11 +99,7 @@ func (s *Server) openConn() (*conn, error) {
 		return nil, errorf(CodeUnavailable, "the server is shutting down")
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
-	c := &conn{
-		s: s, ctx: ctx, cancel: cancel,
-		wake: make(chan struct{}, 1),
-		done: make(chan struct{}),
-	}
+	c := &conn{s: s, ctx: ctx, cancel: cancel}
 	s.conns[c] = struct{}{}
 	s.connsWG.Add(1)
 	return c, nil
@@ -118,19 +122,20 @@ type conn struct {
 	ws     *websocket.Conn
 	ctx    context.Context // ends the connection; cancelling it cuts the socket
 	cancel context.CancelFunc
-	wake   chan struct{} // capacity 1: the writer has something to do
-	done   chan struct{} // closed when the writer has returned
 
 	// Owned by the handler goroutine.
 	subscribed bool
 	scope      string
 
-	// mu guards the queue, the close request and its timer.
+	// mu guards the queue, the close request, its timer and the writer state.
 	mu       sync.Mutex
 	queue    [queueSize][]byte
 	head, n  int
 	closing  *closeRequest
 	cutTimer *time.Timer
+	writing  bool           // a writer goroutine is draining the queue
+	dead     bool           // the connection has ended: start no writer
+	writers  sync.WaitGroup // the writer, if one is running
 }
 
 var _ protocol.Subscriber = (*conn)(nil)
@@ -158,8 +163,8 @@ func (c *conn) Send(frame []byte) bool {
 	}
 	c.queue[(c.head+c.n)%queueSize] = frame
 	c.n++
+	c.kickLocked()
 	c.mu.Unlock()
-	c.signal()
 	return true
 }
 
@@ -173,8 +178,8 @@ func (c *conn) Reset(frame []byte) {
 	c.dropLocked()
 	c.queue[c.head] = frame
 	c.n = 1
+	c.kickLocked()
 	c.mu.Unlock()
-	c.signal()
 }
 
 // Close makes the writer drop what is queued, send an error frame of code
@@ -204,14 +209,20 @@ func (c *conn) closeWith(req *closeRequest) {
 	c.closing = req
 	c.dropLocked()
 	c.cutTimer = time.AfterFunc(c.s.cfg.CloseTimeout, c.cancel)
+	c.kickLocked()
 	c.mu.Unlock()
-	c.signal()
 }
 
 func (c *conn) isClosing() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.closing != nil
+}
+
+// waitClose waits until the writer has written the close, or the
+// connection was cut.
+func (c *conn) waitClose() {
+	<-c.ctx.Done()
 }
 
 // drop empties the queue (when switching scopes).
@@ -229,19 +240,31 @@ func (c *conn) dropLocked() {
 	c.head = 0
 }
 
-func (c *conn) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+// kickLocked starts a writer goroutine if there is something to write and
+// none is running. Writers are started on demand and exit when the queue is
+// empty, so an idle subscriber holds no writer goroutine; there is never
+// more than one, so frames go out in order.
+func (c *conn) kickLocked() {
+	if c.writing || c.dead || c.ws == nil {
+		return
 	}
+	c.writing = true
+	c.writers.Add(1)
+	go c.drain()
 }
 
 // next pops the oldest queued frame or, once the queue is empty, returns
-// the close request if there is one.
+// the close request if there is one. With nothing to do it marks the
+// writer stopped, under the same lock as Send checks it.
 func (c *conn) next() ([]byte, *closeRequest) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.n == 0 {
+		if c.closing == nil || c.dead {
+			c.writing = false
+			return nil, nil
+		}
+		c.dead = true // the close is written once
 		return nil, c.closing
 	}
 	f := c.queue[c.head]
@@ -251,61 +274,66 @@ func (c *conn) next() ([]byte, *closeRequest) {
 	return f, nil
 }
 
-// writeLoop writes queued frames in order until the connection ends. Writes
+// drain writes queued frames in order until the queue is empty. Writes
 // take no per-frame context (a context per write costs allocations on the
 // hot path); a stuck write is aborted by cancelling c.ctx, which closes the
 // socket.
-func (c *conn) writeLoop() {
-	defer close(c.done)
+func (c *conn) drain() {
+	defer c.writers.Done()
 	for {
-		select {
-		case <-c.ctx.Done():
+		frame, req := c.next()
+		if req != nil {
+			if req.frame != nil {
+				_ = c.ws.Write(context.Background(), websocket.MessageText, req.frame)
+			}
+			_ = c.ws.Close(req.status, req.reason)
+			c.cancel()
+			c.stopWriting()
 			return
-		case <-c.wake:
 		}
-		for {
-			frame, req := c.next()
-			if req != nil {
-				if req.frame != nil {
-					_ = c.ws.Write(context.Background(), websocket.MessageText, req.frame)
-				}
-				_ = c.ws.Close(req.status, req.reason)
-				c.cancel()
-				return
-			}
-			if frame == nil {
-				break
-			}
-			if err := c.ws.Write(context.Background(), websocket.MessageText, frame); err != nil {
-				c.cancel()
-				return
-			}
+		if frame == nil {
+			return
+		}
+		if err := c.ws.Write(context.Background(), websocket.MessageText, frame); err != nil {
+			c.cancel()
+			c.stopWriting()
+			return
 		}
 	}
 }
 
-// run serves the connection on the handler goroutine: it reads subscribe
-// frames until the connection ends, then unsubscribes and waits for the
-// writer.
+func (c *conn) stopWriting() {
+	c.mu.Lock()
+	c.writing, c.dead = false, true
+	c.mu.Unlock()
+}
+
+// run serves the connection: it reads subscribe frames until the
+// connection ends, then unsubscribes and waits for the writer.
 func (c *conn) run(ws *websocket.Conn, cred credential) {
+	c.mu.Lock()
 	c.ws = ws
+	c.kickLocked() // anything queued before the socket was set
+	c.mu.Unlock()
 	stop := context.AfterFunc(c.ctx, func() { ws.CloseNow() })
 	defer stop()
 	ws.SetReadLimit(readLimit)
-	go c.writeLoop()
 	defer func() {
 		if c.subscribed {
 			c.s.hub.Unsubscribe(c)
 		}
 		if !c.isClosing() {
 			c.cancel() // the peer is gone: stop the writer now
+		} else {
+			c.waitClose()
 		}
-		<-c.done
 		c.mu.Lock()
+		c.dead = true
 		if c.cutTimer != nil {
 			c.cutTimer.Stop()
 		}
 		c.mu.Unlock()
+		c.writers.Wait()
 	}()
 
 	if ws.Subprotocol() != protocol.Subprotocol {

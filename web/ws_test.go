@@ -353,10 +353,13 @@ func TestWSCloseSlow(t *testing.T) {
 		t.Errorf("frames %q, want [diff] then the slow error", ops)
 	}
 	e.hub.waitUnsub(t, sub)
+	// The upgrade is logged when it happens (101); the end of the connection
+	// with the scope it served.
 	waitFor(t, func() bool { return strings.Contains(e.logs.String(), `"route":"/ws","status":101`) }, "no access log line for /ws")
+	waitFor(t, func() bool { return strings.Contains(e.logs.String(), `"event":"ws.closed"`) }, "no log line for the end of /ws")
 	for _, l := range e.logs.lines(t) {
-		if l["route"] == "/ws" && l["sagewai.project_id"] != "acme" {
-			t.Errorf("/ws logged with project %v, want acme", l["sagewai.project_id"])
+		if l["event"] == "ws.closed" && l["sagewai.project_id"] != "acme" {
+			t.Errorf("the end of /ws logged with project %v, want acme", l["sagewai.project_id"])
 		}
 	}
 }
