@@ -11,15 +11,18 @@ TEST_TIMEOUT ?= 15m
 # -race needs cgo.
 export CGO_ENABLED := 1
 
-.PHONY: test deps fmt-check vet unit build demo clean
+.PHONY: test deps fmt-check templ-check vet unit build demo clean
 
-## test: what CI checks, in order: prerequisites, formatting, vet, the tests.
-test: deps fmt-check vet unit
+## test: what CI checks, in order: prerequisites, formatting, generated
+## code, vet, the tests.
+test: deps fmt-check templ-check vet unit
 
-## deps: prerequisites of the tests beyond Go itself. Today it only checks
-## for gcc. Later steps add theirs here, each skipped when already present:
-##   - Chromium for the HUD browser tests, from apt:
+## deps: prerequisites of the tests beyond Go itself, each skipped when
+## already present: gcc (checked), and
+##   - Chromium for the HUD browser tests (hud/browser), from apt (about
+##     2 min, 480 MB); the tests fail, never skip, without it:
 ##       command -v chromium || (apt-get update && apt-get install -y chromium)
+## Later steps add theirs here:
 ##   - VictoriaMetrics, VictoriaLogs and vmalert, built from the Go module
 ##     proxy into $(CACHE)/bin (about 4 min cold on 2 cores, then cached):
 ##       GOBIN=$(CACHE)/bin $(GO) install github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@v1.151.0
@@ -27,6 +30,7 @@ test: deps fmt-check vet unit
 ##       GOBIN=$(CACHE)/bin $(GO) install github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert@v1.151.0
 deps: | $(CACHE)/bin
 	@command -v $${CC:-gcc} >/dev/null || { echo "go test -race needs a C compiler: apt-get install -y gcc" >&2; exit 1; }
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 $(CACHE)/bin:
 	mkdir -p $@
@@ -35,6 +39,20 @@ $(CACHE)/bin:
 fmt-check:
 	@out=$$(find . -path './.*' -prune -o -name node_modules -prune -o -name '*.go' -exec $(GOFMT) -l {} +); \
 	if [ -n "$$out" ]; then echo "gofmt -l lists files to format:" >&2; echo "$$out" >&2; exit 1; fi
+
+## templ-check: fail if `go tool templ generate` changes any generated
+## *_templ.go (they are committed; a .templ edited without regenerating is
+## caught here). It regenerates in place, as a developer would.
+templ-check:
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	list() { find . -path './.*' -prune -o -name '*_templ.go' -print | sort; }; \
+	list > "$$tmp/before"; \
+	for f in $$(cat "$$tmp/before"); do mkdir -p "$$tmp/$$(dirname $$f)"; cp "$$f" "$$tmp/$$f"; done; \
+	$(GO) tool templ generate >/dev/null 2>"$$tmp/err" || { cat "$$tmp/err" >&2; exit 1; }; \
+	list > "$$tmp/after"; stale=0; \
+	for f in $$(cat "$$tmp/after"); do cmp -s "$$f" "$$tmp/$$f" 2>/dev/null || { echo "stale generated file: $$f" >&2; stale=1; }; done; \
+	cmp -s "$$tmp/before" "$$tmp/after" || { echo "templ generate created or removed files:" >&2; diff "$$tmp/before" "$$tmp/after" >&2; stale=1; }; \
+	if [ $$stale = 1 ]; then echo "run go tool templ generate and commit the result" >&2; exit 1; fi
 
 vet:
 	$(GO) vet ./...

@@ -38,6 +38,7 @@ const (
 	TypeLoginSucceeded   = "auth.login.succeeded"
 	TypeLoginFailed      = "auth.login.failed"
 	TypeCrossAccess      = "tenant.cross_access_denied"
+	TypeProjectCreated   = "project.created"
 )
 
 // Event is the envelope every worker and the server publish, one per NATS
@@ -221,7 +222,8 @@ func Known(t string) bool {
 	case TypeWorkerJoined, TypeWorkerHeartbeat, TypeWorkerLeft, TypeAgentCreated, TypeAgentState,
 		TypeMissionQueued, TypeMissionClaimed, TypeMissionProgress, TypeMissionCompleted, TypeMissionFailed,
 		TypeMissionRetrying, TypeRunStarted, TypeRunCompleted, TypeRunFailed, TypeLLMCall, TypeToolCall,
-		TypeBudgetWarning, TypeBudgetExceeded, TypeBudgetThrottled, TypeLoginSucceeded, TypeLoginFailed, TypeCrossAccess:
+		TypeBudgetWarning, TypeBudgetExceeded, TypeBudgetThrottled, TypeLoginSucceeded, TypeLoginFailed, TypeCrossAccess,
+		TypeProjectCreated:
 		return true
 	}
 	return false

@@ -4,6 +4,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"time"
 )
 
@@ -238,7 +239,9 @@ func (s *State) Apply(seq uint64, at time.Time, ev Event) Result {
 			text = "agent " + a.Name + " created (" + a.Model + ")"
 		}
 	case *AgentStateChange:
+		text = "agent " + ev.AgentID + " is " + orDash(d.State)
 		if a := s.agent(ev, at); a != nil {
+			text = "agent " + a.Name + " is " + orDash(d.State)
 			a.State = d.State
 			s.touchAgent(a, ev.ProjectID) // the new state decides whether it is active
 			if d.State == AgentError {
@@ -260,6 +263,9 @@ func (s *State) Apply(seq uint64, at time.Time, ev Event) Result {
 				text = "mission " + ev.MissionID + " lost its lease; retrying"
 				level = "warn"
 			}
+		case TypeProjectCreated:
+			// The project row exists from here on, with zero figures.
+			text = "project " + ev.ProjectID + " created"
 		case TypeMissionClaimed:
 			if m := s.mission(ev, t); m != nil {
 				m.Status = MissionClaimedStatus
@@ -275,6 +281,10 @@ func (s *State) Apply(seq uint64, at time.Time, ev Event) Result {
 			}
 		}
 	case *MissionProgress:
+		text = "mission " + ev.MissionID + " at " + strconv.FormatFloat(d.Pct, 'f', 0, 64) + "%"
+		if d.Step != "" {
+			text += ": " + d.Step
+		}
 		if m := s.mission(ev, t); m != nil {
 			m.Status = MissionRunningStatus
 			m.Pct, m.Step = d.Pct, d.Step

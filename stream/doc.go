@@ -10,7 +10,13 @@
 // diffs so that a client that reconnects with {epoch, seq} gets what it
 // missed; anything older gets a snapshot.
 //
-// stream imports fleet, protocol, nats.go and nats-server.
+// Besides the hub, stream holds the other NATS adapters: the registry of
+// projects, agents, missions and runs (KV buckets and the MISSIONS
+// work-queue stream), the audit log reader, and the budget Ledger (budgets
+// and reservations in KV with compare-and-swap, following FLEET to charge
+// real costs; docs/budgets.md), and the hub's metrics.
+//
+// stream imports fleet, protocol, nats.go, nats-server and the OTel metric API.
 //
 // # Concurrency
 //

@@ -3,13 +3,16 @@
 // slow-down), tenant checks, the JSON error shape and the one table mapping
 // error codes to statuses, the structured access log, health probes, and
 // /ws, which carries the hub's frames to browsers and other subscribers
-// (DESIGN §5). Routes of this stage: POST /api/v1/auth/login,
-// GET /api/v1/fleet, GET /ws, GET /healthz, GET /readyz.
+// (DESIGN §5), the HUD pages (/hud, /login, /static), the admin API under
+// /api/v1 (projects, agents, missions, runs, tokens, audit, budgets, costs;
+// docs/api.md), and the HTTP metrics and server spans (GET /metrics).
 //
-// web imports fleet, protocol, web/auth, echo and coder/websocket. It never
-// imports stream: it declares what it needs, Hub (the only source of
-// frames) and Auditor (the AUDIT stream), and cmd wires the real ones in.
-// Credentials live in the subpackage web/auth, which knows nothing of HTTP.
+// web imports fleet, protocol, hud, static, web/auth, echo, coder/websocket
+// and the OTel API. It never imports stream: it declares what it needs (Hub,
+// the only source of frames; Auditor; the registry, mission queue, audit
+// log, budget gate and cost stores of the admin API) and cmd wires the real
+// ones in; a missing one turns its routes into 503. Credentials live in the
+// subpackage web/auth, which knows nothing of HTTP.
 //
 // # Concurrency
 //
@@ -17,10 +20,11 @@
 // configuration, the token Signer, the Users and the login Limiter (which
 // locks its own state).
 //
-// Each /ws connection has two goroutines, both owned by its handler: the
-// handler goroutine itself reads client frames and talks to the hub
-// (Subscribe, Unsubscribe), and one writer goroutine writes frames in
-// order. Between them and the hub sits the connection's queue of at most
+// Each /ws connection runs on a goroutine of its own, started by the
+// upgrade handler (which then returns): it reads client frames and talks to
+// the hub (Subscribe, Unsubscribe). A writer goroutine is started when
+// frames are queued and exits when the queue is empty; there is at most one
+// at a time, so frames go out in order. Between them and the hub sits the connection's queue of at most
 // 32 shared, never-modified frames, guarded by one mutex: the hub's Send,
 // Reset and Close only take that mutex and never block. A full queue makes
 // Send return false; the hub then Resets (a fresh snapshot) or Closes
@@ -28,6 +32,6 @@
 // the writer. Each connection has one context: cancelling it (the peer
 // went away, a close that outlasts CloseTimeout, Server.Shutdown) closes the
 // socket, which aborts a stuck write; no context is made per frame. The
-// handler unsubscribes from the hub and waits for the writer before it
-// returns, and Server.Shutdown waits for every handler.
+// connection's goroutine unsubscribes from the hub and waits for the writer
+// before it ends, and Server.Shutdown waits for every connection.
 package web

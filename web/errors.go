@@ -16,6 +16,7 @@ const (
 	CodeBudgetExceeded   = "budget_exceeded"
 	CodeForbidden        = "forbidden"
 	CodeNotFound         = "not_found"
+	CodeConflict         = "conflict"
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeTooLarge         = "too_large"
 	CodeThrottled        = "throttled"
@@ -35,6 +36,7 @@ var statusTable = []struct {
 	{CodeBudgetExceeded, http.StatusPaymentRequired},
 	{CodeForbidden, http.StatusForbidden},
 	{CodeNotFound, http.StatusNotFound},
+	{CodeConflict, http.StatusConflict},
 	{CodeMethodNotAllowed, http.StatusMethodNotAllowed},
 	{CodeTooLarge, http.StatusRequestEntityTooLarge},
 	{CodeThrottled, http.StatusTooManyRequests},

@@ -20,7 +20,9 @@ const ctxProject = "observatory.project"
 // setProject records the project a request is about: the scope's
 // project, or projectGlobal for none and for "*".
 func setProject(c echo.Context, scope string) {
-	c.Set(ctxProject, projectOrGlobal(scope))
+	p := projectOrGlobal(scope)
+	c.Set(ctxProject, p)
+	markProject(c, p)
 }
 
 func projectOrGlobal(scope string) string {
@@ -53,9 +55,10 @@ func isProbe(c echo.Context) bool {
 
 // accessLog logs one structured line per request, after the response (for
 // /ws, after the connection ends): method, route template, status,
-// duration and project. Tokens never appear: only the route template is
-// logged, not the path or the query. Errors are handed to the error handler
-// here, so that the status logged is the status sent.
+// duration, project, and the ids of the request's span when it has one.
+// Tokens never appear: only the route template is logged, not the path or
+// the query. Errors are handed to the error handler here, so that the
+// status logged is the status sent.
 func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if isProbe(c) {
@@ -70,7 +73,9 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		if status >= 500 {
 			level = slog.LevelWarn
 		}
-		s.log.LogAttrs(c.Request().Context(), level, "http request",
+		ctx := c.Request().Context()
+		traceID, spanID := traceAttrs(ctx)
+		s.log.LogAttrs(ctx, level, "http request",
 			slog.String("event", "http.request"),
 			slog.String("method", c.Request().Method),
 			slog.String("route", routeOf(c)),
@@ -78,6 +83,7 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 			slog.Int64("bytes", c.Response().Size),
 			slog.String("sagewai.project_id", projectOf(c)),
+			traceID, spanID,
 		)
 		return nil
 	}

@@ -4,14 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"math"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/web/auth"
 )
 
@@ -58,31 +56,14 @@ func (s *Server) login(c echo.Context) error {
 	if !auth.ValidSubject(req.Username) || req.Password == "" {
 		return errorf(CodeBadRequest, "username and password are required")
 	}
-	ctx := c.Request().Context()
-	addr := c.RealIP()
-	a, wait, ok := s.limiter.Attempt(s.cfg.Now(), "user:"+req.Username, "addr:"+addr)
-	if !ok {
-		secs := int(math.Ceil(wait.Seconds()))
-		c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
-		s.publishAudit(ctx, fleet.TypeLoginFailed, projectGlobal, req.Username, map[string]string{"addr": addr, "reason": "too_many_attempts"})
-		return &Error{
-			Code:    CodeTooManyAttempts,
-			Message: "too many failed logins; retry later",
-			Details: map[string]any{"retry_after_seconds": secs},
+	tok, exp, err := s.passwordLogin(c.Request().Context(), req.Username, req.Password, c.RealIP(), "")
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) && e.Code == CodeTooManyAttempts {
+			c.Response().Header().Set("Retry-After", strconv.Itoa(e.Details["retry_after_seconds"].(int)))
 		}
-	}
-	usr, err := s.users.Authenticate(req.Username, req.Password)
-	if err != nil {
-		s.publishAudit(ctx, fleet.TypeLoginFailed, projectGlobal, req.Username, map[string]string{"addr": addr, "reason": "bad_credentials"})
-		return errorf(CodeUnauthorized, "bad username or password")
-	}
-	s.limiter.Forgive(a)
-	s.limiter.Reset("user:" + req.Username)
-	tok, exp, err := s.issue(usr.Name, usr.Role, usr.Project, auth.KindSession, s.cfg.TokenTTL)
-	if err != nil {
 		return err
 	}
-	s.publishAudit(ctx, fleet.TypeLoginSucceeded, projectGlobal, usr.Name, map[string]string{"addr": addr})
 	return c.JSON(http.StatusOK, tokenResponse{Token: tok, ExpiresAt: exp})
 }
 

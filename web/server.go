@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/protocol"
@@ -56,6 +58,10 @@ type Config struct {
 	// with path.Match against the origin's host, or against scheme://host if
 	// the pattern contains "://".
 	AllowedOrigins []string
+	// EmbedOrigins lists who may frame the HUD (/hud?embed=1) in an
+	// iframe: CSP frame-ancestors sources, 'self' or scheme://host[:port].
+	// Empty means nobody (frame-ancestors 'none' and X-Frame-Options DENY).
+	EmbedOrigins []string
 	// AdminUser and AdminPassword are the admin login ("admin", "admin").
 	AdminUser     string
 	AdminPassword string
@@ -92,6 +98,37 @@ type Config struct {
 	// and the close handshake (5 s). A connection still stuck after that is
 	// cut.
 	CloseTimeout time.Duration
+
+	// The admin API (docs/api.md). A route whose dependency is nil answers
+	// 503 unavailable. Records keeps projects and agents, Work missions
+	// and runs; Events publishes to FLEET; Missions is the MISSIONS work
+	// queue; AuditLog reads AUDIT back for GET /api/v1/audit.
+	Records  RecordStore
+	Work     RecordStore
+	Events   EventPublisher
+	Missions MissionQueue
+	AuditLog AuditReader
+	// Budgets is the budget gate missions and runs pass before they start;
+	// nil means no budgets: nothing is ever refused.
+	Budgets BudgetGate
+	// FoldWait bounds how long completing a run that holds a reservation
+	// waits for the fold to price the run (5 s).
+	FoldWait time.Duration
+
+	// Budgets and costs (web/budgets.go, web/costs.go). BudgetStore serves
+	// /api/v1/budgets; Costs serves GET /api/v1/projects/{project}/costs.
+	// Nil answers 503 unavailable.
+	BudgetStore BudgetStore
+	Costs       CostStore
+
+	// Telemetry (web/metrics.go, web/tracing.go). Metrics, when set, is
+	// served at GET /metrics (the Prometheus exposition). MeterProvider,
+	// when set, records the HTTP server metrics and counts logins and
+	// cross-tenant denials. TracerProvider, when set, makes one server
+	// span per request (health probes excepted). Nil means none.
+	Metrics        http.Handler
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
 }
 
 func (cfg *Config) setDefaults() {
@@ -133,6 +170,7 @@ type Server struct {
 	users   *auth.Users
 	limiter *auth.Limiter
 	echo    *echo.Echo
+	obs     *observability
 
 	// ctx is the parent of every /ws connection's context; cancel cuts them.
 	ctx    context.Context
@@ -152,6 +190,9 @@ func New(cfg Config, hub Hub, audit Auditor) (*Server, error) {
 		return nil, errors.New("web: new: a hub and an auditor are required")
 	}
 	cfg.setDefaults()
+	if err := checkEmbedOrigins(cfg.EmbedOrigins); err != nil {
+		return nil, fmt.Errorf("web: new: %w", err)
+	}
 	for _, p := range cfg.AllowedOrigins {
 		if _, err := path.Match(p, ""); err != nil {
 			return nil, fmt.Errorf("web: new: origin pattern %q: %w", p, err)
@@ -178,6 +219,12 @@ func New(cfg Config, hub Hub, audit Auditor) (*Server, error) {
 		limiter: auth.NewLimiter(cfg.LoginMaxFailures, cfg.LoginWindow, cfg.LoginLockout, cfg.LoginMaxLockout),
 		conns:   map[*conn]struct{}{},
 	}
+	if s.obs, err = newObservability(cfg); err != nil {
+		return nil, fmt.Errorf("web: new: %w", err)
+	}
+	if s.obs.metrics != nil {
+		s.audit = countingAuditor{Auditor: audit, s: s}
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.echo = s.routes()
 	return s, nil
@@ -193,15 +240,23 @@ func (s *Server) routes() *echo.Echo {
 	} else {
 		e.IPExtractor = echo.ExtractIPDirect()
 	}
+	e.Use(s.telemetryMiddleware()...)
 	e.Use(s.accessLog, s.recoverPanic(), securityHeaders, s.limitBody)
+	if s.cfg.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(s.cfg.Metrics))
+	}
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	e.GET("/ws", s.serveWS)
+	s.hudRoutes(e)
 
 	api := e.Group("/api/v1")
 	api.POST("/auth/login", s.login, noStore)
 	api.GET("/fleet", s.fleet, noStore, s.requireAuth)
+	s.adminRoutes(api)
+	s.budgetRoutes(api)
+	s.costRoutes(api)
 	return e
 }
 

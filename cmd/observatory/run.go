@@ -15,6 +15,9 @@ commands:
   serve   run the server: embedded NATS, the fold, /ws, /api/v1
   demo    serve plus a built-in synthetic mixed-tenant fleet
   tail    print a scope's snapshot and diffs as JSON lines
+  embed-token  print a short-lived embed token for one project's HUD iframe
+  cost    example 34: cost-tagged work for two tenants, where the money went
+  budget  example 12: user, team and project caps: warn, throttle, stop
 
 Run "observatory <command> -h" for a command's flags.
 `
@@ -34,6 +37,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = serveCmd(ctx, rest, getenv, stdout, stderr, true)
 	case "tail":
 		err = tailCmd(ctx, rest, getenv, stdout, stderr)
+	case "embed-token":
+		err = embedTokenCmd(ctx, rest, getenv, stdout, stderr)
+	case "cost":
+		err = costCmd(ctx, rest, getenv, stdout, stderr)
+	case "budget":
+		err = budgetCmd(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -22,6 +22,7 @@ import (
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/stream"
 	"github.com/sagewai/observatory/synth"
+	"github.com/sagewai/observatory/telemetry"
 	"github.com/sagewai/observatory/web"
 )
 
@@ -31,6 +32,7 @@ type serveConfig struct {
 	natsListen     string
 	natsURL        string
 	origins        string
+	embedOrigins   string
 	adminPassword  string
 	tick           time.Duration
 	fleetMaxAge    time.Duration
@@ -38,6 +40,8 @@ type serveConfig struct {
 	logLevel       string
 	demoWorkers    int
 	demoMissionGap time.Duration
+	pricingFile    string
+	holdTTL        time.Duration
 }
 
 func serveFlags(name string, getenv func(string) string, stderr io.Writer, demo bool) (*flag.FlagSet, *serveConfig) {
@@ -50,10 +54,13 @@ func serveFlags(name string, getenv func(string) string, stderr io.Writer, demo 
 	fs.StringVar(&c.natsListen, "nats-listen", env("OBSERVATORY_NATS_LISTEN", stream.DefaultListen), "embedded NATS listen address (env OBSERVATORY_NATS_LISTEN)")
 	fs.StringVar(&c.natsURL, "nats-url", env("OBSERVATORY_NATS_URL", ""), "use this NATS instead of embedding one (env OBSERVATORY_NATS_URL)")
 	fs.StringVar(&c.origins, "allowed-origins", env("OBSERVATORY_ALLOWED_ORIGINS", ""), "comma-separated Origin patterns allowed on /ws besides the same host (env OBSERVATORY_ALLOWED_ORIGINS)")
+	fs.StringVar(&c.embedOrigins, "embed-origins", env("OBSERVATORY_EMBED_ORIGINS", ""), "comma-separated origins allowed to frame the HUD (/hud?embed=1), e.g. https://admin.example.com; empty: none (env OBSERVATORY_EMBED_ORIGINS)")
 	fs.StringVar(&c.adminPassword, "admin-password", env("OBSERVATORY_ADMIN_PASSWORD", "admin"), "password of the admin user (env OBSERVATORY_ADMIN_PASSWORD)")
 	fs.DurationVar(&c.tick, "tick", envDuration(getenv, "OBSERVATORY_TICK", 100*time.Millisecond), "how often diffs are sent (env OBSERVATORY_TICK)")
 	fs.DurationVar(&c.fleetMaxAge, "fleet-max-age", envDuration(getenv, "OBSERVATORY_FLEET_MAX_AGE", stream.FleetMaxAge), "how long FLEET keeps events (env OBSERVATORY_FLEET_MAX_AGE)")
 	fs.BoolVar(&c.syncAlways, "nats-sync-always", env("OBSERVATORY_NATS_SYNC_ALWAYS", "") == "true", "fsync every JetStream write before acknowledging it (env OBSERVATORY_NATS_SYNC_ALWAYS=true)")
+	fs.StringVar(&c.pricingFile, "pricing", env("OBSERVATORY_PRICING", ""), "a pricing table (JSON, the format of fleet/pricing.json) to use instead of the embedded one (env OBSERVATORY_PRICING)")
+	fs.DurationVar(&c.holdTTL, "reservation-ttl", envDuration(getenv, "OBSERVATORY_RESERVATION_TTL", stream.DefaultHoldTTL), "how long a budget reservation holds money when nobody settles or releases it (env OBSERVATORY_RESERVATION_TTL)")
 	fs.StringVar(&c.logLevel, "log-level", env("OBSERVATORY_LOG_LEVEL", "info"), "debug, info, warn or error (env OBSERVATORY_LOG_LEVEL)")
 	if demo {
 		fs.IntVar(&c.demoWorkers, "workers", 6, "synthetic workers")
@@ -89,7 +96,25 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
 		return fmt.Errorf("%s: --log-level: %w", name, err)
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// Telemetry first, so that everything logs through it; shut down last,
+	// so that what is queued is flushed after everything else stopped.
+	tel, err := telemetry.Setup(ctx, getenv, telemetry.Options{LogOutput: stderr, LogLevel: level})
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	log := tel.Logger()
+	defer func() {
+		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(shutCtx); err != nil {
+			log.Warn("telemetry not flushed", "event", "otel.shutdown.failed", "error", err.Error())
+		}
+	}()
+
+	pricing, err := loadPricing(c.pricingFile)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
 
 	var ns *server.Server
 	if c.natsURL == "" {
@@ -118,17 +143,45 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	registry, err := stream.OpenRegistry(setupCtx, js, stream.RegistryConfig{})
+	if err != nil {
+		return err
+	}
 	pub := stream.NewPublisher(js)
 	hub := stream.NewHub(js, stream.HubConfig{
 		Tick:        c.tick,
 		Checkpoints: stream.NewCheckpoints(filepath.Join(c.dataDir, "checkpoints")),
 		Logger:      log,
+		Pricing:     pricing,
+		Observe:     tel.ObserveFleet,
 	})
+	if err := tel.WatchFleet(telemetry.FleetSource{View: hub.View, Live: func() bool { return hub.Ready() == nil }}); err != nil {
+		return err
+	}
+	if err := hub.RegisterMetrics(tel.MeterProvider()); err != nil {
+		return fmt.Errorf("hub metrics: %w", err)
+	}
+	ledger, err := stream.NewLedger(setupCtx, js, stream.LedgerConfig{Pricing: pricing, Auditor: pub, Logger: log, HoldTTL: c.holdTTL})
+	if err != nil {
+		return err
+	}
 	srv, err := web.New(web.Config{
 		AllowedOrigins: splitList(c.origins),
+		EmbedOrigins:   splitList(c.embedOrigins),
 		AdminPassword:  c.adminPassword,
 		SigningKey:     key,
 		Logger:         log,
+		Records:        registry.Records,
+		Work:           registry.Work,
+		Events:         pub,
+		Missions:       registry.Missions,
+		AuditLog:       stream.NewAuditLog(js),
+		Budgets:        ledger,
+		BudgetStore:    ledger,
+		Costs:          stream.NewCosts(js, pricing),
+		Metrics:        tel.MetricsHandler(),
+		MeterProvider:  tel.MeterProvider(),
+		TracerProvider: tel.TracerProvider(),
 	}, hub, pub)
 	if err != nil {
 		return err
@@ -141,6 +194,7 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return hub.Run(gctx) })
+	g.Go(func() error { return ledger.Run(gctx) })
 	g.Go(func() error {
 		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
@@ -163,6 +217,7 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 		g.Go(func() error { return fl.Run(gctx) })
 	}
 	printBanner(stdout, name, ln.Addr(), c, ns)
+	printTelemetry(stdout, ln.Addr(), tel)
 
 	err = g.Wait()
 	drain(nc)
@@ -178,6 +233,7 @@ func printBanner(w io.Writer, name string, addr net.Addr, c *serveConfig, ns *se
 	fmt.Fprintf(w, "observatory %s: serving %s\n", name, base)
 	fmt.Fprintf(w, "  live stream  %s/ws (subprotocol observatory.v1)\n", strings.Replace(base, "http", "ws", 1))
 	fmt.Fprintf(w, "  fleet API    %s/api/v1/fleet\n", base)
+	fmt.Fprintf(w, "  HUD          %s/hud\n", base)
 	if c.adminPassword == "admin" {
 		fmt.Fprintf(w, "  login        admin / admin (dev default; set --admin-password or OBSERVATORY_ADMIN_PASSWORD)\n")
 	} else {
@@ -189,6 +245,17 @@ func printBanner(w io.Writer, name string, addr net.Addr, c *serveConfig, ns *se
 		fmt.Fprintf(w, "  NATS         %s\n", c.natsURL)
 	}
 	fmt.Fprintf(w, "  follow it    go run ./cmd/observatory tail --url %s/ws\n", strings.Replace(base, "http", "ws", 1))
+}
+
+// printTelemetry adds where the metrics are and where OTLP goes.
+func printTelemetry(w io.Writer, addr net.Addr, tel *telemetry.Telemetry) {
+	fmt.Fprintf(w, "  metrics      http://%s/metrics\n", displayAddr(addr))
+	if u := tel.TracesURL(); u != "" {
+		fmt.Fprintf(w, "  OTLP traces  %s\n", u)
+	}
+	if u := tel.LogsURL(); u != "" {
+		fmt.Fprintf(w, "  OTLP logs    %s\n", u)
+	}
 }
 
 // displayAddr turns a wildcard listen address into one a browser can open.

@@ -1,0 +1,674 @@
+package stream_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/fleet/fleettest"
+	"github.com/sagewai/observatory/stream"
+	"github.com/sagewai/observatory/stream/streamtest"
+)
+
+// clock is a settable clock for reservations and periods.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
+}
+
+// startLedger runs a ledger on js until the test ends.
+func startLedger(t testing.TB, js jetstream.JetStream, cfg stream.LedgerConfig) *stream.Ledger {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	l, err := stream.NewLedger(ctx, js, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- l.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("ledger run: %v", err)
+		}
+	})
+	streamtest.Eventually(t, 10*time.Second, func() bool { return l.Ready() == nil }, "ledger not ready")
+	return l
+}
+
+// secondConn opens another NATS connection to env's server, as a second
+// process would.
+func secondConn(t testing.TB, env *streamtest.Env) jetstream.JetStream {
+	t.Helper()
+	nc, err := stream.Connect("", env.Server, "second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func mustCreate(t testing.TB, l *stream.Ledger, b fleet.BudgetLimit) fleet.BudgetLimit {
+	t.Helper()
+	st, err := l.CreateBudget(context.Background(), b)
+	if err != nil {
+		t.Fatalf("CreateBudget(%+v): %v", b, err)
+	}
+	return st.Budget
+}
+
+func standing(t testing.TB, l *stream.Ledger, id string) fleet.BudgetStanding {
+	t.Helper()
+	st, err := l.Budget(context.Background(), id)
+	if err != nil {
+		t.Fatalf("Budget(%s): %v", id, err)
+	}
+	return st
+}
+
+// call publishes an llm.call of model with out output tokens for mission
+// (and run) of project, and returns its stream sequence.
+func call(t testing.TB, env *streamtest.Env, project, team, user, mission, model string, out int64, at time.Time) uint64 {
+	t.Helper()
+	ev := fleettest.E{Type: fleet.TypeLLMCall, Time: at, ProjectID: project, TeamID: team, UserID: user,
+		AgentID: project + "-agent", MissionID: mission, RunID: "r-" + mission,
+		Data: fleet.LLMCall{Provider: "openai", Model: model, OutputTokens: out, Status: "ok"}}.Event()
+	seq, err := env.Publisher.Publish(context.Background(), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seq
+}
+
+func missionDone(t testing.TB, env *streamtest.Env, project, mission string, failed bool, at time.Time) uint64 {
+	t.Helper()
+	ev := fleettest.MissionCompleted(project, mission, at)
+	if failed {
+		ev = fleettest.MissionFailed(project, mission, "boom", at)
+	}
+	seq, err := env.Publisher.Publish(context.Background(), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seq
+}
+
+func waitSeq(t testing.TB, l *stream.Ledger, seq uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := l.WaitSeq(ctx, seq); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// gpt-5 output tokens cost 10 µ$ each: $10.00 per million.
+const gpt5PerOutputToken = 10
+
+func TestNoBudgetIsNeverRefused(t *testing.T) {
+	env := streamtest.Start(t, stream.HubConfig{})
+	l := startLedger(t, env.JS, stream.LedgerConfig{})
+	ctx := context.Background()
+	for _, req := range []fleet.BudgetRequest{
+		{ProjectID: "acme", Estimate: 0},
+		{ProjectID: "acme", TeamID: "support", UserID: "u-1", Model: "gpt-5", Estimate: 999_999_000_000},
+		{ProjectID: "globex", Model: "unpriced-model-x", Estimate: 1},
+	} {
+		dec, err := l.Reserve(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fleet.BudgetDecision{Allowed: true, Model: req.Model}
+		if diff := cmp.Diff(want, dec); diff != "" {
+			t.Errorf("Reserve(%+v) (-want +got):\n%s", req, diff)
+		}
+		if err := l.Settle(ctx, dec.Reservation, 5); err != nil {
+			t.Errorf("Settle of no reservation: %v", err)
+		}
+	}
+	// A budget of another project changes nothing for acme.
+	mustCreate(t, l, fleet.BudgetLimit{Scope: "project", ProjectID: "globex", Period: "daily", LimitUSD: 1, Action: "stop"})
+	if dec, err := l.Reserve(ctx, fleet.BudgetRequest{ProjectID: "acme", Estimate: 1_000_000}); err != nil || !dec.Allowed || dec.Reservation != "" {
+		t.Errorf("acme under globex's budget: %+v, %v; want allowed with no reservation", dec, err)
+	}
+}
+
+// TestConcurrentReservesNeverOverspend is the check-then-act test: 500
+// requests at once against a $1.00 stop cap, through one gate or two gates
+// on two connections. At no moment may spent plus reserved pass $1.00;
+// every refusal says which budget and by how much; once all work has
+// ended, the ledger holds exactly the sum of the real costs, as does the
+// fold.
+func TestConcurrentReservesNeverOverspend(t *testing.T) {
+	for _, gates := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d gates", gates), func(t *testing.T) {
+			env := streamtest.Start(t, stream.HubConfig{})
+			ls := []*stream.Ledger{startLedger(t, env.JS, stream.LedgerConfig{})}
+			if gates == 2 {
+				ls = append(ls, startLedger(t, secondConn(t, env), stream.LedgerConfig{}))
+			}
+			const limit = fleet.Micros(1_000_000)
+			const estimate = fleet.Micros(12_000) // 1,200 gpt-5 output tokens
+			b := mustCreate(t, ls[0], fleet.BudgetLimit{Scope: "project", ProjectID: "acme", Period: "daily", LimitUSD: limit, Action: "stop"})
+			for _, l := range ls {
+				streamtest.Eventually(t, 5*time.Second, func() bool { return l.Stats().Budgets == 1 }, "budget not seen by every gate")
+			}
+
+			// Watch the ledger the whole time.
+			stop := make(chan struct{})
+			var worst atomic.Int64
+			var samples atomic.Int64
+			watchDone := make(chan struct{})
+			go func() {
+				defer close(watchDone)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					st, err := ls[0].Budget(context.Background(), b.ID)
+					if err == nil {
+						samples.Add(1)
+						if c := int64(st.Committed()); c > worst.Load() {
+							worst.Store(c)
+						}
+					}
+				}
+			}()
+
+			const n = 500
+			var (
+				wg        sync.WaitGroup
+				realSum   atomic.Int64
+				allowed   atomic.Int64
+				refused   atomic.Int64
+				lastSeq   atomic.Uint64
+				badRefuse atomic.Value
+			)
+			start := time.Now()
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					l := ls[i%len(ls)]
+					mission := fmt.Sprintf("m-%03d", i)
+					dec, err := l.Reserve(context.Background(), fleet.BudgetRequest{ProjectID: "acme", Model: "gpt-5", Estimate: estimate, Ref: mission})
+					if err != nil {
+						badRefuse.Store(err.Error())
+						return
+					}
+					if !dec.Allowed {
+						refused.Add(1)
+						if msg := checkRefusal(dec, limit, estimate, start); msg != "" {
+							badRefuse.Store(msg)
+						}
+						return
+					}
+					allowed.Add(1)
+					out := int64(500 + rand.IntN(701)) // real cost 5,000 to 12,000 µ$: within the estimate
+					realSum.Add(out * gpt5PerOutputToken)
+					call(t, env, "acme", "", "", mission, "gpt-5", out, time.Now())
+					seq := missionDone(t, env, "acme", mission, i%7 == 0, time.Now())
+					for {
+						old := lastSeq.Load()
+						if seq <= old || lastSeq.CompareAndSwap(old, seq) {
+							break
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			for _, l := range ls {
+				waitSeq(t, l, lastSeq.Load())
+			}
+			close(stop)
+			<-watchDone
+			if msg, _ := badRefuse.Load().(string); msg != "" {
+				t.Fatalf("a request went wrong: %s", msg)
+			}
+
+			st := standing(t, ls[0], b.ID)
+			var conflicts int64
+			for _, l := range ls {
+				conflicts += l.Stats().Conflicts
+			}
+			t.Logf("%d allowed, %d refused, %d ledger samples, worst committed $%s, spent $%s, %d compare-and-swap conflicts retried",
+				allowed.Load(), refused.Load(), samples.Load(), fleet.Micros(worst.Load()), st.Spent, conflicts)
+			if got := fleet.Micros(worst.Load()); got > limit {
+				t.Errorf("spent + reserved reached $%s, past the $1.00 cap", got)
+			}
+			if allowed.Load()+refused.Load() != n || allowed.Load() < int64(limit/estimate) || refused.Load() == 0 {
+				t.Errorf("%d allowed and %d refused of %d; want at least %d allowed and some refused", allowed.Load(), refused.Load(), n, limit/estimate)
+			}
+			if st.Spent != fleet.Micros(realSum.Load()) || st.Reserved != 0 {
+				t.Errorf("ledger spent $%s reserved $%s; want spent = the real costs $%s, nothing reserved",
+					st.Spent, st.Reserved, fleet.Micros(realSum.Load()))
+			}
+			if st.Spent > limit {
+				t.Errorf("spent $%s is past the cap", st.Spent)
+			}
+			// The fold counted the same money.
+			streamtest.WaitSeq(t, env.Hub, lastSeq.Load())
+			v, _, err := env.Hub.View(context.Background(), "acme")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := v.Projects["acme"].SpendTotal; got != st.Spent {
+				t.Errorf("fold spend $%s, ledger $%s", got, st.Spent)
+			}
+			var charges int64
+			for _, l := range ls {
+				charges += l.Stats().Charges
+			}
+			if charges != allowed.Load() {
+				t.Errorf("%d charges applied across %d gates, want %d (each call once)", charges, gates, allowed.Load())
+			}
+		})
+	}
+}
+
+// checkRefusal returns what is wrong with a refusal, or "".
+func checkRefusal(dec fleet.BudgetDecision, limit, estimate fleet.Micros, start time.Time) string {
+	if dec.Action != fleet.ActionStop || dec.Reservation != "" {
+		return fmt.Sprintf("refusal %+v: want action stop and no reservation", dec)
+	}
+	for _, b := range dec.Breaches {
+		if b.Action != fleet.ActionStop {
+			continue
+		}
+		tomorrow := time.Date(start.Year(), start.Month(), start.Day()+1, 0, 0, 0, 0, time.UTC)
+		switch {
+		case b.Scope != "project" || b.ScopeID != "acme" || b.Period != "daily" || b.LimitUSD != limit:
+			return fmt.Sprintf("breach %+v: want project acme daily $1.00", b)
+		case b.SpentUSD+b.Reserved+estimate <= limit:
+			return fmt.Sprintf("refused with room left: %+v", b)
+		case !b.ResetsAt.Equal(tomorrow) && !b.ResetsAt.Equal(tomorrow.AddDate(0, 0, 1)):
+			return fmt.Sprintf("resets at %s, want next UTC midnight", b.ResetsAt)
+		case b.Pct <= 100:
+			return fmt.Sprintf("pct %.1f for a refusal", b.Pct)
+		}
+		return ""
+	}
+	return fmt.Sprintf("refusal %+v carries no stop breach", dec)
+}
+
+// TestPeriodBoundaries checks that spend in the last instant of a UTC day
+// or month and in the first instant of the next lands in different
+// windows, and that each new window starts at zero. (Event times must not
+// be in the future: the ledger, like the fold, never believes a time later
+// than the stream's own clock. So the boundaries are today's and this
+// month's.)
+func TestPeriodBoundaries(t *testing.T) {
+	env := streamtest.Start(t, stream.HubConfig{})
+	now := time.Now().UTC()
+	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	month := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	clk := &clock{t: month.Add(-48 * time.Hour)} // the budgets exist before any of the spend below
+	l := startLedger(t, env.JS, stream.LedgerConfig{Now: clk.Now})
+	daily := mustCreate(t, l, fleet.BudgetLimit{Scope: "team", ProjectID: "acme", ScopeID: "support", Period: "daily", LimitUSD: 5_000_000, Action: "stop"})
+	monthly := mustCreate(t, l, fleet.BudgetLimit{Scope: "team", ProjectID: "acme", ScopeID: "support", Period: "monthly", LimitUSD: 50_000_000, Action: "stop"})
+
+	calls := []struct {
+		at  time.Time
+		out int64 // gpt-5 output tokens: 10 µ$ each
+	}{
+		{today.Add(-time.Hour), 100_000},       // $1.00 yesterday
+		{today.Add(-time.Millisecond), 20_000}, // $0.20 in yesterday's last instant
+		{today, 3_000},                         // $0.03 in today's first instant
+		{month.Add(-time.Millisecond), 40_000}, // $0.40 in last month's last instant
+		{month, 5_000},                         // $0.05 in this month's first instant
+		{month.Add(time.Millisecond), 1},       // $0.00001 just after
+	}
+	var seq uint64
+	for i, c := range calls {
+		seq = call(t, env, "acme", "support", "u-1", fmt.Sprintf("m-%d", i), "gpt-5", c.out, c.at)
+	}
+	waitSeq(t, l, seq)
+	// What each window should hold, worked out from the dates alone.
+	want := func(layout string, at time.Time) fleet.Micros {
+		var sum fleet.Micros
+		for _, c := range calls {
+			if c.at.Format(layout) == at.Format(layout) {
+				sum += fleet.Micros(c.out * gpt5PerOutputToken)
+			}
+		}
+		return sum
+	}
+	check := func(at time.Time, b fleet.BudgetLimit, layout string) {
+		t.Helper()
+		clk.Set(at)
+		st := standing(t, l, b.ID)
+		if st.Window.Key != at.Format(layout) || st.Spent != want(layout, at) {
+			t.Errorf("at %s %s: window %s spent $%s; want %s $%s", at.Format(time.RFC3339Nano), b.ID, st.Window.Key, st.Spent,
+				at.Format(layout), want(layout, at))
+		}
+	}
+	check(today.Add(-time.Millisecond), daily, "2006-01-02")
+	check(today, daily, "2006-01-02")
+	check(month.Add(-time.Millisecond), monthly, "2006-01")
+	check(month, monthly, "2006-01")
+	if want("2006-01-02", today) == want("2006-01-02", today.Add(-time.Millisecond)) {
+		t.Fatal("the test's own days coincide")
+	}
+
+	// Reservations too: the last instant of yesterday holds yesterday,
+	// midnight finds today with only today's spend.
+	clk.Set(today.Add(-time.Millisecond))
+	room := daily.LimitUSD - want("2006-01-02", today.Add(-time.Millisecond))
+	dec, err := l.Reserve(context.Background(), fleet.BudgetRequest{ProjectID: "acme", TeamID: "support", Estimate: room})
+	if err != nil || !dec.Allowed {
+		t.Fatalf("reserve the $%s left yesterday: %+v, %v", room, dec, err)
+	}
+	if dec, _ := l.Reserve(context.Background(), fleet.BudgetRequest{ProjectID: "acme", TeamID: "support", Estimate: 1}); dec.Allowed {
+		t.Errorf("yesterday's cap is full, yet one more micro-dollar was allowed: %+v", dec)
+	}
+	clk.Set(today)
+	room = daily.LimitUSD - want("2006-01-02", today)
+	dec, err = l.Reserve(context.Background(), fleet.BudgetRequest{ProjectID: "acme", TeamID: "support", Estimate: room})
+	if err != nil || !dec.Allowed {
+		t.Errorf("today's first instant: reserve the $%s left = %+v, %v; want allowed", room, dec, err)
+	}
+	for _, b := range dec.Breaches {
+		if b.Period == "daily" && !b.ResetsAt.Equal(today.AddDate(0, 0, 1)) {
+			t.Errorf("daily breach resets at %s, want %s", b.ResetsAt, today.AddDate(0, 0, 1))
+		}
+	}
+}
+
+// TestNewCapDoesNotInheritStaleSpend: a budget deleted and created again,
+// or created after spend, starts from zero; one updated keeps its spend.
+func TestNewCapDoesNotInheritStaleSpend(t *testing.T) {
+	env := streamtest.Start(t, stream.HubConfig{})
+	clk := &clock{t: time.Now().UTC().Add(-time.Minute)}
+	l := startLedger(t, env.JS, stream.LedgerConfig{Now: clk.Now})
+	ctx := context.Background()
+
+	// Spend before any budget exists is nobody's business.
+	waitSeq(t, l, call(t, env, "acme", "", "u-7", "m-0", "gpt-5", 10_000, time.Now()))
+	b := mustCreate(t, l, fleet.BudgetLimit{Scope: "user", ProjectID: "acme", ScopeID: "u-7", Period: "monthly", LimitUSD: 1_000_000, Action: "stop"})
+	clk.Set(time.Now().UTC())
+	if st := standing(t, l, b.ID); st.Spent != 0 {
+		t.Errorf("a new budget starts with $%s spent, want 0", st.Spent)
+	}
+	waitSeq(t, l, call(t, env, "acme", "", "u-7", "m-1", "gpt-5", 50_000, time.Now().Add(time.Second)))
+	if st := standing(t, l, b.ID); st.Spent != 500_000 {
+		t.Fatalf("spent $%s, want $0.50", st.Spent)
+	}
+
+	// Raising the cap keeps the month's spend.
+	b.LimitUSD = 2_000_000
+	st, err := l.UpdateBudget(ctx, b)
+	if err != nil || st.Spent != 500_000 || st.Budget.LimitUSD != 2_000_000 {
+		t.Errorf("after raising the cap: %+v, %v; want $0.50 of $2.00", st, err)
+	}
+
+	// Deleted and created again: a new cap, a new ledger.
+	if err := l.DeleteBudget(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Budget(ctx, b.ID); !errors.Is(err, fleet.ErrBudgetNotFound) {
+		t.Errorf("deleted budget: %v, want ErrBudgetNotFound", err)
+	}
+	nb := mustCreate(t, l, fleet.BudgetLimit{Scope: "user", ProjectID: "acme", ScopeID: "u-7", Period: "monthly", LimitUSD: 300_000, Action: "stop"})
+	if nb.Gen == b.Gen {
+		t.Errorf("the new budget has the old one's generation %q", nb.Gen)
+	}
+	if st := standing(t, l, nb.ID); st.Spent != 0 {
+		t.Errorf("the new cap inherited $%s of stale spend", st.Spent)
+	}
+	if dec, err := l.Reserve(ctx, fleet.BudgetRequest{ProjectID: "acme", UserID: "u-7", Estimate: 300_000}); err != nil || !dec.Allowed {
+		t.Errorf("reserve the whole new cap: %+v, %v; want allowed", dec, err)
+	}
+	if _, err := l.CreateBudget(ctx, fleet.BudgetLimit{Scope: "user", ProjectID: "acme", ScopeID: "u-7", Period: "monthly", LimitUSD: 1, Action: "warn"}); !errors.Is(err, fleet.ErrBudgetExists) {
+		t.Errorf("a second budget on the same scope and period: %v, want ErrBudgetExists", err)
+	}
+}
+
+func TestUnpricedModelIsReportedNotCharged(t *testing.T) {
+	env := streamtest.Start(t, stream.HubConfig{})
+	l := startLedger(t, env.JS, stream.LedgerConfig{})
+	b := mustCreate(t, l, fleet.BudgetLimit{Scope: "project", ProjectID: "acme", Period: "daily", LimitUSD: 1_000_000, Action: "stop"})
+	call(t, env, "acme", "", "", "m-1", "acme-finetune-7b", 1_000_000, time.Now())
+	seq := call(t, env, "acme", "", "", "m-1", "gpt-5", 1_000, time.Now())
+	waitSeq(t, l, seq)
+	if st := standing(t, l, b.ID); st.Spent != 10_000 {
+		t.Errorf("spent $%s, want $0.01: the gpt-5 call only", st.Spent)
+	}
+	if s := l.Stats(); s.Unpriced != 1 || s.Charges != 1 {
+		t.Errorf("stats: %d unpriced, %d charged; want 1 and 1", s.Unpriced, s.Charges)
+	}
+}
+
+// TestWarnThrottleStopAndTheirEvents walks one user through the three
+// actions and checks the events the HUD folds.
+func TestWarnThrottleStopAndTheirEvents(t *testing.T) {
+	env := streamtest.Start(t, stream.HubConfig{Tick: 10 * time.Millisecond})
+	l := startLedger(t, env.JS, stream.LedgerConfig{Auditor: env.Publisher, EventEvery: -1})
+	ctx := context.Background()
+	mustCreate(t, l, fleet.BudgetLimit{Scope: "user", ProjectID: "acme", ScopeID: "u-1", Period: "daily", LimitUSD: 1_000_000, Action: "warn"})
+	mustCreate(t, l, fleet.BudgetLimit{Scope: "team", ProjectID: "acme", ScopeID: "research", Period: "daily", LimitUSD: 2_000_000, Action: "throttle", ThrottleModel: "gpt-5-mini"})
+	mustCreate(t, l, fleet.BudgetLimit{Scope: "project", ProjectID: "acme", Period: "monthly", LimitUSD: 3_000_000, WarnPct: 50, Action: "stop"})
+	req := fleet.BudgetRequest{ProjectID: "acme", TeamID: "research", UserID: "u-1", Model: "gpt-5", Estimate: 900_000}
+
+	steps := []struct {
+		name       string
+		estimate   fleet.Micros
+		wantAction string
+		wantModel  string
+		allowed    bool
+	}{
+		{"under every threshold", 100_000, "", "gpt-5", true},
+		{"past the user's 80 %", 800_000, "warn", "gpt-5", true},           // user: 0.9 of 1.0
+		{"past the user's cap: warn only", 200_000, "warn", "gpt-5", true}, // user 1.1 > 1.0, warn action
+		{"past the team's cap: throttled", 1_000_000, "throttle", "gpt-5-mini", true},
+		{"past the project's cap: stopped", 10_000_000, "stop", "gpt-5", false}, // throttled to $2.00: 1.3 + 2.0 > 3.0
+	}
+	for _, s := range steps {
+		req.Estimate = s.estimate
+		dec, err := l.Reserve(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dec.Action != s.wantAction || dec.Model != s.wantModel || dec.Allowed != s.allowed {
+			t.Errorf("%s: %s on %s allowed=%v, want %q on %s allowed=%v; breaches %+v", s.name, dec.Action, dec.Model, dec.Allowed,
+				s.wantAction, s.wantModel, s.allowed, dec.Breaches)
+		}
+		if s.wantAction == "throttle" {
+			// gpt-5-mini costs a fifth of gpt-5 per output token: $1.00 becomes $0.20.
+			r, err := l.Reservation(ctx, dec.Reservation)
+			if err != nil || r.Estimate != 200_000 || r.Model != "gpt-5-mini" {
+				t.Errorf("throttled reservation %+v, %v; want $0.20 on gpt-5-mini", r, err)
+			}
+		}
+	}
+	// The HUD sees the events: the fold's budgets and ticker.
+	var v fleet.View
+	streamtest.Eventually(t, 10*time.Second, func() bool {
+		v, _, _ = env.Hub.View(ctx, "acme")
+		return len(v.Budgets) == 3
+	}, "the fold never saw three budgets")
+	got := map[string]string{}
+	for _, b := range v.Budgets {
+		got[b.Scope+":"+b.ScopeID] = b.Status + "/" + b.Action
+	}
+	want := map[string]string{"user:u-1": "warning/warn", "team:research": "throttled/throttle", "project:acme": "exceeded/stop"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("folded budgets (-want +got):\n%s", diff)
+	}
+	if p := v.Projects["acme"].Budget; p == nil || p.LimitUSD != 3_000_000 || p.Action != "stop" {
+		t.Errorf("project budget gauge %+v, want the $3.00 stop cap", p)
+	}
+}
+
+func TestHoldsExpireAndSettleReleaseTheRest(t *testing.T) {
+	env := streamtest.Start(t, stream.HubConfig{})
+	clk := &clock{t: time.Now().UTC()}
+	l := startLedger(t, env.JS, stream.LedgerConfig{Now: clk.Now, HoldTTL: time.Minute})
+	ctx := context.Background()
+	b := mustCreate(t, l, fleet.BudgetLimit{Scope: "project", ProjectID: "acme", Period: "monthly", LimitUSD: 100_000, Action: "stop"})
+	req := fleet.BudgetRequest{ProjectID: "acme", Estimate: 100_000, Ref: "m-crash"}
+
+	first, err := l.Reserve(ctx, req)
+	if err != nil || !first.Allowed {
+		t.Fatalf("first reserve: %+v, %v", first, err)
+	}
+	if dec, _ := l.Reserve(ctx, fleet.BudgetRequest{ProjectID: "acme", Estimate: 1}); dec.Allowed {
+		t.Fatalf("the cap is held, yet a reservation was allowed")
+	}
+	// The worker crashed: a minute later the hold no longer counts.
+	clk.Set(clk.Now().Add(time.Minute))
+	if st := standing(t, l, b.ID); st.Reserved != 0 {
+		t.Errorf("reserved $%s after expiry, want 0", st.Reserved)
+	}
+	second, err := l.Reserve(ctx, fleet.BudgetRequest{ProjectID: "acme", Estimate: 60_000, Ref: "m-2"})
+	if err != nil || !second.Allowed {
+		t.Fatalf("after expiry: %+v, %v; want allowed", second, err)
+	}
+	// m-2 spends $0.02 and is settled at $0.05 by its caller: $0.03 not yet
+	// seen stays held, the rest is free at once.
+	waitSeq(t, l, call(t, env, "acme", "", "", "m-2", "gpt-5", 2_000, time.Now()))
+	if err := l.Settle(ctx, second.Reservation, 50_000); err != nil {
+		t.Fatal(err)
+	}
+	if st := standing(t, l, b.ID); st.Spent != 20_000 || st.Reserved != 30_000 {
+		t.Errorf("after settle: spent $%s reserved $%s; want $0.02 and $0.03", st.Spent, st.Reserved)
+	}
+	waitSeq(t, l, call(t, env, "acme", "", "", "m-2", "gpt-5", 3_000, time.Now()))
+	if st := standing(t, l, b.ID); st.Spent != 50_000 || st.Reserved != 0 {
+		t.Errorf("after the last call: spent $%s reserved $%s; want $0.05 and 0", st.Spent, st.Reserved)
+	}
+	// Settling again, releasing after settling, releasing nothing: no change.
+	if err := l.Settle(ctx, second.Reservation, 1); err != nil {
+		t.Error(err)
+	}
+	if err := l.Release(ctx, second.Reservation); err != nil {
+		t.Error(err)
+	}
+	if err := l.Release(ctx, "01NOSUCHRESERVATION0000000"); !errors.Is(err, fleet.ErrReservationNotFound) {
+		t.Errorf("release of an unknown reservation: %v", err)
+	}
+	if st := standing(t, l, b.ID); st.Spent != 50_000 || st.Reserved != 0 {
+		t.Errorf("after repeats: spent $%s reserved $%s", st.Spent, st.Reserved)
+	}
+	// A release frees a hold at once; the work's failure event does too.
+	third, _ := l.Reserve(ctx, fleet.BudgetRequest{ProjectID: "acme", Estimate: 40_000, Ref: "m-3"})
+	if err := l.Release(ctx, third.Reservation); err != nil {
+		t.Fatal(err)
+	}
+	fourth, _ := l.Reserve(ctx, fleet.BudgetRequest{ProjectID: "acme", Estimate: 50_000, Ref: "m-4"})
+	if !fourth.Allowed {
+		t.Fatalf("after release: %+v", fourth)
+	}
+	waitSeq(t, l, missionDone(t, env, "acme", "m-4", true, time.Now()))
+	if st := standing(t, l, b.ID); st.Reserved != 0 {
+		t.Errorf("after m-4 failed: reserved $%s, want 0", st.Reserved)
+	}
+	if r, _ := l.Reservation(ctx, fourth.Reservation); r.State != fleet.ReservationReleased {
+		t.Errorf("m-4's reservation is %q, want released", r.State)
+	}
+}
+
+func TestBadBudgetsAreRefused(t *testing.T) {
+	env := streamtest.Start(t, stream.HubConfig{})
+	l := startLedger(t, env.JS, stream.LedgerConfig{})
+	for _, tt := range []struct {
+		b     fleet.BudgetLimit
+		field string
+	}{
+		{fleet.BudgetLimit{Scope: "project", ProjectID: "acme", Period: "daily", LimitUSD: -1, Action: "stop"}, "limit_usd"},
+		{fleet.BudgetLimit{Scope: "tenant", ProjectID: "acme", Period: "daily", LimitUSD: 1, Action: "stop"}, "scope"},
+		{fleet.BudgetLimit{Scope: "project", ProjectID: "acme", Period: "weekly", LimitUSD: 1, Action: "stop"}, "period"},
+		{fleet.BudgetLimit{Scope: "team", ProjectID: "acme", ScopeID: "a", Period: "daily", LimitUSD: 1, Action: "throttle", ThrottleModel: "nope-9"}, "throttle_model"},
+	} {
+		_, err := l.CreateBudget(context.Background(), tt.b)
+		var be *fleet.BudgetError
+		if !errors.As(err, &be) || be.Field != tt.field {
+			t.Errorf("CreateBudget(%+v) = %v, want a BudgetError on %s", tt.b, err, tt.field)
+		}
+	}
+}
+
+// TestFollowerSurvivesALostStreamTail simulates a machine crash that lost
+// FLEET's last messages but not the ledger's writes about them: the cursor
+// and an entry's mark point past the stream's end. New events reuse those
+// sequences and must still be charged.
+func TestFollowerSurvivesALostStreamTail(t *testing.T) {
+	env := streamtest.Start(t, stream.HubConfig{})
+	ctx := context.Background()
+	first, cancel := context.WithCancel(ctx)
+	l, err := stream.NewLedger(ctx, env.JS, stream.LedgerConfig{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.Run(first) }()
+	streamtest.Eventually(t, 5*time.Second, func() bool { return l.Ready() == nil }, "not ready")
+	b := mustCreate(t, l, fleet.BudgetLimit{Scope: "project", ProjectID: "acme", Period: "daily", LimitUSD: 10_000_000, Action: "stop"})
+	waitSeq(t, l, call(t, env, "acme", "", "", "m-1", "gpt-5", 1_000, time.Now())) // $0.01
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	// The ledger remembers 100 messages that FLEET no longer has.
+	kv, err := env.JS.KeyValue(ctx, stream.LedgerBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := kv.Keys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		e, err := kv.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v map[string]any
+		if err := json.Unmarshal(e.Value(), &v); err != nil {
+			t.Fatal(err)
+		}
+		v["seq"] = v["seq"].(float64) + 100
+		body, _ := json.Marshal(v)
+		if _, err := kv.Put(ctx, k, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	l2 := startLedger(t, env.JS, stream.LedgerConfig{})
+	waitSeq(t, l2, call(t, env, "acme", "", "", "m-2", "gpt-5", 2_000, time.Now())) // $0.02
+	if st := standing(t, l2, b.ID); st.Spent != 30_000 {
+		t.Errorf("spent $%s, want $0.03: the call after the lost tail must be charged", st.Spent)
+	}
+}

@@ -1,0 +1,49 @@
+package telemetry_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/fleet/fleettest"
+	"github.com/sagewai/observatory/telemetry"
+)
+
+// BenchmarkObserveFleet is what the hub goroutine pays per folded
+// llm.call for its metrics, and for its span when traces are exported.
+//
+//	go test ./telemetry -run '^$' -bench BenchmarkObserveFleet -benchmem -cpu 1
+func BenchmarkObserveFleet(b *testing.B) {
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer sink.Close()
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+	}{
+		{"metrics", nil},
+		{"metrics+spans", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": sink.URL + "/v1/traces"}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			tel, err := telemetry.Setup(context.Background(), envOf(c.env), telemetry.Options{LogOutput: io.Discard})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer tel.Shutdown(context.Background())
+			st := fleet.NewState(nil)
+			t0 := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+			ev := fleettest.LLMCall("acme", "a1", "r1", "claude-sonnet-4-5", 1200, 300, 5000, 0, t0)
+			res := st.Apply(1, t0, ev)
+			b.ReportAllocs()
+			for b.Loop() {
+				tel.ObserveFleet(ev, res, st)
+			}
+		})
+	}
+}

@@ -1,0 +1,143 @@
+package telemetry
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/sagewai/observatory/fleet"
+)
+
+// FleetSource is what the fleet metrics read besides the events.
+type FleetSource struct {
+	// View returns the fold's state of a scope and the seq it stands at
+	// (stream.Hub.View). The state gauges read View("*") once per
+	// collection.
+	View func(ctx context.Context, scope string) (fleet.View, uint64, error)
+	// Live reports whether events folded now are new rather than the
+	// replay of the stream at start (hub.Ready() == nil). Spans and the
+	// lag histogram are made for live events only, so a restart does not
+	// send every run of the last week again. Nil means always live.
+	Live func() bool
+}
+
+// viewTimeout bounds one read of the fold's state for the gauges.
+const viewTimeout = 2 * time.Second
+
+// fleetGauges reports the fold's current state at each collection: the
+// fleet's workers and agents, missions in flight, spend today and budgets.
+// When the hub does not answer in time, the last state read is reported.
+type fleetGauges struct {
+	view func(ctx context.Context, scope string) (fleet.View, uint64, error)
+
+	// mu guards last, the last state read.
+	mu   sync.Mutex
+	last *fleet.View
+}
+
+func registerFleetGauges(m metric.Meter, view func(ctx context.Context, scope string) (fleet.View, uint64, error)) error {
+	g := &fleetGauges{view: view}
+	workers, err := m.Int64ObservableGauge("sagewai.fleet.workers", metric.WithUnit("{worker}"),
+		metric.WithDescription("Workers by liveness: online, stale (no heartbeat for 30 s) or offline."))
+	if err != nil {
+		return err
+	}
+	agents, err := m.Int64ObservableGauge("sagewai.fleet.agents", metric.WithUnit("{agent}"),
+		metric.WithDescription("Agents by project, active (an event within 5 min) or not."))
+	if err != nil {
+		return err
+	}
+	inFlight, err := m.Int64ObservableGauge("sagewai.missions.in_flight", metric.WithUnit("{mission}"),
+		metric.WithDescription("Missions queued, claimed, running or retrying, by project."))
+	if err != nil {
+		return err
+	}
+	today, err := m.Float64ObservableGauge("sagewai.spend.today_usd", metric.WithUnit("{USD}"),
+		metric.WithDescription("Spend of the current UTC day (the fold's clock) in USD, by project."))
+	if err != nil {
+		return err
+	}
+	limit, err := m.Float64ObservableGauge("sagewai.budget.limit_usd", metric.WithUnit("{USD}"),
+		metric.WithDescription("Budget caps in USD as the last budget.* events reported them."))
+	if err != nil {
+		return err
+	}
+	spent, err := m.Float64ObservableGauge("sagewai.budget.spent_usd", metric.WithUnit("{USD}"),
+		metric.WithDescription("Spend against budgets in USD as the last budget.* events reported it."))
+	if err != nil {
+		return err
+	}
+	_, err = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		v := g.read(ctx)
+		if v == nil {
+			return nil
+		}
+		byStatus := map[string]int64{fleet.WorkerOnline: 0, fleet.WorkerStale: 0, fleet.WorkerOffline: 0}
+		for _, w := range v.Workers {
+			byStatus[w.Status]++
+		}
+		for s, n := range byStatus {
+			o.ObserveInt64(workers, n, metric.WithAttributes(attribute.String(attrStatus, s)))
+		}
+		for id, p := range v.Projects {
+			pkv := attribute.String(ProjectKey, id)
+			o.ObserveInt64(agents, int64(p.ActiveAgents), metric.WithAttributes(pkv, attribute.Bool("active", true)))
+			o.ObserveInt64(agents, int64(p.Agents-p.ActiveAgents), metric.WithAttributes(pkv, attribute.Bool("active", false)))
+			o.ObserveInt64(inFlight, int64(p.MissionsInFlight), metric.WithAttributes(pkv))
+			o.ObserveFloat64(today, p.SpendToday.USD(), metric.WithAttributes(pkv))
+		}
+		for _, b := range budgetSeries(v.Budgets) {
+			o.ObserveFloat64(limit, b.limit.USD(), metric.WithAttributeSet(b.attrs))
+			o.ObserveFloat64(spent, b.spent.USD(), metric.WithAttributeSet(b.attrs))
+		}
+		return nil
+	}, workers, agents, inFlight, today, limit, spent)
+	return err
+}
+
+func (g *fleetGauges) read(ctx context.Context) *fleet.View {
+	ctx, cancel := context.WithTimeout(ctx, viewTimeout)
+	defer cancel()
+	v, _, err := g.view(ctx, fleet.ScopeAll)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err == nil {
+		g.last = &v
+	}
+	return g.last
+}
+
+type budgetSeriesValue struct {
+	attrs        attribute.Set
+	limit, spent fleet.Micros
+}
+
+// budgetSeries sums budgets into series labelled by project, scope, period
+// and team (the scope id of team budgets only): user budgets of a project
+// are summed, as a user id is never a label.
+func budgetSeries(bs map[string]fleet.Budget) []budgetSeriesValue {
+	type key struct{ project, scope, period, team string }
+	sums := map[key]*budgetSeriesValue{}
+	for _, b := range bs {
+		k := key{b.ProjectID, budgetWord(b.Scope), budgetWord(b.Period), ""}
+		if b.Scope == fleet.BudgetScopeTeam {
+			k.team = clean(b.ScopeID)
+		}
+		s := sums[k]
+		if s == nil {
+			s = &budgetSeriesValue{attrs: attribute.NewSet(attribute.String(ProjectKey, k.project),
+				attribute.String(attrScope, k.scope), attribute.String(attrPeriod, k.period), attribute.String("team", k.team))}
+			sums[k] = s
+		}
+		s.limit += b.LimitUSD
+		s.spent += b.SpentUSD
+	}
+	out := make([]budgetSeriesValue, 0, len(sums))
+	for _, s := range sums {
+		out = append(out, *s)
+	}
+	return out
+}

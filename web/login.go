@@ -1,0 +1,152 @@
+package web
+
+import (
+	"context"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/hud"
+	"github.com/sagewai/observatory/static"
+	"github.com/sagewai/observatory/web/auth"
+)
+
+// loginPage is GET /login: the form, or straight to the HUD for a browser
+// that already holds a valid session.
+func (s *Server) loginPage(c echo.Context) error {
+	next := safeNext(c.QueryParam("next"))
+	if ck, err := c.Cookie(SessionCookie); err == nil && ck.Value != "" {
+		if _, err := s.authenticate(credential{token: ck.Value, from: fromCookie, method: http.MethodGet}); err == nil {
+			return c.Redirect(http.StatusSeeOther, next)
+		}
+	}
+	return s.renderLogin(c, http.StatusOK, hud.LoginPage{Next: nextField(next)})
+}
+
+// loginForm is POST /login: the form's username and password. A good pair
+// sets the HttpOnly session cookie and sends the browser to the HUD; a bad
+// one shows the form again with the error. Failures are slowed down and
+// audited exactly as POST /api/v1/auth/login does.
+func (s *Server) loginForm(c echo.Context) error {
+	if !sameOrigin(c.Request()) {
+		return s.renderError(c, http.StatusForbidden, "Not allowed", "A login form may only be posted from this site.")
+	}
+	username := strings.TrimSpace(c.FormValue("username"))
+	password := c.FormValue("password")
+	next := safeNext(c.FormValue("next"))
+	form := hud.LoginPage{Username: username, Next: nextField(next)}
+	if !auth.ValidSubject(username) || password == "" {
+		form.Error = "Enter a user name and a password."
+		return s.renderLogin(c, http.StatusBadRequest, form)
+	}
+	tok, exp, err := s.passwordLogin(c.Request().Context(), username, password, c.RealIP(), "hud")
+	if err != nil {
+		e := asError(err)
+		form.Error = e.Message
+		if secs, ok := e.Details["retry_after_seconds"].(int); ok {
+			c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
+			form.Error = "Too many failed logins: try again in " + strconv.Itoa(secs) + " s."
+		}
+		return s.renderLogin(c, StatusOf(e.Code), form)
+	}
+	c.SetCookie(&http.Cookie{
+		Name: SessionCookie, Value: tok, Path: "/",
+		Expires: exp, MaxAge: int(time.Until(exp).Seconds()),
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.isHTTPS(c.Request()),
+	})
+	return c.Redirect(http.StatusSeeOther, next)
+}
+
+// logout is POST /logout: it drops the session cookie. The token itself
+// stays valid until it expires (tokens are stateless).
+func (s *Server) logout(c echo.Context) error {
+	if !sameOrigin(c.Request()) {
+		return s.renderError(c, http.StatusForbidden, "Not allowed", "Log out from this site.")
+	}
+	clearSession(c)
+	return c.Redirect(http.StatusSeeOther, "/login")
+}
+
+func clearSession(c echo.Context) {
+	c.SetCookie(&http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+}
+
+func (s *Server) renderLogin(c echo.Context, status int, form hud.LoginPage) error {
+	form.Assets = static.Version()
+	return s.render(c, status, hud.Login(form))
+}
+
+// nextField is the form's hidden "next", left out when it is the default.
+func nextField(next string) string {
+	if next == "/hud" {
+		return ""
+	}
+	return next
+}
+
+// sameOrigin refuses cross-site form posts (login CSRF). Browsers say
+// where a request comes from in Sec-Fetch-Site; older ones only in Origin,
+// which must then name this host. A request with neither is no browser's.
+func sameOrigin(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin", "none":
+		return true
+	case "same-site", "cross-site":
+		return false
+	}
+	switch o := r.Header.Get("Origin"); o {
+	case "":
+		return true
+	case "null":
+		return false
+	default:
+		return originAllowed(r, nil)
+	}
+}
+
+func (s *Server) isHTTPS(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	return s.cfg.TrustProxyHeaders && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+}
+
+// passwordLogin checks a user name and password with the login slow-down
+// and the auth.login.* audit, for both POST /api/v1/auth/login and the HUD's
+// form (form names it in the success event; "" for the API), and mints a
+// session token. Its errors are *Error: unauthorized, or
+// too_many_attempts with Details["retry_after_seconds"].
+func (s *Server) passwordLogin(ctx context.Context, username, password, addr, form string) (string, time.Time, error) {
+	a, wait, ok := s.limiter.Attempt(s.cfg.Now(), "user:"+username, "addr:"+addr)
+	if !ok {
+		secs := int(math.Ceil(wait.Seconds()))
+		s.publishAudit(ctx, fleet.TypeLoginFailed, projectGlobal, username, map[string]string{"addr": addr, "reason": "too_many_attempts"})
+		return "", time.Time{}, &Error{
+			Code:    CodeTooManyAttempts,
+			Message: "too many failed logins; retry later",
+			Details: map[string]any{"retry_after_seconds": secs},
+		}
+	}
+	usr, err := s.users.Authenticate(username, password)
+	if err != nil {
+		s.publishAudit(ctx, fleet.TypeLoginFailed, projectGlobal, username, map[string]string{"addr": addr, "reason": "bad_credentials"})
+		return "", time.Time{}, errorf(CodeUnauthorized, "bad username or password")
+	}
+	s.limiter.Forgive(a)
+	s.limiter.Reset("user:" + username)
+	tok, exp, err := s.issue(usr.Name, usr.Role, usr.Project, auth.KindSession, s.cfg.TokenTTL)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	data := map[string]string{"addr": addr}
+	if form != "" {
+		data["form"] = form
+	}
+	s.publishAudit(ctx, fleet.TypeLoginSucceeded, projectGlobal, usr.Name, data)
+	return tok, exp, nil
+}
