@@ -795,7 +795,7 @@ func (l *Ledger) notify(typ string, st fleet.BudgetStanding, project string, req
 		BudgetID: b.ID, ReservedUSD: st.Reserved, Window: st.Window.Key, ResetsAt: st.Window.End,
 		WarnPct: b.WarnPct,
 	}
-	ev := fleet.Event{ID: newID(now), Type: typ, Time: now, ProjectID: project}
+	ev := fleet.Event{ID: fleet.NewID(now), Type: typ, Time: now, ProjectID: project}
 	if req != nil {
 		data.EstimateUSD, data.RequestedModel, data.Ref = req.Estimate, req.Model, req.Ref
 		if typ == fleet.TypeBudgetThrottled {
@@ -861,38 +861,9 @@ func (l *Ledger) publishAudits(ctx context.Context) error {
 
 // ---- ids ----
 
-const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-// newID returns a ULID: 48 bits of milliseconds then 80 random bits, in
-// Crockford base32, so ids sort by time and need no coordination.
-func newID(t time.Time) string {
-	var b [16]byte
-	ms := uint64(t.UnixMilli())
-	binary.BigEndian.PutUint16(b[0:2], uint16(ms>>32))
-	binary.BigEndian.PutUint32(b[2:6], uint32(ms))
-	_, _ = rand.Read(b[6:])
-	hi, lo := binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
-	var out [26]byte
-	for i := len(out) - 1; i >= 0; i-- {
-		out[i] = crockford[lo&31]
-		lo = lo>>5 | hi<<59
-		hi >>= 5
-	}
-	return string(out[:])
-}
-
-// newGen returns a short random budget generation.
-func newGen() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	var sb strings.Builder
-	v := binary.LittleEndian.Uint64(b[:])
-	for range 10 {
-		sb.WriteByte(strings.ToLower(crockford)[v&31])
-		v >>= 5
-	}
-	return sb.String()
-}
+// newGen returns a short random budget generation: the last ten characters
+// of a ULID, which are all random bits.
+func newGen() string { return strings.ToLower(fleet.NewID(time.Now())[16:]) }
 
 func orGlobal(project string) string {
 	if project == "" {

@@ -61,7 +61,7 @@ func (l *Ledger) Reserve(ctx context.Context, req fleet.BudgetRequest) (fleet.Bu
 		if out.Estimate == 0 {
 			return l.allowed(req, standings, out.Verdicts, out, ""), nil
 		}
-		id := newID(now)
+		id := fleet.NewID(now)
 		h := hold{Ref: refOf(req), Amount: out.Estimate, Expires: now.Add(l.cfg.HoldTTL)}
 		pre := make([]fleet.BudgetStanding, len(keys))
 		placed := 0

@@ -270,6 +270,28 @@ func (u *undo) push(what string, do func(context.Context) error) {
 	u.steps = append(u.steps, undoStep{what, do})
 }
 
+// createWork stores rec under key in the work store if the key is free,
+// remembers to delete it, and returns its revision. On any failure it takes
+// back every earlier write and returns the error to answer with.
+func (u *undo) createWork(ctx context.Context, key, noun, id string, rec any) (uint64, error) {
+	value, err := json.Marshal(rec)
+	if err != nil {
+		u.run(ctx, err)
+		return 0, err
+	}
+	work := u.s.cfg.Work
+	rev, created, err := work.Create(ctx, key, value)
+	if err != nil || !created {
+		if err == nil {
+			err = fmt.Errorf("%s id %s is taken", noun, id)
+		}
+		u.run(ctx, err)
+		return 0, storeError("create "+noun, err)
+	}
+	u.push("delete "+noun+" "+id, func(ctx context.Context) error { return work.Delete(ctx, key, rev) })
+	return rev, nil
+}
+
 // run takes back every write, newest first. It outlives the request's
 // cancellation: a client hanging up must not leave half a write behind.
 func (u *undo) run(ctx context.Context, cause error) {
@@ -292,7 +314,7 @@ func (s *Server) newEvent(typ, project string, data any) (fleet.Event, error) {
 	if err != nil {
 		return fleet.Event{}, fmt.Errorf("encode %s: %w", typ, err)
 	}
-	return fleet.Event{ID: newID(now), Type: typ, Time: now, ProjectID: project, Data: raw}, nil
+	return fleet.Event{ID: fleet.NewID(now), Type: typ, Time: now, ProjectID: project, Data: raw}, nil
 }
 
 // checkEvent validates ev and its size before anything is written.
@@ -449,7 +471,7 @@ func slug(name string, n int) string {
 // newWorkID returns a unique id for a mission or run: prefix, '-', a
 // lower-case ULID, so that ids sort by creation time.
 func newWorkID(prefix string, now time.Time) string {
-	return prefix + "-" + strings.ToLower(newID(now))
+	return prefix + "-" + strings.ToLower(fleet.NewID(now))
 }
 
 // hubViewer is a hub that hands out fleet views directly (stream.Hub does);

@@ -76,7 +76,7 @@ func (s *Server) createAgent(c echo.Context) error {
 	p := tenantOf(c)
 	now := s.cfg.Now().UTC()
 	if req.ID == "" {
-		req.ID = cmp.Or(slug(req.Name, 40), "agent") + "-" + strings.ToLower(newID(now)[18:])
+		req.ID = cmp.Or(slug(req.Name, 40), "agent") + "-" + strings.ToLower(fleet.NewID(now)[18:])
 	}
 	rec := agentRecord{
 		ID: req.ID, ProjectID: p.ID, Name: req.Name, Role: req.Role, Model: req.Model, Version: req.Version,

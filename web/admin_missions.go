@@ -159,21 +159,11 @@ func (s *Server) createMission(c echo.Context) error {
 		u.run(ctx, err)
 		return err
 	}
-	value, err := json.Marshal(rec)
+	key := missionKey(p.ID, rec.ID)
+	rev, err := u.createWork(ctx, key, "mission", rec.ID, rec)
 	if err != nil {
-		u.run(ctx, err)
 		return err
 	}
-	key := missionKey(p.ID, rec.ID)
-	rev, created, err := s.cfg.Work.Create(ctx, key, value)
-	if err != nil || !created {
-		if err == nil {
-			err = fmt.Errorf("mission id %s is taken", rec.ID)
-		}
-		u.run(ctx, err)
-		return storeError("create mission", err)
-	}
-	u.push("delete mission "+rec.ID, func(ctx context.Context) error { return s.cfg.Work.Delete(ctx, key, rev) })
 	qseq, err := s.cfg.Missions.Enqueue(ctx, ev)
 	if err != nil {
 		u.run(ctx, err)
@@ -188,7 +178,8 @@ func (s *Server) createMission(c echo.Context) error {
 	// The sequence lets the list tell a finished mission from one the fold
 	// has not seen yet. Losing this write costs only that.
 	rec.Seq = seq
-	if value, err = json.Marshal(rec); err == nil {
+	value, err := json.Marshal(rec)
+	if err == nil {
 		_, _, err = s.cfg.Work.Update(context.WithoutCancel(ctx), key, value, rev)
 	}
 	if err != nil {

@@ -142,21 +142,9 @@ func (s *Server) createRun(c echo.Context) error {
 		u.run(ctx, err)
 		return err
 	}
-	value, err := json.Marshal(rec)
-	if err != nil {
-		u.run(ctx, err)
+	if _, err := u.createWork(ctx, runKey(p.ID, rec.ID), "run", rec.ID, rec); err != nil {
 		return err
 	}
-	key := runKey(p.ID, rec.ID)
-	rev, created, err := s.cfg.Work.Create(ctx, key, value)
-	if err != nil || !created {
-		if err == nil {
-			err = fmt.Errorf("run id %s is taken", rec.ID)
-		}
-		u.run(ctx, err)
-		return storeError("create run", err)
-	}
-	u.push("delete run "+rec.ID, func(ctx context.Context) error { return s.cfg.Work.Delete(ctx, key, rev) })
 	seq, err := s.cfg.Events.Publish(ctx, ev)
 	if err != nil {
 		u.run(ctx, err)

@@ -135,7 +135,7 @@ const auditTimeout = 5 * time.Second
 func (s *Server) publishAudit(ctx context.Context, typ, project, user string, data map[string]string) {
 	now := s.cfg.Now().UTC()
 	raw, _ := json.Marshal(data)
-	ev := fleet.Event{ID: newID(now), Type: typ, Time: now, ProjectID: project, UserID: user, Data: raw}
+	ev := fleet.Event{ID: fleet.NewID(now), Type: typ, Time: now, ProjectID: project, UserID: user, Data: raw}
 	attrs := []any{"event", typ, "sagewai.project_id", project, "user_id", user, "event_id", ev.ID}
 	for k, v := range data {
 		attrs = append(attrs, k, v)
