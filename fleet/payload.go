@@ -44,10 +44,21 @@ type AgentStateChange struct {
 	State string `json:"state"`
 }
 
-// MissionQueued is the data of mission.queued.
+// MissionQueued is the data of mission.queued: what the admin API publishes
+// on FLEET and enqueues on MISSIONS, with everything a worker needs to run
+// the mission.
 type MissionQueued struct {
 	Title    string   `json:"title"`
 	Priority Priority `json:"priority"`
+	// Model is the model the mission runs on; RequestedModel, when set, is
+	// the one asked for, which a budget throttle replaced.
+	Model          string `json:"model"`
+	RequestedModel string `json:"requested_model,omitempty"`
+	EstimateUSD    Micros `json:"estimate_usd"`
+	// Reservation names the budget reservation to settle or release when
+	// the mission ends; BudgetAction is what the budget gate said.
+	Reservation  string `json:"reservation,omitempty"`
+	BudgetAction string `json:"budget_action,omitempty"`
 }
 
 // MissionProgress is the data of mission.progress.

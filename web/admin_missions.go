@@ -46,19 +46,6 @@ type missionRecord struct {
 	Seq uint64 `json:"seq,omitempty"`
 }
 
-// missionQueued is the data of the mission.queued event the admin API
-// publishes on FLEET and enqueues on MISSIONS: fleet.MissionQueued's
-// fields plus what the dispatcher needs.
-type missionQueued struct {
-	Title          string       `json:"title"`
-	Priority       string       `json:"priority"`
-	Model          string       `json:"model"`
-	RequestedModel string       `json:"requested_model,omitempty"`
-	EstimateUSD    fleet.Micros `json:"estimate_usd"`
-	Reservation    string       `json:"reservation,omitempty"`
-	BudgetAction   string       `json:"budget_action,omitempty"`
-}
-
 // budgetOutcome is what the budget gate said about a mission or run.
 type budgetOutcome struct {
 	Action      string               `json:"action,omitempty"`
@@ -147,8 +134,8 @@ func (s *Server) createMission(c echo.Context) error {
 	if budget != nil {
 		rec.Reservation = budget.Reservation
 	}
-	ev, err := s.newEvent(fleet.TypeMissionQueued, p.ID, missionQueued{
-		Title: rec.Title, Priority: rec.Priority, Model: rec.Model, RequestedModel: rec.RequestedModel,
+	ev, err := s.newEvent(fleet.TypeMissionQueued, p.ID, fleet.MissionQueued{
+		Title: rec.Title, Priority: fleet.Priority(rec.Priority), Model: rec.Model, RequestedModel: rec.RequestedModel,
 		EstimateUSD: rec.EstimateUSD, Reservation: rec.Reservation, BudgetAction: budgetAction(budget),
 	})
 	if err == nil {
