@@ -16,6 +16,7 @@ commands:
   demo    serve plus a built-in synthetic mixed-tenant fleet
   tail    print a scope's snapshot and diffs as JSON lines
   embed-token  print a short-lived embed token for one project's HUD iframe
+  fleet   example 40: workers claiming missions of three tenants under load, with proof
   cost    example 34: cost-tagged work for two tenants, where the money went
   budget  example 12: user, team and project caps: warn, throttle, stop
 
@@ -39,6 +40,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = tailCmd(ctx, rest, getenv, stdout, stderr)
 	case "embed-token":
 		err = embedTokenCmd(ctx, rest, getenv, stdout, stderr)
+	case "fleet":
+		err = fleetCmd(ctx, rest, getenv, stdout, stderr)
 	case "cost":
 		err = costCmd(ctx, rest, getenv, stdout, stderr)
 	case "budget":
