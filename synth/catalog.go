@@ -133,35 +133,37 @@ func catalog(team string) []role {
 	return catalogs["general"]
 }
 
-// profile is how a model behaves: token counts and latency ranges of one call.
-type profile struct {
-	provider       string
-	inMin, inMax   int64
-	outMin, outMax int64
-	latMin, latMax float64 // ms
-	cache          bool    // Anthropic-style prompt caching: cache reads after the first call
+// CallProfile is how a model behaves in the synthetic fleets: the token
+// counts and latency ranges of one call. synth's demo fleet and the worker
+// package's synthetic agent share it.
+type CallProfile struct {
+	Provider       string
+	InMin, InMax   int64
+	OutMin, OutMax int64
+	LatMin, LatMax float64 // ms
+	Cache          bool    // Anthropic-style prompt caching: cache reads after the first call
 }
 
-var profiles = map[string]profile{
-	"claude-sonnet-4-5": {provider: "anthropic", inMin: 1200, inMax: 6000, outMin: 250, outMax: 1500, latMin: 1200, latMax: 4000, cache: true},
-	"claude-haiku-4-5":  {provider: "anthropic", inMin: 500, inMax: 3000, outMin: 100, outMax: 700, latMin: 300, latMax: 1300, cache: true},
-	"gpt-5":             {provider: "openai", inMin: 1000, inMax: 6000, outMin: 300, outMax: 1500, latMin: 1500, latMax: 4000},
-	"gpt-5-mini":        {provider: "openai", inMin: 500, inMax: 3500, outMin: 100, outMax: 900, latMin: 500, latMax: 1800},
-	"gemini-2.5-flash":  {provider: "google", inMin: 500, inMax: 4500, outMin: 100, outMax: 1100, latMin: 400, latMax: 1600},
-	"llama3.1":          {provider: "local", inMin: 500, inMax: 3000, outMin: 100, outMax: 800, latMin: 900, latMax: 3500},
+var profiles = map[string]CallProfile{
+	"claude-sonnet-4-5": {Provider: "anthropic", InMin: 1200, InMax: 6000, OutMin: 250, OutMax: 1500, LatMin: 1200, LatMax: 4000, Cache: true},
+	"claude-haiku-4-5":  {Provider: "anthropic", InMin: 500, InMax: 3000, OutMin: 100, OutMax: 700, LatMin: 300, LatMax: 1300, Cache: true},
+	"gpt-5":             {Provider: "openai", InMin: 1000, InMax: 6000, OutMin: 300, OutMax: 1500, LatMin: 1500, LatMax: 4000},
+	"gpt-5-mini":        {Provider: "openai", InMin: 500, InMax: 3500, OutMin: 100, OutMax: 900, LatMin: 500, LatMax: 1800},
+	"gemini-2.5-flash":  {Provider: "google", InMin: 500, InMax: 4500, OutMin: 100, OutMax: 1100, LatMin: 400, LatMax: 1600},
+	"llama3.1":          {Provider: "local", InMin: 500, InMax: 3000, OutMin: 100, OutMax: 800, LatMin: 900, LatMax: 3500},
 }
 
-// profileOf returns the profile of model; a model without one gets the
-// widest ranges and its provider from the pricing table.
-func profileOf(model string, pricing *fleet.Pricing) profile {
+// ProfileOf returns the profile of model; a model without one gets the
+// widest ranges, and its provider from pricing (nil pricing: "unknown").
+func ProfileOf(model string, pricing *fleet.Pricing) CallProfile {
 	if p, ok := profiles[model]; ok {
 		return p
 	}
-	p := profile{provider: "unknown", inMin: 500, inMax: 6000, outMin: 100, outMax: 1500, latMin: 300, latMax: 4000}
+	p := CallProfile{Provider: "unknown", InMin: 500, InMax: 6000, OutMin: 100, OutMax: 1500, LatMin: 300, LatMax: 4000}
 	if pr, ok := pricing.Lookup(model); ok && pr.Provider != "" {
-		p.provider = pr.Provider
+		p.Provider = pr.Provider
 	}
-	p.cache = p.provider == "anthropic"
+	p.Cache = p.Provider == "anthropic"
 	return p
 }
 

@@ -45,7 +45,7 @@ type agent struct {
 	project *project
 	role    role
 	model   string
-	prof    profile
+	prof    CallProfile
 	ready   bool // agent.created sent
 	busy    bool // running a mission, or recovering from a failed one
 	queued  int  // missions waiting for it
@@ -102,7 +102,7 @@ func New(cfg Config, publish func(context.Context, fleet.Event) error) *Fleet {
 			if r.fast {
 				model = mix.Models[len(mix.Models)-1]
 			}
-			p.agents = append(p.agents, &agent{id: id, project: p, role: r, model: model, prof: profileOf(model, pricing)})
+			p.agents = append(p.agents, &agent{id: id, project: p, role: r, model: model, prof: ProfileOf(model, pricing)})
 		}
 		f.projects = append(f.projects, p)
 	}
@@ -122,7 +122,7 @@ func New(cfg Config, publish func(context.Context, fleet.Event) error) *Fleet {
 		for _, p := range w.projects {
 			p.workers = append(p.workers, w)
 			for _, a := range p.agents {
-				if a.prof.provider == "local" {
+				if a.prof.Provider == "local" {
 					w.host, w.pools = fmt.Sprintf("gpu-%02d.fleet.internal", i+1), []string{"gpu", "local-models"}
 				}
 			}
@@ -545,13 +545,13 @@ func (f *Fleet) llmCall(now time.Time, m *mission, fail bool) time.Time {
 	pr := m.agent.prof
 	// The prompt grows as the run goes on: later steps carry more context.
 	grow := float64(m.step) / float64(len(m.agent.role.steps))
-	in := pr.inMin + int64(float64(pr.inMax-pr.inMin)*(0.15+0.55*grow+0.3*f.rng.Float64()))
+	in := pr.InMin + int64(float64(pr.InMax-pr.InMin)*(0.15+0.55*grow+0.3*f.rng.Float64()))
 	outFrac := f.rng.Float64()
-	out := pr.outMin + int64(float64(pr.outMax-pr.outMin)*outFrac)
-	lat := pr.latMin + (pr.latMax-pr.latMin)*(0.6*outFrac+0.4*f.rng.Float64())
-	c := fleet.LLMCall{Provider: pr.provider, Model: m.agent.model, InputTokens: min(in, pr.inMax),
+	out := pr.OutMin + int64(float64(pr.OutMax-pr.OutMin)*outFrac)
+	lat := pr.LatMin + (pr.LatMax-pr.LatMin)*(0.6*outFrac+0.4*f.rng.Float64())
+	c := fleet.LLMCall{Provider: pr.Provider, Model: m.agent.model, InputTokens: min(in, pr.InMax),
 		OutputTokens: out, LatencyMS: math.Round(lat), Status: "ok"}
-	if pr.cache {
+	if pr.Cache {
 		if m.llmCalls == 0 {
 			c.CacheWriteTokens = 1500 + f.rng.Int64N(2500) // system prompt and tool schemas
 		} else {

@@ -23,7 +23,8 @@
 // the same for every attempt, worker and dispatcher replica, so the FLEET
 // dedupe window keeps only the first end.
 //
-// The package imports fleet (the domain), stream (the publisher and stream
+// The package imports fleet (the domain), synth (the call profiles of its
+// synthetic agent), stream (the publisher and stream
 // names) and the NATS clients; nothing imports it but commands.
 //
 // # Concurrency

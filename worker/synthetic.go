@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/synth"
 )
 
 // SyntheticConfig configures the synthetic agent.
@@ -27,27 +28,6 @@ type SyntheticConfig struct {
 	// Seed makes the agent's choices reproducible for a given mission.
 	Seed uint64
 }
-
-// callProfile is how a model behaves: token counts and latency ranges of
-// one call (the figures of the synth package's catalogue).
-type callProfile struct {
-	provider       string
-	inMin, inMax   int64
-	outMin, outMax int64
-	latMin, latMax float64 // ms
-	cache          bool    // Anthropic-style prompt caching
-}
-
-var callProfiles = map[string]callProfile{
-	"claude-sonnet-4-5": {provider: "anthropic", inMin: 1200, inMax: 6000, outMin: 250, outMax: 1500, latMin: 1200, latMax: 4000, cache: true},
-	"claude-haiku-4-5":  {provider: "anthropic", inMin: 500, inMax: 3000, outMin: 100, outMax: 700, latMin: 300, latMax: 1300, cache: true},
-	"gpt-5":             {provider: "openai", inMin: 1000, inMax: 6000, outMin: 300, outMax: 1500, latMin: 1500, latMax: 4000},
-	"gpt-5-mini":        {provider: "openai", inMin: 500, inMax: 3500, outMin: 100, outMax: 900, latMin: 500, latMax: 1800},
-	"gemini-2.5-flash":  {provider: "google", inMin: 500, inMax: 4500, outMin: 100, outMax: 1100, latMin: 400, latMax: 1600},
-	"llama3.1":          {provider: "local", inMin: 500, inMax: 3000, outMin: 100, outMax: 800, latMin: 900, latMax: 3500},
-}
-
-var unknownProfile = callProfile{provider: "unknown", inMin: 500, inMax: 6000, outMin: 100, outMax: 1500, latMin: 300, latMax: 4000}
 
 var syntheticTools = []string{"search.docs", "http.get", "sql.query", "python.exec", "ticket.update", "git.diff"}
 
@@ -79,10 +59,8 @@ func Synthetic(cfg SyntheticConfig) Agent {
 		if model == "" {
 			model = DefaultModel
 		}
-		pr, ok := callProfiles[model]
-		if !ok {
-			pr = unknownProfile
-		}
+		// No pricing: a model without a profile is of an "unknown" provider.
+		pr := synth.ProfileOf(model, nil)
 		steps := cfg.MinSteps + rng.IntN(cfg.MaxSteps-cfg.MinSteps+1)
 		failAt := -1
 		if rng.Float64() < cfg.FailRate {
@@ -109,13 +87,13 @@ func Synthetic(cfg SyntheticConfig) Agent {
 			grow := float64(step) / float64(steps)
 			outFrac := rng.Float64()
 			c := fleet.LLMCall{
-				Provider: pr.provider, Model: model,
-				InputTokens:  min(pr.inMin+int64(float64(pr.inMax-pr.inMin)*(0.15+0.55*grow+0.3*rng.Float64())), pr.inMax),
-				OutputTokens: pr.outMin + int64(float64(pr.outMax-pr.outMin)*outFrac),
-				LatencyMS:    math.Round(pr.latMin + (pr.latMax-pr.latMin)*(0.6*outFrac+0.4*rng.Float64())),
+				Provider: pr.Provider, Model: model,
+				InputTokens:  min(pr.InMin+int64(float64(pr.InMax-pr.InMin)*(0.15+0.55*grow+0.3*rng.Float64())), pr.InMax),
+				OutputTokens: pr.OutMin + int64(float64(pr.OutMax-pr.OutMin)*outFrac),
+				LatencyMS:    math.Round(pr.LatMin + (pr.LatMax-pr.LatMin)*(0.6*outFrac+0.4*rng.Float64())),
 				Status:       "ok",
 			}
-			if pr.cache {
+			if pr.Cache {
 				if step == 0 {
 					c.CacheWriteTokens = 1500 + rng.Int64N(2500)
 				} else {

@@ -226,13 +226,16 @@ func decisionText(action, model, asked string) string {
 }
 
 // exampleServer is the real HTTP server on a loopback port, wired to the
-// pipeline as `observatory serve` wires it.
+// pipeline as `observatory serve` wires it, with an admin password made for
+// this one run. The budget and fleet examples drive the admin API through it.
 type exampleServer struct {
-	p     *pipeline
-	srv   *web.Server
-	http  *http.Server
-	base  string
-	token string
+	p        *pipeline
+	srv      *web.Server
+	http     *http.Server
+	client   *http.Client
+	base     string
+	password string
+	token    string
 }
 
 func startExampleServer(ctx context.Context, p *pipeline, log *slog.Logger) (*exampleServer, error) {
@@ -246,9 +249,12 @@ func startExampleServer(ctx context.Context, p *pipeline, log *slog.Logger) (*ex
 	if err != nil {
 		return nil, err
 	}
+	password := randomHex(16)
 	srv, err := web.New(web.Config{
-		SigningKey: key, Logger: log, Records: reg.Records, Work: reg.Work, Events: p.pub, Missions: reg.Missions,
-		Budgets: p.ledger, BudgetStore: p.ledger, Costs: p.costs,
+		AdminPassword: password,
+		BcryptCost:    4, // bcrypt.MinCost: the password lives for one run
+		SigningKey:    key, Logger: log, Records: reg.Records, Work: reg.Work, Events: p.pub, Missions: reg.Missions,
+		AuditLog: stream.NewAuditLog(p.js), Budgets: p.ledger, BudgetStore: p.ledger, Costs: p.costs,
 	}, p.hub, p.pub)
 	if err != nil {
 		return nil, err
@@ -257,7 +263,11 @@ func startExampleServer(ctx context.Context, p *pipeline, log *slog.Logger) (*ex
 	if err != nil {
 		return nil, err
 	}
-	s := &exampleServer{p: p, srv: srv, http: &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}, base: "http://" + ln.Addr().String()}
+	s := &exampleServer{
+		p: p, srv: srv, password: password, base: "http://" + ln.Addr().String(),
+		http:   &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second},
+		client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 128}},
+	}
 	go func() { _ = s.http.Serve(ln) }()
 	return s, nil
 }
@@ -267,6 +277,7 @@ func (s *exampleServer) stop() {
 	defer cancel()
 	_ = s.srv.Shutdown(ctx)
 	_ = s.http.Shutdown(ctx)
+	s.client.CloseIdleConnections()
 }
 
 // apiError is an error answer of the API.
@@ -305,12 +316,12 @@ func (s *exampleServer) doWant(ctx context.Context, method, path string, body an
 	if s.token != "" {
 		req.Header.Set("Authorization", "Bearer "+s.token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return resp.StatusCode, err
 	}
@@ -333,7 +344,7 @@ func (s *exampleServer) doWant(ctx context.Context, method, path string, body an
 
 func (s *exampleServer) login(ctx context.Context) error {
 	var tr struct{ Token string }
-	if _, err := s.doWant(ctx, "POST", "/api/v1/auth/login", map[string]string{"username": "admin", "password": "admin"}, http.StatusOK, &tr); err != nil {
+	if _, err := s.doWant(ctx, "POST", "/api/v1/auth/login", map[string]string{"username": "admin", "password": s.password}, http.StatusOK, &tr); err != nil {
 		return fmt.Errorf("login: %w", err)
 	}
 	s.token = tr.Token

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
@@ -13,7 +12,6 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -27,7 +25,6 @@ import (
 
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/stream"
-	"github.com/sagewai/observatory/web"
 	"github.com/sagewai/observatory/worker"
 )
 
@@ -180,12 +177,7 @@ func fleetCmd(ctx context.Context, args []string, getenv func(string) string, st
 // fleetRig is the server side of the example: the pipeline, the registry,
 // the admin API on a loopback port and the dispatcher.
 type fleetRig struct {
-	p       *pipeline
-	srv     *web.Server
-	httpSrv *http.Server
-	base    string
-	token   string
-	client  *http.Client
+	*exampleServer
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -196,7 +188,12 @@ func startFleetRig(ctx context.Context, natsURL string, log *slog.Logger) (_ *fl
 	if err != nil {
 		return nil, err
 	}
-	r := &fleetRig{p: p, client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 128}}}
+	api, err := startExampleServer(ctx, p, log)
+	if err != nil {
+		p.stop()
+		return nil, err
+	}
+	r := &fleetRig{exampleServer: api}
 	defer func() {
 		if err != nil {
 			r.stop()
@@ -204,40 +201,6 @@ func startFleetRig(ctx context.Context, natsURL string, log *slog.Logger) (_ *fl
 	}()
 	setup, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	key, err := signingKey(setup, p.js)
-	if err != nil {
-		return nil, err
-	}
-	registry, err := stream.OpenRegistry(setup, p.js, stream.RegistryConfig{})
-	if err != nil {
-		return nil, err
-	}
-	password := randomHex(16)
-	r.srv, err = web.New(web.Config{
-		AdminPassword: password,
-		SigningKey:    key,
-		BcryptCost:    4, // bcrypt.MinCost: the password lives for one run
-		Logger:        log,
-		Records:       registry.Records,
-		Work:          registry.Work,
-		Events:        p.pub,
-		Missions:      registry.Missions,
-		AuditLog:      stream.NewAuditLog(p.js),
-		Budgets:       p.ledger,
-		BudgetStore:   p.ledger,
-		Costs:         p.costs,
-	}, p.hub, p.pub)
-	if err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	r.base = "http://" + ln.Addr().String()
-	r.httpSrv = &http.Server{Handler: r.srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = r.httpSrv.Serve(ln) }()
-
 	dctx, dcancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.cancel, r.done = dcancel, make(chan struct{})
 	d := worker.NewDispatcher(p.nc, p.js, p.pub, worker.DispatcherConfig{Logger: log})
@@ -252,14 +215,9 @@ func startFleetRig(ctx context.Context, natsURL string, log *slog.Logger) (_ *fl
 	case <-setup.Done():
 		return nil, fmt.Errorf("the dispatcher did not get ready: %w", setup.Err())
 	}
-
-	var tok struct {
-		Token string `json:"token"`
+	if err := api.login(setup); err != nil {
+		return nil, err
 	}
-	if _, err := r.call(setup, http.MethodPost, "/api/v1/auth/login", map[string]string{"username": "admin", "password": password}, &tok, http.StatusOK); err != nil {
-		return nil, fmt.Errorf("login: %w", err)
-	}
-	r.token = tok.Token
 	return r, nil
 }
 
@@ -268,51 +226,18 @@ func (r *fleetRig) stop() {
 		r.cancel()
 		<-r.done
 	}
-	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if r.srv != nil {
-		_ = r.srv.Shutdown(shut)
-	}
-	if r.httpSrv != nil {
-		_ = r.httpSrv.Shutdown(shut)
-	}
-	r.client.CloseIdleConnections()
+	r.exampleServer.stop()
 	r.p.stop()
 }
 
-// call sends body as JSON and decodes the answer into out when its status
-// is one of ok; it returns the status.
-func (r *fleetRig) call(ctx context.Context, method, path string, body, out any, ok ...int) (int, error) {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return 0, err
+// create posts body and accepts 201, or 409 for what an earlier run made.
+func (r *fleetRig) create(ctx context.Context, path string, body any) error {
+	_, err := r.doWant(ctx, http.MethodPost, path, body, http.StatusCreated, nil)
+	var ae *apiError
+	if errors.As(err, &ae) && ae.Status == http.StatusConflict {
+		return nil
 	}
-	req, err := http.NewRequestWithContext(ctx, method, r.base+path, bytes.NewReader(b))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if r.token != "" {
-		req.Header.Set("Authorization", "Bearer "+r.token)
-	}
-	res, err := r.client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-	if err != nil {
-		return res.StatusCode, err
-	}
-	if !slices.Contains(ok, res.StatusCode) {
-		return res.StatusCode, fmt.Errorf("%s %s: %d %s", method, path, res.StatusCode, strings.TrimSpace(string(raw)))
-	}
-	if out != nil && len(raw) > 0 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return res.StatusCode, fmt.Errorf("%s %s: %w", method, path, err)
-		}
-	}
-	return res.StatusCode, nil
+	return err
 }
 
 // fleetWatch follows the tenants' mission events on FLEET.
@@ -394,14 +319,13 @@ func runFleet(ctx context.Context, o fleetOptions, stdout, stderr io.Writer) (*f
 
 	// The tenants and their agents, through the admin API.
 	for _, t := range tenants {
-		if _, err := rig.call(ctx, http.MethodPost, "/api/v1/projects", map[string]string{"id": t.project, "name": t.name}, nil,
-			http.StatusCreated, http.StatusConflict); err != nil {
+		if err := rig.create(ctx, "/api/v1/projects", map[string]string{"id": t.project, "name": t.name}); err != nil {
 			return nil, err
 		}
 		for _, a := range t.agents {
-			if _, err := rig.call(ctx, http.MethodPost, "/api/v1/projects/"+t.project+"/agents", map[string]any{
+			if err := rig.create(ctx, "/api/v1/projects/"+t.project+"/agents", map[string]any{
 				"id": a.id, "name": a.name, "role": a.role, "model": a.model, "version": "1.0.0", "tools": a.tools, "skills": []string{a.role},
-			}, nil, http.StatusCreated, http.StatusConflict); err != nil {
+			}); err != nil {
 				return nil, err
 			}
 		}
@@ -540,7 +464,7 @@ func runFleet(ctx context.Context, o fleetOptions, stdout, stderr io.Writer) (*f
 				ID        string    `json:"id"`
 				CreatedAt time.Time `json:"created_at"`
 			}
-			if _, err := rig.call(ctx, http.MethodPost, "/api/v1/projects/"+t.project+"/missions", body, &m, http.StatusCreated); err != nil {
+			if _, err := rig.doWant(ctx, http.MethodPost, "/api/v1/projects/"+t.project+"/missions", body, http.StatusCreated, &m); err != nil {
 				rejected.Add(1)
 				rejectMu.Lock()
 				if firstReject == nil {
