@@ -11,13 +11,22 @@
 // every replica and after every restart, and a worker with a fast clock
 // cannot move the windows.
 //
+// The liveness thresholds are StaleAfter (30 s) and OfflineAfter (2 min)
+// unless State.SetLiveness sets others (stream.HubConfig passes them; tests
+// use short ones). They are configuration, not state: checkpoints do not
+// hold them, and replicas must agree on them. Because the clock moves only
+// with stored messages, a fleet where nothing at all is published shows its
+// workers as they were: some event must be stored for anyone to go stale
+// (any live worker's heartbeat is one).
+//
 // fleet imports only the standard library and does no I/O.
 //
 // # Concurrency
 //
 // State is not safe for concurrent use: one goroutine owns it (stream.Hub).
 // Values returned by View and Delta may share slices (tools, skills, recent
-// runs, pools) with the State, which never modifies a slice in place but
-// replaces it; so they may be handed to other goroutines and read there, and
-// must be treated as read-only. Pricing is immutable and safe to share.
+// runs, pools, models) and label maps with the State, which never modifies
+// a slice or map in place but replaces it; so they may be handed to other
+// goroutines and read there, and must be treated as read-only. Pricing is
+// immutable and safe to share.
 package fleet

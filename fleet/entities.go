@@ -28,8 +28,9 @@ const (
 	MissionRetryingStatus = "retrying"
 )
 
-// Liveness thresholds of DESIGN §9, and how long an agent stays active
-// after its last event.
+// Liveness thresholds of DESIGN §9 (State.SetLiveness changes them for a
+// State, for tests), and how long an agent stays active after its last
+// event.
 const (
 	StaleAfter         = 30 * time.Second
 	OfflineAfter       = 2 * time.Minute
@@ -85,19 +86,21 @@ type RunSummary struct {
 
 // Worker is one worker process.
 type Worker struct {
-	ID             string    `json:"id"`
-	Host           string    `json:"host,omitempty"`
-	Version        string    `json:"version,omitempty"`
-	Capacity       int       `json:"capacity"`
-	Pools          []string  `json:"pools,omitempty"`
-	Projects       []string  `json:"projects"`
-	State          string    `json:"state"`
-	Status         string    `json:"status"`
-	ActiveMissions int       `json:"active_missions"`
-	Load           float64   `json:"load"`
-	JoinedAt       time.Time `json:"joined_at,omitzero"`
-	LastSeen       time.Time `json:"last_seen"`
-	LeftReason     string    `json:"left_reason,omitempty"`
+	ID             string            `json:"id"`
+	Host           string            `json:"host,omitempty"`
+	Version        string            `json:"version,omitempty"`
+	Capacity       int               `json:"capacity"`
+	Pools          []string          `json:"pools,omitempty"`
+	Models         []string          `json:"models,omitempty"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	Projects       []string          `json:"projects"`
+	State          string            `json:"state"`
+	Status         string            `json:"status"`
+	ActiveMissions int               `json:"active_missions"`
+	Load           float64           `json:"load"`
+	JoinedAt       time.Time         `json:"joined_at,omitzero"`
+	LastSeen       time.Time         `json:"last_seen"`
+	LeftReason     string            `json:"left_reason,omitempty"`
 }
 
 // Mission is a mission in flight.
@@ -108,6 +111,7 @@ type Mission struct {
 	UserID    string    `json:"user_id,omitempty"`
 	Title     string    `json:"title"`
 	Priority  Priority  `json:"priority,omitempty"`
+	Pool      string    `json:"pool,omitempty"`
 	Status    string    `json:"status"`
 	WorkerID  string    `json:"worker_id,omitempty"`
 	AgentID   string    `json:"agent_id,omitempty"`

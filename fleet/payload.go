@@ -14,6 +14,10 @@ type WorkerJoined struct {
 	Version  string   `json:"version"`
 	Capacity int      `json:"capacity"`
 	Pools    []string `json:"pools,omitempty"`
+	// Models are the models the worker serves (none: every model); Labels
+	// are what it offers to missions that require labels.
+	Models []string          `json:"models,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // WorkerHeartbeat is the data of worker.heartbeat.
@@ -59,6 +63,12 @@ type MissionQueued struct {
 	// the mission ends; BudgetAction is what the budget gate said.
 	Reservation  string `json:"reservation,omitempty"`
 	BudgetAction string `json:"budget_action,omitempty"`
+	// Pool is the worker pool the mission was queued for (empty: the
+	// default pool); the MISSIONS subject is what routes it, this is for
+	// display. Labels are the labels a worker must offer to run it: each
+	// key with that value, or with any value where the value is empty.
+	Pool   string            `json:"pool,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // MissionProgress is the data of mission.progress.

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -39,6 +40,10 @@ type State struct {
 	seq       uint64
 	clock     time.Time // the newest stored time seen; windows and liveness use it
 	lastSweep time.Time
+
+	// staleAfter and offlineAfter are the liveness thresholds (StaleAfter
+	// and OfflineAfter unless SetLiveness changed them).
+	staleAfter, offlineAfter time.Duration
 
 	agents   map[string]*Agent
 	workers  map[string]*Worker
@@ -90,9 +95,31 @@ func NewState(p *Pricing) *State {
 	if p == nil {
 		p = DefaultPricing()
 	}
-	s := &State{pricing: p}
+	s := &State{pricing: p, staleAfter: StaleAfter, offlineAfter: OfflineAfter}
 	s.init()
 	return s
+}
+
+// SetLiveness sets how long after its last event a worker is stale and
+// offline; zero keeps the DESIGN defaults (StaleAfter, OfflineAfter).
+// Tests use short ones. The thresholds are configuration, not state: they
+// are not in checkpoints, and replicas must agree on them to fold alike.
+// The next sweep applies them.
+func (s *State) SetLiveness(stale, offline time.Duration) {
+	s.staleAfter, s.offlineAfter = cmpOr(stale, StaleAfter), cmpOr(offline, OfflineAfter)
+	if s.offlineAfter < s.staleAfter {
+		s.offlineAfter = s.staleAfter
+	}
+}
+
+// Liveness returns the thresholds SetLiveness set.
+func (s *State) Liveness() (stale, offline time.Duration) { return s.staleAfter, s.offlineAfter }
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
 }
 
 func (s *State) init() {
@@ -208,6 +235,12 @@ func (s *State) Apply(seq uint64, at time.Time, ev Event) Result {
 			if d.Pools != nil {
 				w.Pools = slices.Clone(d.Pools)
 			}
+			if d.Models != nil {
+				w.Models = slices.Clone(d.Models)
+			}
+			if d.Labels != nil {
+				w.Labels = maps.Clone(d.Labels)
+			}
 			w.JoinedAt, w.LeftReason = t, ""
 			w.State = "idle"
 			s.setWorkerStatus(w, WorkerOnline)
@@ -250,7 +283,7 @@ func (s *State) Apply(seq uint64, at time.Time, ev Event) Result {
 		}
 	case *MissionQueued:
 		if m := s.mission(ev, t); m != nil {
-			m.Title, m.Priority = d.Title, d.Priority
+			m.Title, m.Priority, m.Pool = d.Title, d.Priority, d.Pool
 			if m.QueuedAt.IsZero() {
 				m.QueuedAt = t
 			}
@@ -690,9 +723,9 @@ func (s *State) sweep() {
 		age := s.clock.Sub(w.LastSeen)
 		status := WorkerOnline
 		switch {
-		case w.LeftReason != "" || age >= OfflineAfter:
+		case w.LeftReason != "" || age >= s.offlineAfter:
 			status = WorkerOffline
-		case age >= StaleAfter:
+		case age >= s.staleAfter:
 			status = WorkerStale
 		}
 		s.setWorkerStatus(w, status)

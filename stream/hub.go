@@ -34,6 +34,11 @@ type HubConfig struct {
 	CheckpointEvery time.Duration
 	// Pricing prices llm.call events (default fleet.DefaultPricing()).
 	Pricing *fleet.Pricing
+	// StaleAfter and OfflineAfter are how long after its last event a
+	// worker shows stale and offline (defaults fleet.StaleAfter, 30 s, and
+	// fleet.OfflineAfter, 2 min; tests use short ones). Every replica must
+	// use the same, or their folds differ.
+	StaleAfter, OfflineAfter time.Duration
 	// Logger receives rejections and lifecycle lines (default slog.Default()).
 	Logger *slog.Logger
 	// Observe, if set, is called by the hub goroutine with every event it
@@ -235,6 +240,7 @@ func (h *Hub) start(ctx context.Context) error {
 			h.log.Info("resuming from checkpoint", "event", "hub.checkpoint.loaded", "seq", st.Seq(), "stream_last_seq", info.State.LastSeq)
 		}
 	}
+	h.state.SetLiveness(h.cfg.StaleAfter, h.cfg.OfflineAfter)
 	h.lastCP = time.Now()
 	h.stat.epoch.Store(epoch)
 	h.stat.seq.Store(h.state.Seq())

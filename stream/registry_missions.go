@@ -3,7 +3,9 @@ package stream
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,9 +21,72 @@ const (
 	MissionsMaxAge = FleetMaxAge
 )
 
-// MissionSubject returns the subject of project's missions:
-// missions.<project_id>.
+// DefaultPool names the default pool of a project, whose missions are on
+// missions.<project_id> (DESIGN §3); a mission or worker that names no pool
+// is in it.
+const DefaultPool = "default"
+
+// MissionSkipsBucket is the KV bucket where workers count, per MISSIONS
+// message, the deliveries they passed on because they do not match the
+// mission (see package worker).
+const MissionSkipsBucket = "mission_skips"
+
+// MissionSubject returns the subject of project's missions in the default
+// pool: missions.<project_id>.
 func MissionSubject(project string) string { return "missions." + project }
+
+// PoolSubject returns the subject of project's missions in pool:
+// missions.<project_id> for the default pool ("" or DefaultPool),
+// missions.<project_id>.<pool> for a named one. Pool names are shaped like
+// project ids, so no two (project, pool) pairs share a subject, and the
+// filters of their work-queue consumers never overlap.
+func PoolSubject(project, pool string) string {
+	if pool == "" || pool == DefaultPool {
+		return MissionSubject(project)
+	}
+	return "missions." + project + "." + pool
+}
+
+// ParsePoolSubject returns the project and pool of a MISSIONS subject
+// (pool DefaultPool for missions.<project_id>); ok is false for a subject
+// of another shape.
+func ParsePoolSubject(subject string) (project, pool string, ok bool) {
+	rest, found := strings.CutPrefix(subject, "missions.")
+	if !found {
+		return "", "", false
+	}
+	project, pool, named := strings.Cut(rest, ".")
+	if !named {
+		pool = DefaultPool
+	}
+	if !fleet.ValidProjectID(project) || !fleet.ValidProjectID(pool) || (named && pool == DefaultPool) {
+		return "", "", false
+	}
+	return project, pool, true
+}
+
+// MissionSkips opens the MissionSkipsBucket, creating it if need be: one
+// key per MISSIONS message, kept as long as a mission may wait.
+func MissionSkips(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, MissionSkipsBucket)
+	if err == nil {
+		return kv, nil
+	}
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("open bucket %s: %w", MissionSkipsBucket, err)
+	}
+	kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      MissionSkipsBucket,
+		Description: "Observatory: deliveries of each mission passed on by workers that do not match it",
+		History:     1,
+		TTL:         MissionsMaxAge,
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create bucket %s: %w", MissionSkipsBucket, err)
+	}
+	return kv, nil
+}
 
 // MissionQueue appends missions to the MISSIONS work-queue stream, where
 // the dispatcher claims them. Each message is the mission.queued event
@@ -48,12 +113,16 @@ func OpenMissionQueue(ctx context.Context, js jetstream.JetStream, maxAge time.D
 	if err != nil {
 		return nil, fmt.Errorf("ensure stream %s: %w", MissionsStream, err)
 	}
+	if _, err := MissionSkips(ctx, js); err != nil {
+		return nil, err
+	}
 	return &MissionQueue{js: js}, nil
 }
 
 // Enqueue appends ev, a valid mission.queued event with a mission id, to
-// missions.<project>, deduplicated on the mission id. It returns the stream
-// sequence, which Withdraw takes.
+// the subject of its project and pool (PoolSubject; the pool is the data's
+// "pool"), deduplicated on the mission id. It returns the stream sequence,
+// which Withdraw takes.
 func (q *MissionQueue) Enqueue(ctx context.Context, ev fleet.Event) (uint64, error) {
 	if err := ev.Validate(); err != nil {
 		return 0, fmt.Errorf("enqueue mission: %w", err)
@@ -68,7 +137,18 @@ func (q *MissionQueue) Enqueue(ctx context.Context, ev fleet.Event) (uint64, err
 	if len(body) > fleet.MaxEventSize {
 		return 0, fmt.Errorf("enqueue mission %s: %d bytes > %d", ev.MissionID, len(body), fleet.MaxEventSize)
 	}
-	ack, err := q.js.Publish(ctx, MissionSubject(ev.ProjectID), body,
+	var routing struct {
+		Pool string `json:"pool"`
+	}
+	if len(ev.Data) > 0 {
+		if err := json.Unmarshal(ev.Data, &routing); err != nil {
+			return 0, fmt.Errorf("enqueue mission %s: data: %w", ev.MissionID, err)
+		}
+	}
+	if routing.Pool != "" && !fleet.ValidProjectID(routing.Pool) {
+		return 0, fmt.Errorf("enqueue mission %s: bad pool %q", ev.MissionID, routing.Pool)
+	}
+	ack, err := q.js.Publish(ctx, PoolSubject(ev.ProjectID, routing.Pool), body,
 		jetstream.WithMsgID("mission:"+ev.MissionID), jetstream.WithExpectStream(MissionsStream))
 	if err != nil {
 		return 0, fmt.Errorf("enqueue mission %s: %w", ev.MissionID, err)

@@ -132,6 +132,9 @@ func (s *Server) adminRoutes(api *echo.Group) {
 	api.GET("/projects/:project/runs", s.listRuns, tenant...)
 	api.POST("/projects/:project/runs/:run/complete", s.completeRun, tenant...)
 	api.POST("/projects/:project/tokens", s.createToken, tenantAdmin...)
+	api.POST("/enrollment-keys", s.createEnrollmentKey, admin...)
+	// Authenticated by the enrollment key in the body, not a token.
+	api.POST("/workers/enroll", s.enrollWorker, noStore)
 	api.GET("/audit", s.readAudit, read...)
 }
 

@@ -31,11 +31,18 @@ type missionRecord struct {
 	Priority  string `json:"priority"`
 	TeamID    string `json:"team_id,omitempty"`
 	UserID    string `json:"user_id,omitempty"`
+	// AgentID, when set, is the registered agent of the project that runs
+	// the mission.
+	AgentID string `json:"agent_id,omitempty"`
 	// Model is the model the mission runs on; RequestedModel, when set, is
 	// the one asked for, which a budget throttle replaced.
 	Model          string       `json:"model"`
 	RequestedModel string       `json:"requested_model,omitempty"`
 	EstimateUSD    fleet.Micros `json:"estimate_usd"`
+	// Pool is the worker pool it was queued for ("default" when none was
+	// named); Labels are the labels a worker must offer to run it.
+	Pool   string            `json:"pool"`
+	Labels map[string]string `json:"labels,omitempty"`
 	// Reservation names the budget reservation the dispatcher settles or
 	// releases when the mission ends.
 	Reservation string    `json:"reservation,omitempty"`
@@ -59,15 +66,31 @@ type missionRequest struct {
 	Priority    string        `json:"priority"`
 	TeamID      string        `json:"team_id"`
 	UserID      string        `json:"user_id"`
+	AgentID     string        `json:"agent_id"`
 	Model       string        `json:"model"`
 	EstimateUSD *fleet.Micros `json:"estimate_usd"`
+	// Pool is optional (the default pool); Labels are optional, an object
+	// or a list (parseLabels).
+	Pool   string          `json:"pool"`
+	Labels json.RawMessage `json:"labels"`
+
+	labels map[string]string
 }
 
 func (r *missionRequest) check() error {
+	pool, err := checkPool("pool", r.Pool)
+	if err != nil {
+		return err
+	}
+	r.Pool = pool
+	if r.labels, err = parseLabels("labels", r.Labels); err != nil {
+		return err
+	}
 	for _, err := range []error{
 		checkText("title", r.Title, 200, true, false),
 		checkMatch("team_id", r.TeamID, tagIDRE, false),
 		checkMatch("user_id", r.UserID, tagIDRE, false),
+		checkMatch("agent_id", r.AgentID, agentIDRE, false),
 		checkMatch("model", r.Model, modelRE, true),
 		checkEstimate(r.EstimateUSD),
 	} {
@@ -99,7 +122,9 @@ func estimateOf(m *fleet.Micros) fleet.Micros {
 }
 
 // createMission is POST /api/v1/projects/{project}/missions: {title,
-// priority, team_id, user_id, model, estimate_usd?} → 201 and the mission.
+// priority, team_id, user_id, agent_id?, model, estimate_usd?, pool?,
+// labels?} → 201 and the mission, queued on missions.<project> (the
+// default pool) or missions.<project>.<pool>.
 // The budget gate decides first: a stop is 402 budget_exceeded with the
 // breaches and nothing is written; a throttle swaps the model. Then the
 // mission is recorded, enqueued on MISSIONS and announced by
@@ -118,10 +143,20 @@ func (s *Server) createMission(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	p := tenantOf(c)
+	if req.AgentID != "" {
+		found, _, err := getRecord(ctx, s.cfg.Records, agentKey(p.ID, req.AgentID), &agentRecord{})
+		if err != nil {
+			return err
+		}
+		if !found {
+			return errorf(CodeNotFound, "agent %q not found in project %q", req.AgentID, p.ID)
+		}
+	}
 	now := s.cfg.Now().UTC()
 	rec := missionRecord{
 		ID: newWorkID("m", now), ProjectID: p.ID, Title: req.Title, Priority: req.Priority,
-		TeamID: req.TeamID, UserID: req.UserID, Model: req.Model, EstimateUSD: estimateOf(req.EstimateUSD),
+		TeamID: req.TeamID, UserID: req.UserID, AgentID: req.AgentID, Model: req.Model, EstimateUSD: estimateOf(req.EstimateUSD),
+		Pool: cmpOr(req.Pool, defaultPool), Labels: req.labels,
 		Status: fleet.MissionQueuedStatus, CreatedAt: now, CreatedBy: claimsOf(c).Subject,
 	}
 	u := undo{s: s}
@@ -137,9 +172,10 @@ func (s *Server) createMission(c echo.Context) error {
 	ev, err := s.newEvent(fleet.TypeMissionQueued, p.ID, fleet.MissionQueued{
 		Title: rec.Title, Priority: fleet.Priority(rec.Priority), Model: rec.Model, RequestedModel: rec.RequestedModel,
 		EstimateUSD: rec.EstimateUSD, Reservation: rec.Reservation, BudgetAction: budgetAction(budget),
+		Pool: req.Pool, Labels: req.labels,
 	})
 	if err == nil {
-		ev.MissionID, ev.TeamID, ev.UserID = rec.ID, rec.TeamID, rec.UserID
+		ev.MissionID, ev.TeamID, ev.UserID, ev.AgentID = rec.ID, rec.TeamID, rec.UserID, rec.AgentID
 		err = checkEvent(ev)
 	}
 	if err != nil {

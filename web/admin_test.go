@@ -675,3 +675,42 @@ func TestAdminRaces(t *testing.T) {
 		t.Errorf("the fold holds %d ends of run %s, want 1", n, r.ID)
 	}
 }
+
+// TestMissionAgent checks a mission's optional agent: a registered agent
+// of the project is carried to the queue (the worker runs it under that
+// agent); another project's agent, or none registered, is 404 and nothing
+// is queued; a malformed id is 400.
+func TestMissionAgent(t *testing.T) {
+	a := newAdminEnv(t, nil)
+	a.project(t, "acme")
+	a.project(t, "globex")
+	a.agent(t, "acme", "acme-triager", "claude-haiku-4-5")
+	a.agent(t, "globex", "globex-scout", "gpt-5-mini")
+
+	var m struct {
+		ID      string `json:"id"`
+		AgentID string `json:"agent_id"`
+	}
+	a.must(t, "POST", "/api/v1/projects/acme/missions", a.projectToken(t, "acme"),
+		`{"title":"Triage ticket 9","model":"claude-haiku-4-5","agent_id":"acme-triager"}`, http.StatusCreated, &m)
+	if m.AgentID != "acme-triager" {
+		t.Errorf("created mission's agent %q, want acme-triager", m.AgentID)
+	}
+	if q := lastQueued(t, a, "acme"); q.MissionID != m.ID || q.AgentID != "acme-triager" {
+		t.Errorf("queued envelope: mission %s agent %q; want %s and acme-triager", q.MissionID, q.AgentID, m.ID)
+	}
+	before := queuedCount(t, a)
+	for _, tc := range []struct {
+		body   string
+		status int
+	}{
+		{`{"title":"x","model":"gpt-5-mini","agent_id":"globex-scout"}`, http.StatusNotFound},
+		{`{"title":"x","model":"gpt-5-mini","agent_id":"nobody"}`, http.StatusNotFound},
+		{`{"title":"x","model":"gpt-5-mini","agent_id":"bad id!"}`, http.StatusBadRequest},
+	} {
+		a.must(t, "POST", "/api/v1/projects/acme/missions", a.admin, tc.body, tc.status, nil)
+	}
+	if after := queuedCount(t, a); after != before {
+		t.Errorf("refused missions were queued: %d waiting, %d before", after, before)
+	}
+}

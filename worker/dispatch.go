@@ -1,11 +1,15 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,17 +24,30 @@ import (
 // mission delivered MaxDeliver times without being acknowledged.
 const MaxDeliveriesAdvisory = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + stream.MissionsStream + ".>"
 
+// Defaults of the dispatcher's sweep for missions no worker serves.
+const (
+	DefaultUnservedAfter = 10 * time.Minute
+	DefaultSweepEvery    = time.Minute
+)
+
 // DispatcherConfig configures a Dispatcher. Zero values mean the defaults.
 type DispatcherConfig struct {
 	Now    func() time.Time // default time.Now
 	Logger *slog.Logger     // default slog.Default()
+	// UnservedAfter is how long a mission may wait on a subject no worker
+	// has ever consumed (a pool or project without a consumer) before the
+	// dispatcher fails it (default 10 min); SweepEvery is how often it
+	// looks (default 1 min).
+	UnservedAfter, SweepEvery time.Duration
 }
 
-// Dispatcher fails the missions that lost their lease MaxDeliver times: it
-// listens to JetStream's MAX_DELIVERIES advisories on MISSIONS, publishes
-// mission.failed with the mission's EndEventID and removes the mission
-// from the queue. Several replicas may run: they publish the same event
-// id, which FLEET keeps once.
+// Dispatcher fails the missions JetStream gave up on after MaxDeliveries
+// deliveries (mostly missions no worker matches, passed on MaxSkips
+// times): it listens to JetStream's MAX_DELIVERIES advisories on MISSIONS,
+// publishes mission.failed with the mission's EndEventID and a reason
+// (matched by no worker, or leases lost), and removes the mission from the
+// queue. Several replicas may run: they publish the same event id, which
+// FLEET keeps once.
 type Dispatcher struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
@@ -39,6 +56,9 @@ type Dispatcher struct {
 	log    *slog.Logger
 	ready  chan struct{}
 	failed atomic.Int64
+	skips  jetstream.KeyValue // opened by Run
+
+	unservedAfter, sweepEvery time.Duration
 }
 
 // NewDispatcher returns a dispatcher listening on nc and reading MISSIONS
@@ -50,7 +70,14 @@ func NewDispatcher(nc *nats.Conn, js jetstream.JetStream, pub *stream.Publisher,
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Dispatcher{nc: nc, js: js, pub: pub, now: cfg.Now, log: cfg.Logger, ready: make(chan struct{})}
+	if cfg.UnservedAfter <= 0 {
+		cfg.UnservedAfter = DefaultUnservedAfter
+	}
+	if cfg.SweepEvery <= 0 {
+		cfg.SweepEvery = DefaultSweepEvery
+	}
+	return &Dispatcher{nc: nc, js: js, pub: pub, now: cfg.Now, log: cfg.Logger, ready: make(chan struct{}),
+		unservedAfter: cfg.UnservedAfter, sweepEvery: cfg.SweepEvery}
 }
 
 // Ready is closed once the dispatcher listens to the advisories.
@@ -62,6 +89,10 @@ func (d *Dispatcher) Failed() int64 { return d.failed.Load() }
 
 // Run handles the advisories until ctx ends; it returns nil then.
 func (d *Dispatcher) Run(ctx context.Context) error {
+	var err error
+	if d.skips, err = stream.MissionSkips(ctx, d.js); err != nil {
+		return fmt.Errorf("dispatcher: %w", err)
+	}
 	ch := make(chan *nats.Msg, 1024)
 	sub, err := d.nc.ChanSubscribe(MaxDeliveriesAdvisory, ch)
 	if err != nil {
@@ -72,12 +103,68 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		return fmt.Errorf("dispatcher: flush: %w", err)
 	}
 	close(d.ready)
+	sweep := time.NewTicker(d.sweepEvery)
+	defer sweep.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case m := <-ch:
 			d.handle(ctx, m.Data)
+		case <-sweep.C:
+			d.sweepUnserved(ctx)
+		}
+	}
+}
+
+// sweepUnserved fails the missions that waited longer than UnservedAfter
+// on a MISSIONS subject that no consumer filters: a pool or a project no
+// worker has ever claimed from, whose missions nobody would ever see.
+// (A subject whose workers all left keeps its consumer, and its missions
+// wait for them, as a queue does.)
+func (d *Dispatcher) sweepUnserved(ctx context.Context) {
+	st, err := d.js.Stream(ctx, stream.MissionsStream)
+	if err != nil {
+		return
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(stream.MissionsSubjects))
+	if err != nil || len(info.State.Subjects) == 0 {
+		return
+	}
+	served := map[string]bool{}
+	for ci := range st.ListConsumers(ctx).Info() {
+		served[ci.Config.FilterSubject] = true
+		for _, f := range ci.Config.FilterSubjects {
+			served[f] = true
+		}
+	}
+	cutoff := d.now().Add(-d.unservedAfter)
+	for subject := range info.State.Subjects {
+		if served[subject] || served[stream.MissionsSubjects] {
+			continue
+		}
+		for seq := info.State.FirstSeq; ctx.Err() == nil; {
+			raw, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+			if err != nil || raw.Time.After(cutoff) {
+				break
+			}
+			seq = raw.Sequence + 1
+			queued, _, err := decodeMission(raw.Data)
+			if err != nil {
+				_ = st.DeleteMsg(ctx, raw.Sequence)
+				continue
+			}
+			project, pool, _ := stream.ParsePoolSubject(subject)
+			why := fmt.Sprintf("no worker serves pool %s of project %s: waited %s", cmp.Or(pool, stream.DefaultPool), project,
+				d.now().Sub(raw.Time).Round(time.Second))
+			if err := publishFailed(ctx, d.pub, queued, d.now().UTC(), why); err != nil {
+				d.log.Error("publishing mission.failed failed", "event", "dispatch.publish_failed", "mission_id", queued.MissionID, "error", err.Error())
+				return
+			}
+			d.failed.Add(1)
+			d.log.Warn("unserved mission failed", "event", "dispatch.mission_unserved", "sagewai.project_id", queued.ProjectID,
+				"mission_id", queued.MissionID, "subject", subject)
+			_ = st.DeleteMsg(ctx, raw.Sequence)
 		}
 	}
 }
@@ -111,26 +198,18 @@ func (d *Dispatcher) handle(ctx context.Context, body []byte) {
 		log.Error("reading the mission failed", "event", "dispatch.get_failed", "error", err.Error())
 		return
 	}
-	queued, _, err := decodeMission(raw.Data)
+	queued, q, err := decodeMission(raw.Data)
 	if err != nil {
 		log.Error("undecodable mission dropped", "event", "dispatch.invalid_mission", "error", err.Error())
 		_ = st.DeleteMsg(ctx, a.StreamSeq)
 		return
 	}
-	now := d.now().UTC()
-	outcome, err := json.Marshal(fleet.Outcome{
-		DurationMS: msSince(queued.Time, now),
-		Error:      fmt.Sprintf("lease lost %d times: no worker finished the mission", a.Deliveries),
-	})
+	skipped, err := readSkips(ctx, d.skips, a.StreamSeq)
 	if err != nil {
-		return
+		log.Warn("reading the mission's passes failed", "event", "dispatch.skips_failed", "error", err.Error())
 	}
-	ev := fleet.Event{
-		ID: EndEventID(queued.MissionID, queued.Time), Type: fleet.TypeMissionFailed, Time: now,
-		ProjectID: queued.ProjectID, TeamID: queued.TeamID, UserID: queued.UserID, AgentID: queued.AgentID,
-		MissionID: queued.MissionID, TraceID: queued.TraceID, Data: outcome,
-	}
-	if _, err := d.pub.Publish(ctx, ev); err != nil {
+	_, pool, _ := stream.ParsePoolSubject(raw.Subject)
+	if err := publishFailed(ctx, d.pub, queued, d.now().UTC(), failReason(a.Deliveries, skipped, pool, q)); err != nil {
 		log.Error("publishing mission.failed failed", "event", "dispatch.publish_failed", "mission_id", queued.MissionID, "error", err.Error())
 		return
 	}
@@ -140,4 +219,35 @@ func (d *Dispatcher) handle(ctx context.Context, body []byte) {
 	if err := st.DeleteMsg(ctx, a.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		log.Warn("removing the failed mission from the queue failed", "event", "dispatch.delete_failed", "error", err.Error())
 	}
+	if skipped > 0 {
+		_ = d.skips.Delete(ctx, skipKey(a.StreamSeq))
+	}
+}
+
+// failReason says why a mission delivered deliveries times, skipped of
+// which were passed on by workers that do not match it, failed.
+func failReason(deliveries, skipped uint64, pool string, q fleet.MissionQueued) string {
+	lost := deliveries - min(skipped, deliveries)
+	if lost == 0 {
+		var need []string
+		if q.Model != "" {
+			need = append(need, "model "+q.Model)
+		}
+		for _, k := range slices.Sorted(maps.Keys(q.Labels)) {
+			if v := q.Labels[k]; v != "" {
+				need = append(need, "label "+k+"="+v)
+			} else {
+				need = append(need, "label "+k)
+			}
+		}
+		what := "pool " + cmp.Or(pool, stream.DefaultPool)
+		if len(need) > 0 {
+			what += ", " + strings.Join(need, ", ")
+		}
+		return fmt.Sprintf("no worker matches the mission (%s): passed on %d times", what, skipped)
+	}
+	if skipped == 0 {
+		return fmt.Sprintf("lease lost %d times: no worker finished the mission", lost)
+	}
+	return fmt.Sprintf("lease lost %d times and passed on %d times by workers that do not match it: no worker finished the mission", lost, skipped)
 }

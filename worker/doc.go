@@ -1,48 +1,107 @@
 // Package worker is the embeddable worker runtime of the fleet (DESIGN §9):
-// a Worker claims the missions of its projects from the MISSIONS work-queue
-// stream, runs an agent on each and publishes the state events of DESIGN §4
-// on FLEET; a Dispatcher turns a mission that lost its lease too often into
-// mission.failed.
+// a Worker claims the missions of its projects and pools from the MISSIONS
+// work-queue stream, runs an agent on each and publishes the state events
+// of DESIGN §4 on FLEET; a Dispatcher fails the missions nobody will run.
 //
-// Claims are pushed by JetStream: each project has one durable pull
-// consumer, "workers-<project>", filtered on missions.<project> and shared
-// by every worker of that project, consumed with Consume (no polling loop).
+// # Claims and leases
+//
+// Claims are pushed by JetStream: each (project, pool) has one durable
+// pull consumer, shared by every worker of that project and pool and
+// consumed with Consume (no polling loop). The default pool's missions are
+// on missions.<project> (DESIGN §3's subject, where external programs
+// publish), consumed by "workers-<project>"; a named pool's on
+// missions.<project>.<pool>, consumed by "workers-<project>@<pool>". Each
+// consumer filters exactly its subject, so the work-queue filters never
+// overlap, and "@" occurs in no project or pool id, so no two pairs share
+// a consumer name (with "-" project acme-gpu and pool gpu of acme would).
 // A delivery is a claim holding a lease of Config.Lease (the consumer's
 // AckWait), renewed with InProgress on every heartbeat while the mission
 // runs. A lease that expires puts the mission back on the queue; the next
-// claim publishes mission.retrying before mission.claimed. After MaxDeliver
-// (3) deliveries JetStream gives up and emits a MAX_DELIVERIES advisory,
-// which the Dispatcher answers with mission.failed.
+// claim publishes mission.retrying before mission.claimed.
 //
-// A worker only ever consumes the subjects of its own projects, so it cannot
-// receive another project's mission; it checks anyway, and a mission whose
-// project is not its subject's is terminated and counted in Stats.Leaks.
+// # Matching
 //
-// A mission ends exactly once on FLEET: mission.completed and mission.failed
-// carry a deterministic event id derived from the mission id (EndEventID),
-// the same for every attempt, worker and dispatcher replica, so the FLEET
-// dedupe window keeps only the first end.
+// Project and pool are matched by subject: a worker consumes only the
+// subjects of its projects and pools (Config.Pools; none means the default
+// pool), so it cannot receive another project's mission; it checks anyway,
+// and a mission whose project or pool is not its subject's is terminated
+// and counted in Stats.Leaks. Model and labels are matched by the worker
+// (Mismatch): a mission on a model the worker does not serve
+// (Config.Models; none means every model), or requiring a label it does not
+// offer with that value (Config.Labels), is never run by it.
+//
+// A delivery the worker does not match is passed on: the worker adds one
+// to the message's pass count in the KV bucket stream.MissionSkipsBucket
+// (compare-and-swap, key = the MISSIONS sequence) and only then NAKs it
+// with a delay (Config.SkipDelay, doubling per pass up to MaxSkipDelay), so
+// that another worker gets it. JetStream counts every delivery, passes
+// included, so the runtime counts attempts itself: a first delivery is
+// attempt 1 without any lookup (the claim path of a homogeneous fleet is
+// unchanged); a redelivery's attempt is its delivery count less its
+// passes. A pass therefore never costs a mission one of its MaxAttempts
+// (3): the worker that receives a mission after three lost leases fails it
+// itself ("lease lost 3 times", mission.failed with the EndEventID) without
+// running it. The consumers allow MaxDeliveries (43 = 3 attempts + 40
+// passes); when JetStream gives up on a mission it emits a MAX_DELIVERIES
+// advisory, and the Dispatcher fails the mission with a reason that says
+// what nobody offered: "no worker matches the mission (pool gpu, model
+// gpt-5, label region=eu): passed on 43 times", about 20 minutes after it
+// was queued with the default delays (1 s doubling to 30 s). Passes are a
+// bound in time more than in count: a mission only a busy worker matches
+// bounces among the idle ones, and fails the same way if that worker's
+// backlog outlasts the bound. Model and labels are a check for a mostly
+// homogeneous pool; a scarce kind of worker deserves its own pool, which
+// routes by subject and never bounces.
+//
+// A mission on a subject no worker has ever consumed (a pool or a project
+// without a consumer) is never delivered at all; the Dispatcher sweeps
+// MISSIONS every SweepEvery (1 min) and fails those that waited longer
+// than UnservedAfter (10 min): "no worker serves pool gpu of project acme".
+// A subject whose workers all left keeps its consumer, and its missions
+// wait for workers to come back, as a queue's do (until MISSIONS' max age).
+//
+// # Enrollment
+//
+// With Config.Enroll set (EnrollHTTP for the admin API's POST
+// /api/v1/workers/enroll with an enrollment key), Run enrolls before it
+// creates any consumer and then claims only the projects and pools the
+// grant allows: the intersection of what it asked for and what the key
+// covers. The key gates the runtime, not NATS: a worker talks to NATS
+// directly, and a program holding NATS credentials can consume any
+// missions subject whatever its key says. NATS authentication and subject
+// permissions are out of scope of this package.
+//
+// # Ends
+//
+// A mission ends exactly once on FLEET: mission.completed and
+// mission.failed carry a deterministic event id derived from the mission id
+// (EndEventID), the same for every attempt, worker and dispatcher replica,
+// so the FLEET dedupe window keeps only the first end.
 //
 // The package imports fleet (the domain), synth (the call profiles of its
-// synthetic agent), stream (the publisher and stream
-// names) and the NATS clients; nothing imports it but commands.
+// synthetic agent), stream (the publisher, stream names and subjects) and
+// the NATS clients; nothing imports it but commands and tests.
 //
 // # Concurrency
 //
 // Run owns every goroutine it starts and returns only after they have
-// stopped. Per project it runs Capacity consume contexts, each fetching one
-// message at a time and running its mission synchronously in the
-// subscription's goroutine, so no claimed message waits unseen in a client
-// buffer while its lease runs; a worker-wide semaphore of Capacity slots
-// bounds the missions it runs at once across projects (a message waiting
-// for a slot has its lease renewed). One heartbeat goroutine publishes
-// worker.heartbeat and renews the leases of the active missions; the set of
-// active missions is guarded by a mutex. Stats are atomic counters, safe to
-// read at any time.
+// stopped. Per (project, pool) it runs Capacity consume contexts, each
+// fetching one message at a time and running its mission synchronously in
+// the subscription's goroutine, so no claimed message waits unseen in a
+// client buffer while its lease runs; a worker-wide semaphore of Capacity
+// slots bounds the missions it runs at once across projects and pools (a
+// message waiting for a slot has its lease renewed). One heartbeat
+// goroutine publishes worker.heartbeat and renews the leases of the active
+// missions; the set of active missions is guarded by a mutex. Stats are
+// atomic counters, safe to read at any time. Config.Enroll is called once,
+// from Run, before any goroutine starts.
 //
 // Cancelling Run's context is an abrupt stop, as a crash looks to the
 // fleet: missions are neither acknowledged nor ended, no worker.left is
 // published, and their leases expire. Stop is the clean stop: the worker
 // claims nothing new, lets the running missions end, publishes worker.left
 // for each project and Run returns nil.
+//
+// The Dispatcher's Run is one goroutine that handles the advisories and,
+// on its ticker, the sweep; several replicas may run.
 package worker

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
-	"strings"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,11 +26,30 @@ import (
 const (
 	DefaultHeartbeat = 10 * time.Second
 	DefaultLease     = 60 * time.Second
-	// MaxDeliver is how many times a mission is delivered before JetStream
-	// gives up on it and the Dispatcher fails it.
-	MaxDeliver = 3
-	// ConsumerPrefix prefixes the durable consumer of a project's missions:
-	// workers-<project>.
+	// MaxAttempts is how many claims of a mission may lose their lease:
+	// the delivery after the last one fails the mission.
+	MaxAttempts = 3
+	// MaxDeliver is MaxAttempts; it keeps its old name.
+	MaxDeliver = MaxAttempts
+	// MaxSkips is how many more deliveries than MaxAttempts JetStream
+	// makes of a mission: room for passes by workers that do not match it,
+	// while the workers that do are busy. Each pass waits longer (up to
+	// 30 SkipDelays), so it is in effect a bound in time.
+	MaxSkips = 40
+	// MaxDeliveries is the consumers' MaxDeliver, lost leases and passes
+	// together: after it JetStream gives up and the Dispatcher fails the
+	// mission. A mission no worker matches is passed on MaxDeliveries
+	// times: about 20 minutes with the default SkipDelay. A matching
+	// worker whose backlog is longer than that loses the mission; route
+	// scarce shapes by pool instead.
+	MaxDeliveries = MaxAttempts + MaxSkips
+	// DefaultSkipDelay is how long a passed-on mission waits before its
+	// next delivery, doubling with every pass up to 30 times this.
+	DefaultSkipDelay = time.Second
+	// ConsumerPrefix prefixes the durable consumers of missions:
+	// workers-<project> for a project's default pool, and
+	// workers-<project>@<pool> for a named pool ("@" occurs in no project
+	// or pool id, so no two pairs share a name).
 	ConsumerPrefix = "workers-"
 	// Version is what worker.joined reports when Config.Version is empty.
 	Version = "observatory-worker/1"
@@ -65,10 +86,27 @@ type Mission struct {
 type Config struct {
 	// ID names the worker in every event it publishes (required).
 	ID string
-	// Projects are the projects whose missions the worker claims (at least one).
+	// Projects are the projects whose missions the worker claims (at least
+	// one, unless Enroll grants them).
 	Projects []string
-	// Pools are reported in worker.joined; matching on them is not done yet.
+	// Pools are the pools whose missions the worker claims in each of its
+	// projects (default: the default pool only). Pool ids are shaped like
+	// project ids; "default" names the default pool.
 	Pools []string
+	// Models are the models the worker serves; a mission on another model
+	// is passed on (never run). None means every model.
+	Models []string
+	// Labels are what the worker offers; a mission that requires a label
+	// the worker lacks (or has with another value) is passed on.
+	Labels map[string]string
+	// Enroll, if set, is called by Run before it claims anything, with what
+	// the worker asks for; the worker then claims only what the grant
+	// allows (EnrollHTTP is the admin API's enrollment). An error stops Run.
+	Enroll func(ctx context.Context, req EnrollRequest) (Grant, error)
+	// SkipDelay is how long a mission the worker passes on waits before
+	// its next delivery, doubling per pass up to MaxSkipDelay (defaults
+	// 1 s and 30 times SkipDelay).
+	SkipDelay, MaxSkipDelay time.Duration
 	// Capacity is how many missions the worker runs at once (default 1).
 	Capacity int
 	// Heartbeat is the interval of worker.heartbeat and of lease renewals
@@ -99,6 +137,12 @@ func (c *Config) defaults() {
 	if c.Lease <= 0 {
 		c.Lease = DefaultLease
 	}
+	if c.SkipDelay <= 0 {
+		c.SkipDelay = DefaultSkipDelay
+	}
+	if c.MaxSkipDelay < c.SkipDelay {
+		c.MaxSkipDelay = 30 * c.SkipDelay
+	}
 	if c.Agent == nil {
 		c.Agent = Synthetic(SyntheticConfig{})
 	}
@@ -123,10 +167,12 @@ type Stats struct {
 	Failed    int64 // missions it failed (agent error)
 	Leaks     int64 // deliveries of another project's mission, terminated
 	Invalid   int64 // undecodable deliveries, terminated
+	Skipped   int64 // deliveries of missions it does not match, passed on unrun
+	Expired   int64 // missions it failed on delivery: MaxAttempts leases lost
 }
 
 type counters struct {
-	claimed, completed, failed, leaks, invalid atomic.Int64
+	claimed, completed, failed, leaks, invalid, skipped, expired atomic.Int64
 }
 
 // Worker claims and runs missions. Create it with New and run it with Run.
@@ -136,8 +182,9 @@ type Worker struct {
 	cfg Config
 	log *slog.Logger
 
-	slots    chan struct{} // one token per running mission
-	stop     chan struct{} // closed by Stop
+	skips    jetstream.KeyValue // opened by Run
+	slots    chan struct{}      // one token per running mission
+	stop     chan struct{}      // closed by Stop
 	stopOnce sync.Once
 	draining atomic.Bool
 	stats    counters
@@ -175,6 +222,7 @@ func (w *Worker) Stats() Stats {
 	return Stats{
 		Claimed: w.stats.claimed.Load(), Completed: w.stats.completed.Load(), Failed: w.stats.failed.Load(),
 		Leaks: w.stats.leaks.Load(), Invalid: w.stats.invalid.Load(),
+		Skipped: w.stats.skipped.Load(), Expired: w.stats.expired.Load(),
 	}
 }
 
@@ -182,14 +230,53 @@ func (w *Worker) Stats() Stats {
 // missions end, publish worker.left and return nil. It does not wait.
 func (w *Worker) Stop() { w.stopOnce.Do(func() { close(w.stop) }) }
 
-// ConsumerName returns the durable consumer of project's missions.
+// ConsumerName returns the durable consumer of project's missions in the
+// default pool.
 func ConsumerName(project string) string { return ConsumerPrefix + project }
+
+// PoolConsumerName returns the durable consumer of project's missions in
+// pool: ConsumerName(project) for the default pool, workers-<project>@<pool>
+// for a named one.
+func PoolConsumerName(project, pool string) string {
+	if pool == "" || pool == stream.DefaultPool {
+		return ConsumerName(project)
+	}
+	return ConsumerPrefix + project + "@" + pool
+}
+
+// queue is one (project, pool) the worker claims from.
+type queue struct{ project, pool string }
+
+// queues returns the (project, pool) pairs of the configuration.
+func (c *Config) queues() []queue {
+	pools := c.Pools
+	if len(pools) == 0 {
+		pools = []string{stream.DefaultPool}
+	}
+	var out []queue
+	for _, p := range c.Projects {
+		for _, pool := range pools {
+			if pool == "" {
+				pool = stream.DefaultPool
+			}
+			if !slices.Contains(out, queue{p, pool}) {
+				out = append(out, queue{p, pool})
+			}
+		}
+	}
+	return out
+}
 
 // Run joins the fleet and claims missions until Stop (a clean stop) or
 // until ctx ends (an abrupt stop, as a crash: nothing acknowledged, no
 // worker.left). It returns nil after Stop, ctx's error after a
 // cancellation, or the error that kept it from starting.
 func (w *Worker) Run(ctx context.Context) error {
+	if w.cfg.Enroll != nil {
+		if err := w.enroll(ctx); err != nil {
+			return err
+		}
+	}
 	if w.cfg.ID == "" || len(w.cfg.Projects) == 0 {
 		return errors.New("worker: an id and at least one project are required")
 	}
@@ -198,29 +285,37 @@ func (w *Worker) Run(ctx context.Context) error {
 			return fmt.Errorf("worker %s: bad project id %q", w.cfg.ID, p)
 		}
 	}
+	for _, p := range w.cfg.Pools {
+		if p != "" && !fleet.ValidProjectID(p) {
+			return fmt.Errorf("worker %s: bad pool %q", w.cfg.ID, p)
+		}
+	}
 	st, err := w.js.Stream(ctx, stream.MissionsStream)
 	if err != nil {
 		return fmt.Errorf("worker %s: stream %s: %w", w.cfg.ID, stream.MissionsStream, err)
 	}
-	consumers := make(map[string]jetstream.Consumer, len(w.cfg.Projects))
-	for _, p := range w.cfg.Projects {
+	if w.skips, err = stream.MissionSkips(ctx, w.js); err != nil {
+		return fmt.Errorf("worker %s: %w", w.cfg.ID, err)
+	}
+	queues := w.cfg.queues()
+	consumers := make(map[queue]jetstream.Consumer, len(queues))
+	for _, q := range queues {
 		c, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-			Durable:       ConsumerName(p),
-			Description:   "workers claiming the missions of project " + p,
-			FilterSubject: stream.MissionSubject(p),
+			Durable:       PoolConsumerName(q.project, q.pool),
+			Description:   "workers claiming the missions of project " + q.project + ", pool " + q.pool,
+			FilterSubject: stream.PoolSubject(q.project, q.pool),
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       w.cfg.Lease,
-			MaxDeliver:    MaxDeliver,
+			MaxDeliver:    MaxDeliveries,
 			MaxWaiting:    4096,
 		})
 		if err != nil {
-			return fmt.Errorf("worker %s: consumer for %s: %w", w.cfg.ID, p, err)
+			return fmt.Errorf("worker %s: consumer for %s pool %s: %w", w.cfg.ID, q.project, q.pool, err)
 		}
-		consumers[p] = c
+		consumers[q] = c
 	}
 	for _, p := range w.cfg.Projects {
-		if err := w.publish(ctx, fleet.Event{Type: fleet.TypeWorkerJoined, ProjectID: p},
-			fleet.WorkerJoined{Host: w.cfg.Host, Version: w.cfg.Version, Capacity: w.cfg.Capacity, Pools: w.cfg.Pools}); err != nil {
+		if err := w.publish(ctx, fleet.Event{Type: fleet.TypeWorkerJoined, ProjectID: p}, w.joined()); err != nil {
 			return err
 		}
 	}
@@ -242,11 +337,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.handlersMu.Unlock()
 		w.handlers.Wait()
 	}
-	for _, p := range w.cfg.Projects {
+	for _, q := range queues {
 		for range w.cfg.Capacity {
 			// One message at a time, run in the handler: the client pulls
 			// the next one only after the handler returns.
-			cc, err := consumers[p].Consume(func(msg jetstream.Msg) { w.handle(ctx, p, msg) },
+			cc, err := consumers[q].Consume(func(msg jetstream.Msg) { w.handle(ctx, q, msg) },
 				jetstream.PullMaxMessages(1),
 				jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 					if ctx.Err() == nil {
@@ -257,12 +352,13 @@ func (w *Worker) Run(ctx context.Context) error {
 				stopConsuming()
 				hbCancel()
 				<-hbDone
-				return fmt.Errorf("worker %s: consume %s: %w", w.cfg.ID, p, err)
+				return fmt.Errorf("worker %s: consume %s pool %s: %w", w.cfg.ID, q.project, q.pool, err)
 			}
 			ccs = append(ccs, cc)
 		}
 	}
-	w.log.Info("worker joined", "event", "worker.joined", "projects", w.cfg.Projects, "capacity", w.cfg.Capacity)
+	w.log.Info("worker joined", "event", "worker.joined", "projects", w.cfg.Projects, "pools", w.cfg.Pools,
+		"models", w.cfg.Models, "capacity", w.cfg.Capacity)
 
 	select {
 	case <-ctx.Done():
@@ -348,8 +444,18 @@ func (w *Worker) setRunning(d int) {
 	w.leasesMu.Unlock()
 }
 
-// handle runs one delivery of project's consumer.
-func (w *Worker) handle(ctx context.Context, project string, msg jetstream.Msg) {
+// joined is the data of the worker's worker.joined.
+func (w *Worker) joined() fleet.WorkerJoined {
+	pools := w.cfg.Pools
+	if len(pools) == 0 {
+		pools = []string{stream.DefaultPool}
+	}
+	return fleet.WorkerJoined{Host: w.cfg.Host, Version: w.cfg.Version, Capacity: w.cfg.Capacity,
+		Pools: pools, Models: w.cfg.Models, Labels: w.cfg.Labels}
+}
+
+// handle runs one delivery of the consumer of q.
+func (w *Worker) handle(ctx context.Context, q queue, msg jetstream.Msg) {
 	w.handlersMu.Lock()
 	if w.handlersClosed {
 		// Stopping: the delivery goes back to the queue when its lease ends.
@@ -365,7 +471,7 @@ func (w *Worker) handle(ctx context.Context, project string, msg jetstream.Msg) 
 		w.log.Error("mission without metadata", "event", "worker.bad_message", "error", err.Error())
 		return
 	}
-	ev, q, err := decodeMission(msg.Data())
+	ev, mq, err := decodeMission(msg.Data())
 	if err != nil {
 		w.stats.invalid.Add(1)
 		w.log.Error("invalid mission terminated", "event", "worker.invalid_mission", "subject", msg.Subject(),
@@ -373,12 +479,33 @@ func (w *Worker) handle(ctx context.Context, project string, msg jetstream.Msg) 
 		_ = msg.Term()
 		return
 	}
-	subjectProject := strings.TrimPrefix(msg.Subject(), "missions.")
-	if ev.ProjectID != subjectProject || subjectProject != project {
+	subjectProject, subjectPool, ok := stream.ParsePoolSubject(msg.Subject())
+	if !ok || ev.ProjectID != subjectProject || subjectProject != q.project || subjectPool != q.pool {
 		w.stats.leaks.Add(1)
 		w.log.Error("cross-tenant mission terminated", "event", "worker.cross_tenant_mission",
-			"subject", msg.Subject(), "consumer_project", project, "sagewai.project_id", ev.ProjectID, "mission_id", ev.MissionID)
+			"subject", msg.Subject(), "consumer_project", q.project, "consumer_pool", q.pool,
+			"sagewai.project_id", ev.ProjectID, "mission_id", ev.MissionID)
 		_ = msg.Term()
+		return
+	}
+	if why := Mismatch(mq, w.cfg.Models, w.cfg.Labels); why != "" {
+		w.pass(ctx, msg, meta, ev, why)
+		return
+	}
+	attempt, skipped := 1, uint64(0)
+	if meta.NumDelivered > 1 {
+		// A redelivery: a lost lease or a pass by a worker that does not
+		// match. Only lost leases are attempts.
+		if skipped, err = w.skipsOf(ctx, meta.Sequence.Stream); err != nil {
+			// Unknown: leave the mission for another delivery.
+			w.log.Warn("reading a mission's passes failed", "event", "worker.skips_read_failed", "error", err.Error())
+			_ = msg.NakWithDelay(w.cfg.SkipDelay)
+			return
+		}
+		attempt = int(meta.NumDelivered - min(skipped, meta.NumDelivered-1))
+	}
+	if attempt > MaxAttempts {
+		w.expire(ctx, msg, meta, ev, attempt-1, skipped)
 		return
 	}
 
@@ -393,7 +520,141 @@ func (w *Worker) handle(ctx context.Context, project string, msg jetstream.Msg) 
 	w.setRunning(1)
 	defer w.setRunning(-1)
 	w.stats.claimed.Add(1)
-	w.runMission(ctx, msg, int(meta.NumDelivered), ev, q)
+	if w.runMission(ctx, msg, attempt, ev, mq) && skipped > 0 {
+		_ = w.skips.Delete(context.WithoutCancel(ctx), skipKey(meta.Sequence.Stream))
+	}
+}
+
+// Mismatch says why a worker serving models (none: every model) and
+// offering labels may not run a mission queued with q, or "" when it may.
+func Mismatch(q fleet.MissionQueued, models []string, labels map[string]string) string {
+	if q.Model != "" && len(models) > 0 && !slices.Contains(models, q.Model) {
+		return "model " + q.Model + " not served"
+	}
+	for _, k := range slices.Sorted(maps.Keys(q.Labels)) {
+		want := q.Labels[k]
+		got, ok := labels[k]
+		switch {
+		case !ok:
+			return "label " + k + " missing"
+		case want != "" && got != want:
+			return "label " + k + "=" + got + ", want " + want
+		}
+	}
+	return ""
+}
+
+func skipKey(seq uint64) string { return strconv.FormatUint(seq, 10) }
+
+// skipsOf returns how many deliveries of the MISSIONS message at seq were
+// passed on by workers that do not match it.
+func (w *Worker) skipsOf(ctx context.Context, seq uint64) (uint64, error) {
+	return readSkips(ctx, w.skips, seq)
+}
+
+func readSkips(ctx context.Context, kv jetstream.KeyValue, seq uint64) (uint64, error) {
+	e, err := kv.Get(ctx, skipKey(seq))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(string(e.Value()), 10, 64)
+}
+
+// pass hands a delivery the worker does not match back to the queue
+// without running it: it counts the pass for the message first (so the
+// next delivery is not taken for a lost lease), then naks it with a delay
+// that doubles with every pass.
+func (w *Worker) pass(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, ev fleet.Event, why string) {
+	w.stats.skipped.Add(1)
+	n, err := w.countSkip(ctx, meta.Sequence.Stream)
+	if err != nil {
+		// Not counted: this delivery will look like a lost lease. Better
+		// that than running a mission the worker does not match.
+		w.log.Warn("counting a passed-on mission failed", "event", "worker.skip_count_failed",
+			"mission_id", ev.MissionID, "error", err.Error())
+		n = 1
+	}
+	delay := min(w.cfg.SkipDelay<<min(n-1, 16), w.cfg.MaxSkipDelay)
+	w.log.Debug("mission passed on", "event", "worker.mission_passed", "sagewai.project_id", ev.ProjectID,
+		"mission_id", ev.MissionID, "reason", why, "passes", n, "delay", delay)
+	if err := msg.NakWithDelay(delay); err != nil && ctx.Err() == nil {
+		w.log.Warn("handing a mission back failed", "event", "worker.nak_failed", "error", err.Error())
+	}
+}
+
+// countSkip adds one pass to the message at seq, with compare-and-swap
+// against other workers, and returns the new count.
+func (w *Worker) countSkip(ctx context.Context, seq uint64) (uint64, error) {
+	key := skipKey(seq)
+	for range 16 {
+		e, err := w.skips.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			if _, err := w.skips.Create(ctx, key, []byte("1")); err == nil {
+				return 1, nil
+			} else if !errors.Is(err, jetstream.ErrKeyExists) {
+				return 0, err
+			}
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		n, err := strconv.ParseUint(string(e.Value()), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("skips of %s: %w", key, err)
+		}
+		if _, err := w.skips.Update(ctx, key, []byte(strconv.FormatUint(n+1, 10)), e.Revision()); err == nil {
+			return n + 1, nil
+		} else if !isConflict(err) {
+			return 0, err
+		}
+	}
+	return 0, fmt.Errorf("skips of %s: too much contention", key)
+}
+
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
+}
+
+// expire fails a mission delivered after MaxAttempts lost leases: it
+// publishes mission.failed with the mission's EndEventID (the one the
+// Dispatcher would publish) and terminates the message, without running it.
+func (w *Worker) expire(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, queued fleet.Event, lost int, skipped uint64) {
+	why := fmt.Sprintf("lease lost %d times: no worker finished the mission", lost)
+	if skipped > 0 {
+		why += fmt.Sprintf(" (passed on %d times by workers that do not match it)", skipped)
+	}
+	if err := publishFailed(ctx, w.pub, queued, w.cfg.Now().UTC(), why); err != nil {
+		w.log.Warn("publishing mission.failed failed", "event", "worker.publish_failed", "mission_id", queued.MissionID, "error", err.Error())
+		return
+	}
+	w.stats.expired.Add(1)
+	w.log.Warn("mission failed after its last lease", "event", "worker.mission_expired",
+		"sagewai.project_id", queued.ProjectID, "mission_id", queued.MissionID, "attempts", lost)
+	_ = msg.Term()
+	if skipped > 0 {
+		_ = w.skips.Delete(context.WithoutCancel(ctx), skipKey(meta.Sequence.Stream))
+	}
+}
+
+// publishFailed publishes the mission.failed that ends queued for why,
+// with its deterministic end id.
+func publishFailed(ctx context.Context, pub *stream.Publisher, queued fleet.Event, now time.Time, why string) error {
+	outcome, err := json.Marshal(fleet.Outcome{DurationMS: msSince(queued.Time, now), Error: why})
+	if err != nil {
+		return err
+	}
+	ev := fleet.Event{
+		ID: EndEventID(queued.MissionID, queued.Time), Type: fleet.TypeMissionFailed, Time: now,
+		ProjectID: queued.ProjectID, TeamID: queued.TeamID, UserID: queued.UserID, AgentID: queued.AgentID,
+		MissionID: queued.MissionID, TraceID: queued.TraceID, Data: outcome,
+	}
+	_, err = pub.Publish(ctx, ev)
+	return err
 }
 
 // decodeMission decodes the mission.queued event a MISSIONS message carries.
@@ -427,7 +688,8 @@ type Claimed struct {
 	LeaseMS float64 `json:"lease_ms"`
 }
 
-func (w *Worker) runMission(ctx context.Context, msg jetstream.Msg, attempt int, queued fleet.Event, q fleet.MissionQueued) {
+// runMission runs a claimed mission; it reports whether the mission ended.
+func (w *Worker) runMission(ctx context.Context, msg jetstream.Msg, attempt int, queued fleet.Event, q fleet.MissionQueued) bool {
 	now := w.cfg.Now().UTC()
 	m := Mission{
 		ID: queued.MissionID, ProjectID: queued.ProjectID, TeamID: queued.TeamID, UserID: queued.UserID,
@@ -453,19 +715,19 @@ func (w *Worker) runMission(ctx context.Context, msg jetstream.Msg, attempt int,
 	if attempt > 1 {
 		if err := pub(fleet.TypeMissionRetrying, Retrying{Attempt: attempt}); err != nil {
 			log.Warn("publishing mission.retrying failed", "event", "worker.publish_failed", "error", err.Error())
-			return
+			return false
 		}
 	}
 	if err := pub(fleet.TypeMissionClaimed, Claimed{Attempt: attempt, WaitMS: msSince(m.QueuedAt, now),
 		LeaseMS: float64(w.cfg.Lease.Milliseconds())}); err != nil {
 		log.Warn("publishing mission.claimed failed", "event", "worker.publish_failed", "error", err.Error())
-		return
+		return false
 	}
 	base.RunID = m.RunID
 	started := w.cfg.Now()
 	if err := pub(fleet.TypeRunStarted, fleet.RunStarted{Model: m.Model}); err != nil {
 		log.Warn("publishing agent.run.started failed", "event", "worker.publish_failed", "error", err.Error())
-		return
+		return false
 	}
 	emit := func(e fleet.Event) error {
 		switch e.Type {
@@ -478,7 +740,7 @@ func (w *Worker) runMission(ctx context.Context, msg jetstream.Msg, attempt int,
 	agentErr := w.cfg.Agent(ctx, m, emit)
 	if ctx.Err() != nil {
 		// An abrupt stop: nothing is acknowledged; the lease will expire.
-		return
+		return false
 	}
 	end := w.cfg.Now().UTC()
 	runType, endType, errText := fleet.TypeRunCompleted, fleet.TypeMissionCompleted, ""
@@ -487,24 +749,25 @@ func (w *Worker) runMission(ctx context.Context, msg jetstream.Msg, attempt int,
 	}
 	if err := pub(runType, fleet.Outcome{DurationMS: msSince(started, end), Error: errText}); err != nil {
 		log.Warn("publishing the run's end failed", "event", "worker.publish_failed", "error", err.Error())
-		return
+		return false
 	}
 	e := base
 	e.Type, e.ID, e.Time = endType, EndEventID(m.ID, m.QueuedAt), end
 	if err := w.publish(ctx, e, fleet.Outcome{DurationMS: msSince(m.QueuedAt, end), Error: errText}); err != nil {
 		log.Warn("publishing the mission's end failed", "event", "worker.publish_failed", "error", err.Error())
-		return
+		return false
 	}
 	if agentErr != nil {
 		w.stats.failed.Add(1)
 		log.Info("mission failed", "event", "worker.mission_failed", "error", errText)
 		_ = msg.Term()
-		return
+		return true
 	}
 	w.stats.completed.Add(1)
 	if err := msg.Ack(); err != nil {
 		log.Warn("acknowledging the mission failed", "event", "worker.ack_failed", "error", err.Error())
 	}
+	return true
 }
 
 // publish publishes e with data as its payload, filling the id, the time

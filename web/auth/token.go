@@ -114,9 +114,10 @@ func ValidSubject(s string) bool {
 		!strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
 
-// Signer mints and verifies tokens with one key.
+// Signer mints and verifies tokens (and enrollment keys) with one key.
 type Signer struct {
-	key []byte
+	key       []byte
+	enrollKey []byte // a second derived key: an enrollment key is never a token
 }
 
 // NewSigner returns a Signer for key, which must be at least MinKeySize
@@ -128,7 +129,9 @@ func NewSigner(key []byte) (*Signer, error) {
 	}
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte("observatory/token/v1"))
-	return &Signer{key: m.Sum(nil)}, nil
+	e := hmac.New(sha256.New, key)
+	e.Write([]byte("observatory/enroll/v1"))
+	return &Signer{key: m.Sum(nil), enrollKey: e.Sum(nil)}, nil
 }
 
 var b64 = base64.RawURLEncoding

@@ -1,0 +1,116 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// ErrEnrollRefused wraps the answer of an enrollment the server refused
+// (a bad or expired key, a scope the key does not cover).
+var ErrEnrollRefused = errors.New("enrollment refused")
+
+// EnrollRequest is what a worker asks for when it enrolls: the body of
+// POST /api/v1/workers/enroll, less the key. Empty Projects or Pools ask
+// for everything the key allows.
+type EnrollRequest struct {
+	WorkerID string            `json:"worker_id"`
+	Projects []string          `json:"projects,omitempty"`
+	Pools    []string          `json:"pools,omitempty"`
+	Models   []string          `json:"models,omitempty"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	Host     string            `json:"host,omitempty"`
+	Version  string            `json:"version,omitempty"`
+	Capacity int               `json:"capacity,omitempty"`
+}
+
+// Grant is what an enrollment allows: the projects and pools the worker
+// may claim from (what it asked for, within the key's scope), and the
+// models and labels it declared.
+type Grant struct {
+	WorkerID  string            `json:"worker_id"`
+	Projects  []string          `json:"projects"`
+	Pools     []string          `json:"pools"`
+	Models    []string          `json:"models,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	ExpiresAt time.Time         `json:"key_expires_at"`
+}
+
+// EnrollHTTP returns a Config.Enroll that enrolls through the admin API at
+// baseURL (http://host:port) with key, an enrollment key from POST
+// /api/v1/enrollment-keys. client nil means a client with a 10 s timeout.
+// A refusal (401, 403, 400) wraps ErrEnrollRefused and names the API's
+// error code.
+func EnrollHTTP(baseURL, key string, client *http.Client) func(context.Context, EnrollRequest) (Grant, error) {
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Second}
+	}
+	url := strings.TrimRight(baseURL, "/") + "/api/v1/workers/enroll"
+	return func(ctx context.Context, req EnrollRequest) (Grant, error) {
+		body, err := json.Marshal(struct {
+			Key string `json:"key"`
+			EnrollRequest
+		}{key, req})
+		if err != nil {
+			return Grant{}, err
+		}
+		hr, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			return Grant{}, err
+		}
+		hr.Header.Set("Content-Type", "application/json")
+		res, err := client.Do(hr)
+		if err != nil {
+			return Grant{}, err
+		}
+		defer res.Body.Close()
+		raw, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+		if err != nil {
+			return Grant{}, err
+		}
+		if res.StatusCode != http.StatusOK {
+			var e struct {
+				Error struct {
+					Code    string `json:"code"`
+					Message string `json:"message"`
+				} `json:"error"`
+			}
+			_ = json.Unmarshal(raw, &e)
+			err := fmt.Errorf("status %d %s: %s", res.StatusCode, e.Error.Code, e.Error.Message)
+			if res.StatusCode < 500 {
+				err = fmt.Errorf("%w: %w", ErrEnrollRefused, err)
+			}
+			return Grant{}, err
+		}
+		var g Grant
+		if err := json.Unmarshal(raw, &g); err != nil {
+			return Grant{}, fmt.Errorf("enrollment answer: %w", err)
+		}
+		return g, nil
+	}
+}
+
+// enroll asks Config.Enroll for the worker's scope and narrows the
+// configuration to the grant.
+func (w *Worker) enroll(ctx context.Context) error {
+	g, err := w.cfg.Enroll(ctx, EnrollRequest{
+		WorkerID: w.cfg.ID, Projects: w.cfg.Projects, Pools: w.cfg.Pools, Models: w.cfg.Models,
+		Labels: w.cfg.Labels, Host: w.cfg.Host, Version: w.cfg.Version, Capacity: w.cfg.Capacity,
+	})
+	if err != nil {
+		return fmt.Errorf("worker %s: enroll: %w", w.cfg.ID, err)
+	}
+	if g.WorkerID != w.cfg.ID || len(g.Projects) == 0 {
+		return fmt.Errorf("worker %s: enroll: a grant for %q of %d projects: %w", w.cfg.ID, g.WorkerID, len(g.Projects), ErrEnrollRefused)
+	}
+	w.cfg.Projects, w.cfg.Pools = g.Projects, g.Pools
+	w.log.Info("worker enrolled", "event", "worker.enrolled", "projects", g.Projects, "pools", g.Pools,
+		"key_expires_at", g.ExpiresAt)
+	return nil
+}

@@ -1,0 +1,351 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/stream"
+	"github.com/sagewai/observatory/stream/streamtest"
+	"github.com/sagewai/observatory/worker"
+)
+
+// enqueueQ queues a mission of project with the data q, as the admin API
+// does: on its pool's subject, then announced on FLEET.
+func (f *fixture) enqueueQ(t *testing.T, project, id string, q fleet.MissionQueued) {
+	t.Helper()
+	now := time.Now().UTC()
+	if q.Title == "" {
+		q.Title = "job " + id
+	}
+	data, err := json.Marshal(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := fleet.Event{ID: fleet.NewID(now), Type: fleet.TypeMissionQueued, Time: now, ProjectID: project, MissionID: id, Data: data}
+	ctx := context.Background()
+	if _, err := f.queue.Enqueue(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.env.Publisher.Publish(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runDispatcher runs a dispatcher until the test ends.
+func (f *fixture) runDispatcher(t *testing.T) *worker.Dispatcher {
+	t.Helper()
+	return f.runDispatcherWith(t, worker.DispatcherConfig{})
+}
+
+func (f *fixture) runDispatcherWith(t *testing.T, cfg worker.DispatcherConfig) *worker.Dispatcher {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg.Logger = quiet
+	d := worker.NewDispatcher(f.env.Conn, f.env.JS, f.env.Publisher, cfg)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := d.Run(ctx); err != nil {
+			t.Errorf("dispatcher: %v", err)
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	<-d.Ready()
+	return d
+}
+
+// claimer returns who claimed mission id.
+func (f *fixture) claimers(id string) []string {
+	return workerIDs(f.rec.all(ofMission(id, fleet.TypeMissionClaimed)))
+}
+
+// TestPoolsRouteMissions queues missions in acme's default pool and in
+// its gpu pool: a gpu worker runs only gpu missions, a default worker only
+// default ones, and a worker of both pools may run either. The gpu
+// missions travel on missions.acme.gpu, claimed through the consumer
+// workers-acme@gpu.
+func TestPoolsRouteMissions(t *testing.T) {
+	f := newFixture(t)
+	pools := map[string][]string{"w-gpu": {"gpu"}, "w-default": nil, "w-both": {"default", "gpu"}}
+	for id, p := range pools {
+		f.start(t, worker.Config{ID: id, Projects: []string{"acme"}, Pools: p, Capacity: 2, Agent: fast(-1)})
+	}
+	var ids []string
+	pool := map[string]string{}
+	for i := range 20 {
+		for _, p := range []string{"", "gpu"} {
+			id := fmt.Sprintf("m-%s-%02d", cmpOr(p, "default"), i)
+			ids, pool[id] = append(ids, id), cmpOr(p, "default")
+			f.enqueueQ(t, "acme", id, fleet.MissionQueued{Priority: "normal", Pool: p})
+		}
+	}
+	f.rec.waitEnded(t, 30*time.Second, ids)
+	f.rec.checkEndedOnce(t, ids)
+	f.queueEmpty(t)
+	for _, id := range ids {
+		for _, w := range f.claimers(id) {
+			if !serves(pools[w], pool[id]) {
+				t.Errorf("mission %s of pool %s claimed by %s, which serves %v", id, pool[id], w, pools[w])
+			}
+		}
+	}
+	ctx := context.Background()
+	c, err := f.env.JS.Consumer(ctx, stream.MissionsStream, "workers-acme@gpu")
+	if err != nil {
+		t.Fatalf("the gpu pool's consumer: %v", err)
+	}
+	if got := c.CachedInfo().Config.FilterSubject; got != "missions.acme.gpu" {
+		t.Errorf("gpu consumer filters %q, want missions.acme.gpu", got)
+	}
+	// The fold shows the pools on workers and missions.
+	v := view(t, f, "acme")
+	if got := v.Workers["w-both"].Pools; strings.Join(got, ",") != "default,gpu" {
+		t.Errorf("w-both shows pools %v", got)
+	}
+}
+
+func serves(pools []string, pool string) bool {
+	if len(pools) == 0 {
+		pools = []string{"default"}
+	}
+	for _, p := range pools {
+		if p == pool {
+			return true
+		}
+	}
+	return false
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// view returns the hub's view of scope once it has folded everything
+// published so far.
+func view(t *testing.T, f *fixture, scope string) fleet.View {
+	t.Helper()
+	ctx := context.Background()
+	seq, err := f.env.Publisher.Publish(ctx, probe())
+	if err != nil {
+		t.Fatal(err)
+	}
+	streamtest.WaitSeq(t, f.env.Hub, seq)
+	v, _, err := f.env.Hub.View(ctx, scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestModelAndLabelsMatch runs missions that name a model and require
+// labels on workers that serve some models and offer some labels: every
+// mission runs on a worker that matches it, and nowhere else.
+func TestModelAndLabelsMatch(t *testing.T) {
+	f := newFixture(t)
+	type shape struct {
+		models []string
+		labels map[string]string
+	}
+	shapes := map[string]shape{
+		"w-claude-eu": {[]string{"claude-sonnet-4-5"}, map[string]string{"region": "eu", "gpu": "a100"}},
+		"w-gpt-us":    {[]string{"gpt-5"}, map[string]string{"region": "us"}},
+		"w-any-eu":    {nil, map[string]string{"region": "eu"}},
+	}
+	for id, s := range shapes {
+		f.start(t, worker.Config{ID: id, Projects: []string{"acme"}, Models: s.models, Labels: s.labels,
+			Capacity: 2, SkipDelay: 5 * time.Millisecond, Agent: fast(-1)})
+	}
+	missions := []fleet.MissionQueued{
+		{Model: "claude-sonnet-4-5", Labels: map[string]string{"gpu": ""}},   // w-claude-eu only
+		{Model: "gpt-5", Labels: map[string]string{"region": "us"}},          // w-gpt-us only
+		{Model: "gemini-2.5-flash", Labels: map[string]string{"region": ""}}, // w-any-eu only
+		{Model: "claude-sonnet-4-5", Labels: map[string]string{"region": "eu"}},
+		{Model: "gpt-5"},
+	}
+	var ids []string
+	want := map[string]fleet.MissionQueued{}
+	for i := range 8 {
+		for j, q := range missions {
+			id := fmt.Sprintf("m-%d-%d", j, i)
+			ids, want[id] = append(ids, id), q
+			f.enqueueQ(t, "acme", id, q)
+		}
+	}
+	f.rec.waitEnded(t, 60*time.Second, ids)
+	f.rec.checkEndedOnce(t, ids)
+	f.queueEmpty(t)
+	for _, id := range ids {
+		for _, w := range f.claimers(id) {
+			s := shapes[w]
+			if why := worker.Mismatch(want[id], s.models, s.labels); why != "" {
+				t.Errorf("mission %s (%+v) claimed by %s: %s", id, want[id], w, why)
+			}
+		}
+	}
+}
+
+// TestPassesDoNotBurnAttempts queues a mission only a worker that is not
+// there yet matches: the workers that are there pass it on more times
+// than a mission has attempts, and when the matching worker joins it
+// claims the mission at attempt 1 and completes it.
+func TestPassesDoNotBurnAttempts(t *testing.T) {
+	f := newFixture(t)
+	var others []*running
+	for i := range 2 {
+		others = append(others, f.start(t, worker.Config{ID: fmt.Sprintf("w-haiku-%d", i), Projects: []string{"acme"},
+			Models: []string{"claude-haiku-4-5"}, SkipDelay: 5 * time.Millisecond, Agent: fast(-1)}))
+	}
+	f.enqueueQ(t, "acme", "m-opus", fleet.MissionQueued{Model: "claude-opus-4-1"})
+	passes := func() (n int64) {
+		for _, r := range others {
+			n += r.w.Stats().Skipped
+		}
+		return n
+	}
+	streamtest.Eventually(t, 20*time.Second, func() bool { return passes() > worker.MaxAttempts }, "the mission was not passed on")
+	f.start(t, worker.Config{ID: "w-opus", Projects: []string{"acme"}, Models: []string{"claude-opus-4-1"}, Agent: fast(-1)})
+	f.rec.waitEnded(t, 30*time.Second, []string{"m-opus"})
+	f.rec.checkEndedOnce(t, []string{"m-opus"})
+	end := f.rec.all(isEnd)[0]
+	if end.Type != fleet.TypeMissionCompleted || end.WorkerID != "w-opus" {
+		t.Errorf("end %s by %q, want completed by w-opus", end.Type, end.WorkerID)
+	}
+	claims := f.rec.all(ofMission("m-opus", fleet.TypeMissionClaimed))
+	if len(claims) != 1 || !strings.Contains(string(claims[0].Data), `"attempt":1,`) {
+		t.Errorf("claims %+v, want one, at attempt 1, after %d passes", claims, passes())
+	}
+	if n := f.rec.count(ofMission("m-opus", fleet.TypeMissionRetrying)); n != 0 {
+		t.Errorf("%d mission.retrying, want none: a pass is not a lost lease", n)
+	}
+	for _, r := range others {
+		if s := r.w.Stats(); s.Claimed != 0 {
+			t.Errorf("%s claimed %d missions of a model it does not serve", r.cfg.ID, s.Claimed)
+		}
+	}
+}
+
+// TestUnmatchedMissionFails queues a mission no worker matches: after
+// MaxDeliveries passes JetStream gives up and the dispatcher fails it with a
+// reason that names what nobody offered; the queue empties and nobody ran
+// it.
+func TestUnmatchedMissionFails(t *testing.T) {
+	f := newFixture(t)
+	d := f.runDispatcher(t)
+	var ws []*running
+	for i := range 2 {
+		ws = append(ws, f.start(t, worker.Config{ID: fmt.Sprintf("w-%d", i), Projects: []string{"acme"}, Pools: []string{"gpu"},
+			Models: []string{"gpt-5"}, Labels: map[string]string{"region": "us"}, SkipDelay: 2 * time.Millisecond,
+			MaxSkipDelay: 20 * time.Millisecond, Agent: fast(-1)}))
+	}
+	f.enqueueQ(t, "acme", "m-lonely", fleet.MissionQueued{Model: "gpt-5", Pool: "gpu", Labels: map[string]string{"region": "eu"}})
+	f.enqueueQ(t, "acme", "m-fine", fleet.MissionQueued{Model: "gpt-5", Pool: "gpu", Labels: map[string]string{"region": "us"}})
+	f.rec.waitEnded(t, 30*time.Second, []string{"m-lonely", "m-fine"})
+	f.queueEmpty(t)
+	f.rec.checkEndedOnce(t, []string{"m-lonely", "m-fine"})
+	end := f.rec.all(ofMission("m-lonely", fleet.TypeMissionFailed))
+	if len(end) != 1 {
+		t.Fatalf("m-lonely ended %+v, want failed", f.rec.all(isEnd))
+	}
+	var out fleet.Outcome
+	if err := json.Unmarshal(end[0].Data, &out); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("no worker matches the mission (pool gpu, model gpt-5, label region=eu): passed on %d times", worker.MaxDeliveries)
+	if out.Error != want {
+		t.Errorf("reason %q, want %q", out.Error, want)
+	}
+	if n := f.rec.count(ofMission("m-lonely", fleet.TypeMissionClaimed)); n != 0 {
+		t.Errorf("the unmatched mission was claimed %d times", n)
+	}
+	if d.Failed() != 1 {
+		t.Errorf("the dispatcher failed %d missions, want 1", d.Failed())
+	}
+	var skipped int64
+	for _, r := range ws {
+		skipped += r.w.Stats().Skipped
+	}
+	if skipped != worker.MaxDeliveries {
+		t.Errorf("%d passes, want %d", skipped, worker.MaxDeliveries)
+	}
+}
+
+// TestMismatch pins the matching rules.
+func TestMismatch(t *testing.T) {
+	labels := map[string]string{"region": "eu", "gpu": "a100"}
+	for _, tc := range []struct {
+		q      fleet.MissionQueued
+		models []string
+		want   string
+	}{
+		{fleet.MissionQueued{}, nil, ""},
+		{fleet.MissionQueued{Model: "gpt-5"}, nil, ""},
+		{fleet.MissionQueued{Model: "gpt-5"}, []string{"gpt-5", "o3"}, ""},
+		{fleet.MissionQueued{Model: "gpt-5"}, []string{"o3"}, "model gpt-5 not served"},
+		{fleet.MissionQueued{Labels: map[string]string{"gpu": ""}}, nil, ""},
+		{fleet.MissionQueued{Labels: map[string]string{"gpu": "a100", "region": "eu"}}, nil, ""},
+		{fleet.MissionQueued{Labels: map[string]string{"gpu": "h100"}}, nil, "label gpu=a100, want h100"},
+		{fleet.MissionQueued{Labels: map[string]string{"zone": ""}}, nil, "label zone missing"},
+	} {
+		if got := worker.Mismatch(tc.q, tc.models, labels); got != tc.want {
+			t.Errorf("Mismatch(%+v, %v) = %q, want %q", tc.q, tc.models, got, tc.want)
+		}
+	}
+}
+
+// TestUnservedPoolFails queues missions in a pool no worker has ever
+// served: the dispatcher fails them once they have waited UnservedAfter,
+// saying so, while the default pool's missions run, and a pool whose
+// worker left (its consumer remains) keeps its mission waiting.
+func TestUnservedPoolFails(t *testing.T) {
+	f := newFixture(t)
+	gone := f.start(t, worker.Config{ID: "w-gpu", Projects: []string{"acme"}, Pools: []string{"gpu"}, Agent: fast(-1)})
+	gone.stop(t)
+	f.start(t, worker.Config{ID: "w-default", Projects: []string{"acme"}, Agent: fast(-1)})
+	const after = 300 * time.Millisecond
+	d := f.runDispatcherWith(t, worker.DispatcherConfig{UnservedAfter: after, SweepEvery: 20 * time.Millisecond})
+	f.enqueueQ(t, "acme", "m-nobody", fleet.MissionQueued{Pool: "nobody"})
+	f.enqueueQ(t, "globex", "m-no-project", fleet.MissionQueued{})
+	f.enqueueQ(t, "acme", "m-gpu", fleet.MissionQueued{Pool: "gpu"})
+	f.enqueueQ(t, "acme", "m-default", fleet.MissionQueued{})
+	queuedAt := time.Now()
+	f.rec.waitEnded(t, 20*time.Second, []string{"m-nobody", "m-no-project", "m-default"})
+	if waited := time.Since(queuedAt); waited < after {
+		t.Errorf("unserved missions failed after %s, before %s", waited, after)
+	}
+	for id, want := range map[string]string{
+		"m-nobody":     "no worker serves pool nobody of project acme: waited ",
+		"m-no-project": "no worker serves pool default of project globex: waited ",
+	} {
+		end := f.rec.all(ofMission(id, fleet.TypeMissionFailed))
+		if len(end) != 1 {
+			t.Fatalf("%s ended %+v, want failed", id, f.rec.all(isEnd))
+		}
+		var out fleet.Outcome
+		if err := json.Unmarshal(end[0].Data, &out); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(out.Error, want) {
+			t.Errorf("%s failed with %q, want %q...", id, out.Error, want)
+		}
+	}
+	if n := f.rec.count(ofMission("m-default", fleet.TypeMissionCompleted)); n != 1 {
+		t.Errorf("the default pool's mission completed %d times", n)
+	}
+	if n := f.rec.count(ofMission("m-gpu", fleet.TypeMissionFailed)); n != 0 || d.Failed() != 2 {
+		t.Errorf("the gpu mission, whose pool has a consumer, failed (%d); the dispatcher failed %d, want 2", n, d.Failed())
+	}
+	f.rec.checkEndedOnce(t, []string{"m-nobody", "m-no-project", "m-default"})
+}
