@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,8 @@ const (
 	maxModels    = 200
 	maxProviders = 50
 	maxTools     = 200
+	maxAgents    = 2000
+	maxTeams     = 500
 	// finishedCap is how many finished missions are remembered, so that a
 	// mission's outcome is counted once.
 	finishedCap = 1 << 14
@@ -36,6 +39,8 @@ const (
 	attrPeriod     = "period"
 	attrAction     = "action"
 	attrTool       = "tool"
+	attrAgent      = "agent"
+	attrTeam       = "team"
 	genAIOperation = "gen_ai.operation.name"
 	genAIProvider  = "gen_ai.provider.name"
 	genAIModel     = "gen_ai.request.model"
@@ -58,12 +63,18 @@ var (
 type fleetObserver struct {
 	spans *fleetSpans // nil while traces are off
 	live  atomic.Pointer[func() bool]
+	log   *slog.Logger // business events from the stream (live ones only)
 
 	// Owned by the hub goroutine.
 	projects, models, providers, tools *labelCap
+	agents, teams                      *labelCap
 	opts                               map[optKey]opts
 	llm                                map[[4]string]*llmOpts
 	finished                           *fifoSet
+	// coster attributes each llm.call to a team as the cost rollups do:
+	// the event's own team, else its mission's (made on the first event,
+	// with the fold's pricing).
+	coster *fleet.Coster
 
 	tokens, calls, unpriced, toolCalls  metric.Int64Counter
 	runs, missions, events              metric.Int64Counter
@@ -71,10 +82,12 @@ type fleetObserver struct {
 	tokenUsage                          metric.Int64Histogram
 	opDuration, runDuration, lagSeconds metric.Float64Histogram
 
-	// costMu guards cost: exact micro-dollars by project and model, so the
-	// counter is the fold's money to the micro-dollar, never a float sum.
-	costMu sync.Mutex
-	cost   map[[2]string]fleet.Micros
+	// costMu guards cost and costByAgent: exact micro-dollars by project
+	// and model, and by project, agent and team, so the counters are the
+	// fold's money to the micro-dollar, never a float sum.
+	costMu      sync.Mutex
+	cost        map[[2]string]fleet.Micros
+	costByAgent map[[3]string]fleet.Micros
 }
 
 // optKey names one attribute set: the project and up to three more
@@ -91,17 +104,30 @@ type opts struct {
 	rec []metric.RecordOption
 }
 
-func newFleetObserver(m metric.Meter, spans *fleetSpans) (*fleetObserver, error) {
+// businessEvents are the fleet events that are also business log records
+// (DESIGN §7), logged as the hub folds them, live events only (a restart's
+// replay logs nothing again). The server's own business events (logins,
+// denials, budget decisions, projects, tokens) are logged where they
+// happen.
+var businessEvents = map[string]bool{
+	fleet.TypeAgentCreated: true, fleet.TypeRunStarted: true, fleet.TypeRunCompleted: true, fleet.TypeRunFailed: true,
+}
+
+func newFleetObserver(m metric.Meter, spans *fleetSpans, log *slog.Logger) (*fleetObserver, error) {
 	o := &fleetObserver{
-		spans:     spans,
-		projects:  newLabelCap(maxProjects),
-		models:    newLabelCap(maxModels),
-		providers: newLabelCap(maxProviders),
-		tools:     newLabelCap(maxTools),
-		opts:      make(map[optKey]opts),
-		llm:       make(map[[4]string]*llmOpts),
-		finished:  newFIFOSet(finishedCap),
-		cost:      make(map[[2]string]fleet.Micros),
+		spans:       spans,
+		log:         log,
+		projects:    newLabelCap(maxProjects),
+		models:      newLabelCap(maxModels),
+		providers:   newLabelCap(maxProviders),
+		tools:       newLabelCap(maxTools),
+		agents:      newLabelCap(maxAgents),
+		teams:       newLabelCap(maxTeams),
+		opts:        make(map[optKey]opts),
+		llm:         make(map[[4]string]*llmOpts),
+		finished:    newFIFOSet(finishedCap),
+		cost:        make(map[[2]string]fleet.Micros),
+		costByAgent: make(map[[3]string]fleet.Micros),
 	}
 	var err error
 	counter := func(dst *metric.Int64Counter, name, unit, desc string) {
@@ -146,6 +172,11 @@ func newFleetObserver(m metric.Meter, spans *fleetSpans) (*fleetObserver, error)
 	if err != nil {
 		return nil, err
 	}
+	costByAgent, err := m.Float64ObservableCounter("sagewai.llm.cost_by_agent_usd", metric.WithUnit("{USD}"),
+		metric.WithDescription("Cost of llm.call events in USD by project, agent and team (the call's team, else its mission's)."))
+	if err != nil {
+		return nil, err
+	}
 	if _, err := m.RegisterCallback(func(_ context.Context, ob metric.Observer) error {
 		o.costMu.Lock()
 		defer o.costMu.Unlock()
@@ -153,8 +184,12 @@ func newFleetObserver(m metric.Meter, spans *fleetSpans) (*fleetObserver, error)
 			ob.ObserveFloat64(costCounter, v.USD(), metric.WithAttributes(
 				attribute.String(ProjectKey, k[0]), attribute.String(attrModel, k[1])))
 		}
+		for k, v := range o.costByAgent {
+			ob.ObserveFloat64(costByAgent, v.USD(), metric.WithAttributes(
+				attribute.String(ProjectKey, k[0]), attribute.String(attrAgent, k[1]), attribute.String(attrTeam, k[2])))
+		}
 		return nil
-	}, costCounter); err != nil {
+	}, costCounter, costByAgent); err != nil {
 		return nil, err
 	}
 	return o, nil
@@ -190,12 +225,20 @@ func (o *fleetObserver) observe(ev fleet.Event, res fleet.Result, st *fleet.Stat
 	}
 	ctx := context.Background()
 	live := o.isLive()
+	if o.coster == nil {
+		o.coster = fleet.NewCoster(st.Pricing())
+	}
+	charge, _ := o.coster.Apply(time.Time{}, ev)
 	project := o.projects.value(ev.ProjectID)
 	typ := ev.Type
 	if !fleet.Known(typ) {
 		typ = labelUnknown
 	}
 	o.events.Add(ctx, 1, o.opt(optKey{project: project, k1: attrType, v1: typ}).add...)
+	if live && businessEvents[ev.Type] && o.log != nil {
+		o.log.Info(ev.Type, "event", ev.Type, "sagewai.project_id", ev.ProjectID, "event_id", ev.ID, "agent_id", ev.AgentID,
+			"run_id", ev.RunID, "mission_id", ev.MissionID, "worker_id", ev.WorkerID)
+	}
 	if live {
 		if lag := time.Since(st.Clock()).Seconds(); lag >= 0 {
 			o.lagSeconds.Record(ctx, lag)
@@ -208,7 +251,7 @@ func (o *fleetObserver) observe(ev fleet.Event, res fleet.Result, st *fleet.Stat
 		if json.Unmarshal(ev.Data, &d) != nil {
 			return
 		}
-		call = o.llmCall(ctx, project, d, st)
+		call = o.llmCall(ctx, project, o.agents.value(ev.AgentID), o.teams.value(charge.TeamID), d, st)
 	case fleet.TypeToolCall:
 		var d fleet.ToolCall
 		if json.Unmarshal(ev.Data, &d) != nil {
@@ -305,7 +348,7 @@ func (o *fleetObserver) llmOptsFor(project, model, provider, status string) *llm
 	return v
 }
 
-func (o *fleetObserver) llmCall(ctx context.Context, project string, d fleet.LLMCall, st *fleet.State) fleetCall {
+func (o *fleetObserver) llmCall(ctx context.Context, project, agent, team string, d fleet.LLMCall, st *fleet.State) fleetCall {
 	// The same price, and so the same money, as the fold's.
 	price, priced := st.Pricing().Lookup(d.Model)
 	var cost fleet.Micros
@@ -316,6 +359,7 @@ func (o *fleetObserver) llmCall(ctx context.Context, project string, d fleet.LLM
 	opts := o.llmOptsFor(project, model, o.providers.value(strings.ToLower(d.Provider)), statusLabel(d.Status))
 	o.costMu.Lock()
 	o.cost[[2]string{project, model}] += cost
+	o.costByAgent[[3]string{project, agent, team}] += cost
 	o.costMu.Unlock()
 	for i, n := range [4]int64{d.InputTokens, d.OutputTokens, d.CacheReadTokens, d.CacheWriteTokens} {
 		if n > 0 {

@@ -22,24 +22,32 @@ type FleetSource struct {
 	// lag histogram are made for live events only, so a restart does not
 	// send every run of the last week again. Nil means always live.
 	Live func() bool
+	// Budgets, when set, returns every budget with its standing in the
+	// current window (stream.Ledger.Budgets with project ""): the budget
+	// gauges then report the caps and spend the gate holds at each
+	// collection, from the moment a budget exists. Nil: they report the
+	// fold's budgets, as the last budget.* events left them.
+	Budgets func(ctx context.Context) ([]fleet.BudgetStanding, error)
 }
 
 // viewTimeout bounds one read of the fold's state for the gauges.
 const viewTimeout = 2 * time.Second
 
 // fleetGauges reports the fold's current state at each collection: the
-// fleet's workers and agents, missions in flight, spend today and budgets.
+// fleet's workers and agents, missions and runs in flight, spend today and
+// budgets.
 // When the hub does not answer in time, the last state read is reported.
 type fleetGauges struct {
-	view func(ctx context.Context, scope string) (fleet.View, uint64, error)
+	view    func(ctx context.Context, scope string) (fleet.View, uint64, error)
+	budgets func(ctx context.Context) ([]fleet.BudgetStanding, error)
 
 	// mu guards last, the last state read.
 	mu   sync.Mutex
 	last *fleet.View
 }
 
-func registerFleetGauges(m metric.Meter, view func(ctx context.Context, scope string) (fleet.View, uint64, error)) error {
-	g := &fleetGauges{view: view}
+func registerFleetGauges(m metric.Meter, src FleetSource) error {
+	g := &fleetGauges{view: src.View, budgets: src.Budgets}
 	workers, err := m.Int64ObservableGauge("sagewai.fleet.workers", metric.WithUnit("{worker}"),
 		metric.WithDescription("Workers by liveness: online, stale (no heartbeat for 30 s) or offline."))
 	if err != nil {
@@ -55,18 +63,23 @@ func registerFleetGauges(m metric.Meter, view func(ctx context.Context, scope st
 	if err != nil {
 		return err
 	}
+	runs, err := m.Int64ObservableGauge("sagewai.agent.runs.in_flight", metric.WithUnit("{run}"),
+		metric.WithDescription("Agent runs started and not yet finished, by project (agents in a run)."))
+	if err != nil {
+		return err
+	}
 	today, err := m.Float64ObservableGauge("sagewai.spend.today_usd", metric.WithUnit("{USD}"),
 		metric.WithDescription("Spend of the current UTC day (the fold's clock) in USD, by project."))
 	if err != nil {
 		return err
 	}
 	limit, err := m.Float64ObservableGauge("sagewai.budget.limit_usd", metric.WithUnit("{USD}"),
-		metric.WithDescription("Budget caps in USD as the last budget.* events reported them."))
+		metric.WithDescription("Budget caps in USD, as the budget gate holds them (or as the last budget.* events reported them)."))
 	if err != nil {
 		return err
 	}
 	spent, err := m.Float64ObservableGauge("sagewai.budget.spent_usd", metric.WithUnit("{USD}"),
-		metric.WithDescription("Spend against budgets in USD as the last budget.* events reported it."))
+		metric.WithDescription("Spend against budgets in USD in their current window, as the budget gate holds it (or as the last budget.* events reported it)."))
 	if err != nil {
 		return err
 	}
@@ -82,19 +95,26 @@ func registerFleetGauges(m metric.Meter, view func(ctx context.Context, scope st
 		for s, n := range byStatus {
 			o.ObserveInt64(workers, n, metric.WithAttributes(attribute.String(attrStatus, s)))
 		}
+		running := make(map[string]int64, len(v.Projects))
+		for _, a := range v.Agents {
+			if a.RunID != "" {
+				running[a.ProjectID]++
+			}
+		}
 		for id, p := range v.Projects {
 			pkv := attribute.String(ProjectKey, id)
+			o.ObserveInt64(runs, running[id], metric.WithAttributes(pkv))
 			o.ObserveInt64(agents, int64(p.ActiveAgents), metric.WithAttributes(pkv, attribute.Bool("active", true)))
 			o.ObserveInt64(agents, int64(p.Agents-p.ActiveAgents), metric.WithAttributes(pkv, attribute.Bool("active", false)))
 			o.ObserveInt64(inFlight, int64(p.MissionsInFlight), metric.WithAttributes(pkv))
 			o.ObserveFloat64(today, p.SpendToday.USD(), metric.WithAttributes(pkv))
 		}
-		for _, b := range budgetSeries(v.Budgets) {
+		for _, b := range budgetSeries(g.readBudgets(ctx, v.Budgets)) {
 			o.ObserveFloat64(limit, b.limit.USD(), metric.WithAttributeSet(b.attrs))
 			o.ObserveFloat64(spent, b.spent.USD(), metric.WithAttributeSet(b.attrs))
 		}
 		return nil
-	}, workers, agents, inFlight, today, limit, spent)
+	}, workers, agents, inFlight, runs, today, limit, spent)
 	return err
 }
 
@@ -108,6 +128,27 @@ func (g *fleetGauges) read(ctx context.Context) *fleet.View {
 		g.last = &v
 	}
 	return g.last
+}
+
+// readBudgets returns the gate's budgets with their standing now, or the
+// fold's when there is no gate or it does not answer in time.
+func (g *fleetGauges) readBudgets(ctx context.Context, fold map[string]fleet.Budget) map[string]fleet.Budget {
+	if g.budgets == nil {
+		return fold
+	}
+	ctx, cancel := context.WithTimeout(ctx, viewTimeout)
+	defer cancel()
+	list, err := g.budgets(ctx)
+	if err != nil {
+		return fold
+	}
+	out := make(map[string]fleet.Budget, len(list))
+	for _, st := range list {
+		b := st.Budget
+		out[b.ID] = fleet.Budget{ID: b.ID, ProjectID: b.ProjectID, Scope: b.Scope, ScopeID: b.ScopeID, Period: b.Period,
+			LimitUSD: b.LimitUSD, SpentUSD: st.Spent, Action: b.Action}
+	}
+	return out
 }
 
 type budgetSeriesValue struct {

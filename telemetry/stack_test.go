@@ -20,8 +20,8 @@ var projects = []string{"acme", "globex", "initech"}
 
 // publishFleet publishes a realistic mixed stream for the three projects
 // (with duplicates, unknown types and invalid messages), plus a stop
-// budget, and waits until the hub has folded it all.
-func publishFleet(t *testing.T, st *stack, seed uint64, n int) {
+// budget, waits until the hub has folded it all and returns what it sent.
+func publishFleet(t *testing.T, st *stack, seed uint64, n int) []fleettest.Msg {
 	t.Helper()
 	ctx := context.Background()
 	msgs := fleettest.Generate(rand.New(rand.NewPCG(seed, 7)), n, fleettest.Options{Projects: projects})
@@ -44,6 +44,7 @@ func publishFleet(t *testing.T, st *stack, seed uint64, n int) {
 		last = seq
 	}
 	streamtest.WaitSeq(t, st.nats.Hub, last)
+	return msgs
 }
 
 // httpTraffic sends known requests and returns how many each project made
@@ -221,7 +222,7 @@ func TestSpansFromMixedTraffic(t *testing.T) {
 
 func TestMetricsAfterKnownTraffic(t *testing.T) {
 	st := newStack(t, false)
-	publishFleet(t, st, 2, 1500)
+	msgs := publishFleet(t, st, 2, 1500)
 	fleetOK := httpTraffic(t, st)
 	totals := foldTotals(t, st)
 	stats := st.nats.Hub.Stats()
@@ -307,6 +308,70 @@ func TestMetricsAfterKnownTraffic(t *testing.T) {
 		}
 		if want["acme"].SpendMicros == 0 || want["acme"].Unpriced == 0 {
 			t.Errorf("traffic too thin to prove anything: %+v", want["acme"])
+		}
+	})
+
+	t.Run("spend by agent and team equals the cost rollup", func(t *testing.T) {
+		// The CFO board's spend by agent and by team: the same money as the
+		// costs API, attributed the same way (a call without a team is its
+		// mission's), to the micro-dollar.
+		coster := fleet.NewCoster(nil)
+		want := map[string]int64{}
+		for _, m := range msgs {
+			ev, err := fleet.DecodeEvent(m.Subject, m.Body)
+			if err != nil {
+				continue
+			}
+			ch, ok := coster.Apply(m.At, ev)
+			if !ok {
+				continue
+			}
+			agent, team := ch.AgentID, ch.TeamID
+			if agent == "" {
+				agent = "unknown"
+			}
+			if team == "" {
+				team = "unknown"
+			}
+			want[ch.ProjectID+" "+agent+" "+team] += int64(ch.Cost)
+		}
+		got := map[string]int64{}
+		teams := map[string]bool{}
+		for _, m := range fams["sagewai_llm_cost_by_agent_usd_total"].GetMetric() {
+			l := labels(m)
+			got[l["sagewai_project_id"]+" "+l["agent"]+" "+l["team"]] += micros(m.GetCounter().GetValue())
+			teams[l["team"]] = true
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("spend by project, agent and team (-rollup +metrics):\n%s", diff)
+		}
+		if len(got) < 6 || len(teams) < 3 {
+			t.Errorf("traffic too thin to prove anything: %d series, teams %v", len(got), teams)
+		}
+	})
+
+	t.Run("runs in flight equal the agents in a run", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		v, _, err := st.nats.Hub.View(ctx, fleet.ScopeAll)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]int64{}
+		for p := range v.Projects {
+			want[p] = 0
+		}
+		for _, a := range v.Agents {
+			if a.RunID != "" {
+				want[a.ProjectID]++
+			}
+		}
+		got := map[string]int64{}
+		for p := range v.Projects {
+			got[p] = int64(sum(fams, "sagewai_agent_runs_in_flight", map[string]string{"sagewai_project_id": p}))
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("runs in flight (-fold +metrics):\n%s", diff)
 		}
 	})
 
@@ -476,20 +541,24 @@ func TestHealthProbesAreSilent(t *testing.T) {
 			t.Fatalf("%s: %d", path, r.status)
 		}
 	}
+	// Scrapes are as silent as probes.
+	for range 20 {
+		st.scrape(t)
+	}
 	if err := st.tel.ForceFlush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(st.logs.lines(t)) - linesBefore; n != 0 {
-		t.Errorf("1000 probes wrote %d log lines:\n%s", n, st.logs.String())
+		t.Errorf("1000 probes and 20 scrapes wrote %d log lines:\n%s", n, st.logs.String())
 	}
 	if n := len(st.recv.receivedSpans()) - spansBefore; n != 0 {
-		t.Errorf("1000 probes made %d spans", n)
+		t.Errorf("1000 probes and 20 scrapes made %d spans", n)
 	}
 	if n := len(st.recv.receivedLogs()) - logsBefore; n != 0 {
-		t.Errorf("1000 probes sent %d OTLP log records", n)
+		t.Errorf("1000 probes and 20 scrapes sent %d OTLP log records", n)
 	}
 	fams := st.scrape(t)
-	for _, route := range []string{"/healthz", "/readyz"} {
+	for _, route := range []string{"/healthz", "/readyz", "/metrics"} {
 		if got := sum(fams, "http_server_duration_milliseconds", map[string]string{"http_route": route}); got != 0 {
 			t.Errorf("%s: %v duration samples, want 0", route, got)
 		}
@@ -523,4 +592,56 @@ func documentedFamilies(t *testing.T) map[string]bool {
 		}
 	}
 	return out
+}
+
+// TestFleetBusinessEventLogs checks that agent.created and agent.run.*
+// folded from the stream are business log records (DESIGN §7), in JSON and
+// over OTLP, each with its project and ids.
+func TestFleetBusinessEventLogs(t *testing.T) {
+	st := newStack(t, true)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	evs := []fleet.Event{
+		fleettest.E{Type: fleet.TypeAgentCreated, Time: now, ProjectID: "acme", AgentID: "acme-triager",
+			Data: fleet.AgentCreated{Name: "Triager", Role: "triage", Model: "claude-haiku-4-5"}}.Event(),
+		fleettest.E{Type: fleet.TypeRunStarted, Time: now, ProjectID: "acme", AgentID: "acme-triager", RunID: "r-1", WorkerID: "w-1",
+			Data: fleet.RunStarted{Model: "claude-haiku-4-5"}}.Event(),
+		fleettest.E{Type: fleet.TypeRunFailed, Time: now, ProjectID: "acme", AgentID: "acme-triager", RunID: "r-1", WorkerID: "w-1",
+			Data: fleet.Outcome{DurationMS: 900, Error: "tool timed out"}}.Event(),
+	}
+	var last uint64
+	for _, ev := range evs {
+		seq, err := st.nats.Publisher.Publish(ctx, ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = seq
+	}
+	streamtest.WaitSeq(t, st.nats.Hub, last)
+	if err := st.tel.ForceFlush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	type record struct{ Event, Project, Agent, Run, ID string }
+	want := []record{
+		{fleet.TypeAgentCreated, "acme", "acme-triager", "", evs[0].ID},
+		{fleet.TypeRunStarted, "acme", "acme-triager", "r-1", evs[1].ID},
+		{fleet.TypeRunFailed, "acme", "acme-triager", "r-1", evs[2].ID},
+	}
+	str := func(v any) string { s, _ := v.(string); return s }
+	var lines []record
+	for _, l := range logEvents(t, st, fleet.TypeAgentCreated, fleet.TypeRunStarted, fleet.TypeRunFailed) {
+		lines = append(lines, record{str(l["event"]), str(l["sagewai.project_id"]), str(l["agent_id"]), str(l["run_id"]), str(l["event_id"])})
+	}
+	if diff := cmp.Diff(want, lines); diff != "" {
+		t.Errorf("fleet business events on stdout (-want +got):\n%s", diff)
+	}
+	var records []record
+	for _, r := range st.recv.receivedLogs() {
+		if r.EventName == fleet.TypeAgentCreated || strings.HasPrefix(r.EventName, "agent.run.") {
+			records = append(records, record{r.EventName, str(r.Attrs["sagewai.project_id"]), str(r.Attrs["agent_id"]), str(r.Attrs["run_id"]), str(r.Attrs["event_id"])})
+		}
+	}
+	if diff := cmp.Diff(want, records); diff != "" {
+		t.Errorf("fleet business events over OTLP (-want +got):\n%s", diff)
+	}
 }

@@ -165,7 +165,7 @@ func Setup(ctx context.Context, getenv func(string) string, opts Options) (*Tele
 	if t.traceURL != "" {
 		spans = newFleetSpans(t.tracers.Tracer("github.com/sagewai/observatory/fleet"), opts.MaxOpenRuns, opts.MaxOpenRuns)
 	}
-	if t.fleet, err = newFleetObserver(meter, spans); err == nil {
+	if t.fleet, err = newFleetObserver(meter, spans, t.logger); err == nil {
 		err = t.registerPipelineMetrics(meter, spans)
 	}
 	if err != nil {
@@ -352,7 +352,7 @@ func (t *Telemetry) WatchFleet(src FleetSource) error {
 			t.fleet.live.Store(&src.Live)
 		}
 		if src.View != nil {
-			err = registerFleetGauges(t.meters.Meter(ScopeName), src.View)
+			err = registerFleetGauges(t.meters.Meter(ScopeName), src)
 		}
 	})
 	return err

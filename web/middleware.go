@@ -47,10 +47,12 @@ func routeOf(c echo.Context) string {
 	return "unmatched"
 }
 
-// isProbe reports whether c is a health probe, which is never logged.
+// isProbe reports whether c is a health probe or a metrics scrape: never
+// logged, traced or timed (a scraper would otherwise fill the logs and the
+// request panels with itself every few seconds).
 func isProbe(c echo.Context) bool {
 	r := c.Path()
-	return r == "/healthz" || r == "/readyz"
+	return r == "/healthz" || r == "/readyz" || r == "/metrics"
 }
 
 // accessLog logs one structured line per request, after the response (for
