@@ -11,6 +11,9 @@ TEST_TIMEOUT ?= 15m
 # -race needs cgo.
 export CGO_ENABLED := 1
 
+# Where the tests find VictoriaMetrics, VictoriaLogs and vmalert (see deps).
+export OBSERVATORY_VM_BIN := $(CACHE)/bin
+
 .PHONY: test deps fmt-check templ-check vet unit build demo clean
 
 ## test: what CI checks, in order: prerequisites, formatting, generated
@@ -22,15 +25,21 @@ test: deps fmt-check templ-check vet unit
 ##   - Chromium for the HUD browser tests (hud/browser), from apt (about
 ##     2 min, 480 MB); the tests fail, never skip, without it:
 ##       command -v chromium || (apt-get update && apt-get install -y chromium)
-## Later steps add theirs here:
-##   - VictoriaMetrics, VictoriaLogs and vmalert, built from the Go module
-##     proxy into $(CACHE)/bin (about 4 min cold on 2 cores, then cached):
+##   - VictoriaMetrics, VictoriaLogs and vmalert for the end-to-end pipeline
+##     test (vmstack), built from the Go module proxy into $(CACHE)/bin
+##     (about 4 min cold on 2 cores, then cached; each is installed only
+##     when its binary is absent); the test finds them through
+##     OBSERVATORY_VM_BIN and fails, never skips, without them:
 ##       GOBIN=$(CACHE)/bin $(GO) install github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@v1.151.0
 ##       GOBIN=$(CACHE)/bin $(GO) install github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@v1.52.1
 ##       GOBIN=$(CACHE)/bin $(GO) install github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert@v1.151.0
+## Later steps add theirs here.
 deps: | $(CACHE)/bin
 	@command -v $${CC:-gcc} >/dev/null || { echo "go test -race needs a C compiler: apt-get install -y gcc" >&2; exit 1; }
 	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	@test -x $(CACHE)/bin/victoria-metrics || { echo "go install github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@v1.151.0 into $(CACHE)/bin"; GOBIN=$(CACHE)/bin $(GO) install github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@v1.151.0; }
+	@test -x $(CACHE)/bin/victoria-logs || { echo "go install github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@v1.52.1 into $(CACHE)/bin"; GOBIN=$(CACHE)/bin $(GO) install github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@v1.52.1; }
+	@test -x $(CACHE)/bin/vmalert || { echo "go install github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert@v1.151.0 into $(CACHE)/bin"; GOBIN=$(CACHE)/bin $(GO) install github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert@v1.151.0; }
 
 $(CACHE)/bin:
 	mkdir -p $@

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/live"
 	"github.com/sagewai/observatory/stream"
 	"github.com/sagewai/observatory/web"
 )
@@ -281,73 +281,27 @@ func (s *exampleServer) stop() {
 }
 
 // apiError is an error answer of the API.
-type apiError struct {
-	Status  int
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Details struct {
-		Action   string               `json:"action"`
-		Breaches []fleet.BudgetBreach `json:"breaches"`
-	} `json:"details"`
-}
+type apiError = live.APIError
 
-func (e *apiError) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
-
-// do sends a JSON request; a status other than want (any 2xx for 0) is an
+// do sends a JSON request as the admin; a status other than 2xx is an
 // *apiError.
 func (s *exampleServer) do(ctx context.Context, method, path string, body, out any) (int, error) {
 	return s.doWant(ctx, method, path, body, 0, out)
 }
 
+// doWant is do with the one status wanted (any 2xx for 0).
 func (s *exampleServer) doWant(ctx context.Context, method, path string, body any, want int, out any) (int, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, s.base+path, rd)
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if s.token != "" {
-		req.Header.Set("Authorization", "Bearer "+s.token)
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if resp.StatusCode >= 300 || want != 0 && resp.StatusCode != want {
-		var eb struct{ Error apiError }
-		_ = json.Unmarshal(raw, &eb)
-		eb.Error.Status = resp.StatusCode
-		if eb.Error.Code == "" {
-			eb.Error.Message = string(raw)
-		}
-		return resp.StatusCode, &eb.Error
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s %s: %w", method, path, err)
-		}
-	}
-	return resp.StatusCode, nil
+	c := live.Client{Base: s.base, HTTP: s.client}
+	return c.Do(ctx, s.token, method, path, body, want, out)
 }
 
 func (s *exampleServer) login(ctx context.Context) error {
-	var tr struct{ Token string }
-	if _, err := s.doWant(ctx, "POST", "/api/v1/auth/login", map[string]string{"username": "admin", "password": s.password}, http.StatusOK, &tr); err != nil {
-		return fmt.Errorf("login: %w", err)
+	c := live.Client{Base: s.base, HTTP: s.client}
+	tok, err := c.Login(ctx, "admin", s.password)
+	if err != nil {
+		return err
 	}
-	s.token = tr.Token
+	s.token = tok
 	return nil
 }
 

@@ -690,11 +690,27 @@ func printCost(w io.Writer, f costFigures) {
 	}
 	b, _ := json.Marshal(f)
 	fmt.Fprintf(w, "  %s\n\n", b)
-	parts := make([]string, 0, len(f.ByProject))
+	spent := make([]projectSpend, 0, len(f.ByProject))
 	for _, p := range f.ByProject {
-		parts = append(parts, fmt.Sprintf("Project %s spent $%s", p.ProjectID, p.CostUSD.Cents()))
+		spent = append(spent, projectSpend{p.ProjectID, p.CostUSD})
 	}
-	fmt.Fprintf(w, "%s this run.\n", strings.Join(parts, ", "))
+	fmt.Fprintln(w, cfoLine(spent))
+}
+
+// projectSpend is what one project spent.
+type projectSpend struct {
+	project string
+	spent   fleet.Micros
+}
+
+// cfoLine is the line the CFO reads: "Project A spent $X.XX, Project B
+// spent $Y.YY this run."
+func cfoLine(spent []projectSpend) string {
+	parts := make([]string, 0, len(spent))
+	for _, p := range spent {
+		parts = append(parts, fmt.Sprintf("Project %s spent $%s", p.project, p.spent.Cents()))
+	}
+	return strings.Join(parts, ", ") + " this run."
 }
 
 // bar draws pct of width cells.

@@ -24,44 +24,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/live"
 	"github.com/sagewai/observatory/stream"
 	"github.com/sagewai/observatory/worker"
 )
 
 // ---- observatory fleet ----
-
-// fleetTenant is one tenant of the fleet example: its share of the
-// missions and its mix of agents and models.
-type fleetTenant struct {
-	project, name, team string
-	weight              int
-	users               []string
-	agents              []fleetAgent
-}
-
-type fleetAgent struct {
-	id, name, role, model string
-	tools                 []string
-}
-
-var fleetTenants = []fleetTenant{
-	{project: "acme", name: "Acme support", team: "support", weight: 5, users: []string{"u-ana", "u-ben", "u-chen"},
-		agents: []fleetAgent{
-			{id: "acme-triager", name: "Triager", role: "triage", model: "claude-haiku-4-5", tools: []string{"search.docs", "ticket.update"}},
-			{id: "acme-responder", name: "Responder", role: "reply", model: "claude-sonnet-4-5", tools: []string{"search.docs", "http.get"}},
-		}},
-	{project: "globex", name: "Globex research", team: "research", weight: 3, users: []string{"u-dana", "u-eli"},
-		agents: []fleetAgent{
-			{id: "globex-scout", name: "Scout", role: "literature-search", model: "gpt-5-mini", tools: []string{"http.get"}},
-			{id: "globex-analyst", name: "Analyst", role: "analysis", model: "gpt-5", tools: []string{"python.exec", "sql.query"}},
-		}},
-	{project: "initech", name: "Initech engineering", team: "platform", weight: 2, users: []string{"u-fay", "u-gus"},
-		agents: []fleetAgent{
-			{id: "initech-reviewer", name: "Reviewer", role: "code-review", model: "gemini-2.5-flash", tools: []string{"git.diff"}},
-			{id: "initech-summarizer", name: "Summarizer", role: "summary", model: "llama3.1", tools: []string{"search.docs"}},
-			{id: "initech-tagger", name: "Tagger", role: "tagging", model: "claude-haiku-4-5", tools: []string{"ticket.update"}},
-		}},
-}
 
 // fleetFigures is `observatory fleet --json`.
 type fleetFigures struct {
@@ -114,7 +82,7 @@ func fleetCmd(ctx context.Context, args []string, getenv func(string) string, st
 	env := func(k, def string) string { return envDefault(getenv, k, def) }
 	var o fleetOptions
 	fs.IntVar(&o.workers, "workers", envInt(getenv, "OBSERVATORY_FLEET_WORKERS", 24), "workers, run as goroutines (env OBSERVATORY_FLEET_WORKERS)")
-	fs.IntVar(&o.tenants, "tenants", envInt(getenv, "OBSERVATORY_FLEET_TENANTS", len(fleetTenants)), "tenants, 1 to 3: acme, globex, initech (env OBSERVATORY_FLEET_TENANTS)")
+	fs.IntVar(&o.tenants, "tenants", envInt(getenv, "OBSERVATORY_FLEET_TENANTS", len(live.DefaultTenants())), "tenants, 1 to 3: acme, globex, initech (env OBSERVATORY_FLEET_TENANTS)")
 	fs.IntVar(&o.missions, "missions", envInt(getenv, "OBSERVATORY_FLEET_MISSIONS", 300), "missions in all (env OBSERVATORY_FLEET_MISSIONS)")
 	fs.Float64Var(&o.rate, "rate", 20, "missions per second created through the admin API")
 	fs.Float64Var(&o.timeScale, "time-scale", 0.02, "speed of the synthetic agent: 1 is real time, 0.02 runs a 10 s mission in 200 ms")
@@ -130,8 +98,8 @@ func fleetCmd(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("fleet: unexpected arguments %q", fs.Args())
 	case o.workers < 1 || o.workers > 2000:
 		return errors.New("fleet: want --workers between 1 and 2000")
-	case o.tenants < 1 || o.tenants > len(fleetTenants):
-		return fmt.Errorf("fleet: want --tenants between 1 and %d", len(fleetTenants))
+	case o.tenants < 1 || o.tenants > len(live.DefaultTenants()):
+		return fmt.Errorf("fleet: want --tenants between 1 and %d", len(live.DefaultTenants()))
 	case o.missions < 1 || o.missions > 100_000:
 		return errors.New("fleet: want --missions between 1 and 100000")
 	case o.rate <= 0 || o.rate > 10_000:
@@ -297,7 +265,7 @@ func (w *fleetWatch) progress() (created, ended, claimed int) {
 
 func runFleet(ctx context.Context, o fleetOptions, stdout, stderr io.Writer) (*fleetFigures, error) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	tenants := fleetTenants[:o.tenants]
+	tenants := live.DefaultTenants()[:o.tenants]
 	out := stdout
 	if o.asJSON {
 		out = io.Discard
@@ -319,12 +287,12 @@ func runFleet(ctx context.Context, o fleetOptions, stdout, stderr io.Writer) (*f
 
 	// The tenants and their agents, through the admin API.
 	for _, t := range tenants {
-		if err := rig.create(ctx, "/api/v1/projects", map[string]string{"id": t.project, "name": t.name}); err != nil {
+		if err := rig.create(ctx, "/api/v1/projects", map[string]string{"id": t.Project, "name": t.Name}); err != nil {
 			return nil, err
 		}
-		for _, a := range t.agents {
-			if err := rig.create(ctx, "/api/v1/projects/"+t.project+"/agents", map[string]any{
-				"id": a.id, "name": a.name, "role": a.role, "model": a.model, "version": "1.0.0", "tools": a.tools, "skills": []string{a.role},
+		for _, a := range t.Agents {
+			if err := rig.create(ctx, "/api/v1/projects/"+t.Project+"/agents", map[string]any{
+				"id": a.ID, "name": a.Name, "role": a.Role, "model": a.Model, "version": "1.0.0", "tools": a.Tools, "skills": []string{a.Role},
 			}); err != nil {
 				return nil, err
 			}
@@ -343,7 +311,7 @@ func runFleet(ctx context.Context, o fleetOptions, stdout, stderr io.Writer) (*f
 	}
 	subjects := make([]string, 0, len(tenants))
 	for _, t := range tenants {
-		subjects = append(subjects, "fleet."+t.project+".mission.>")
+		subjects = append(subjects, "fleet."+t.Project+".mission.>")
 	}
 	cons, err := rig.p.js.OrderedConsumer(ctx, stream.FleetStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: info.State.LastSeq + 1,
@@ -357,24 +325,31 @@ func runFleet(ctx context.Context, o fleetOptions, stdout, stderr io.Writer) (*f
 	}
 	defer cc.Stop()
 
-	// The workers: each enrolled for one tenant, every third for two.
+	// The workers: each enrolled for one tenant, every third for two, with
+	// a key scoped to the run's tenants.
+	runProjects := make([]string, 0, len(tenants))
+	for _, t := range tenants {
+		runProjects = append(runProjects, t.Project)
+	}
+	var ek struct{ Key string }
+	if _, err := rig.doWant(ctx, http.MethodPost, "/api/v1/enrollment-keys", map[string]any{"projects": runProjects, "ttl": "24h"}, http.StatusCreated, &ek); err != nil {
+		return nil, fmt.Errorf("an enrollment key: %w", err)
+	}
+	enroll := worker.EnrollHTTP(rig.base, ek.Key, nil)
 	enrolled := map[string][]string{}
 	tenantWorkers := map[string]int{}
 	workers := make([]*worker.Worker, o.workers)
 	agent := worker.Synthetic(worker.SyntheticConfig{TimeScale: o.timeScale, Seed: o.seed})
 	suffix := randomHex(3)
 	for i := range workers {
-		projects := []string{tenants[i%len(tenants)].project}
-		if i%3 == 2 && len(tenants) > 1 {
-			projects = append(projects, tenants[(i+1)%len(tenants)].project)
-		}
+		projects := enrolment(runProjects, i)
 		id := fmt.Sprintf("w-fleet-%s-%02d", suffix, i+1)
 		enrolled[id] = projects
 		for _, p := range projects {
 			tenantWorkers[p]++
 		}
 		workers[i] = worker.New(rig.p.js, rig.p.pub, worker.Config{
-			ID: id, Projects: projects, Capacity: 1, Agent: agent, Host: "fleet-example", Logger: log,
+			ID: id, Projects: projects, Capacity: 1, Agent: agent, Host: "fleet-example", Logger: log, Enroll: enroll,
 		})
 	}
 	wctx, wcancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -412,7 +387,7 @@ func runFleet(ctx context.Context, o fleetOptions, stdout, stderr io.Writer) (*f
 	rng := rand.New(rand.NewPCG(o.seed, 0xf1ee7))
 	totalWeight := 0
 	for _, t := range tenants {
-		totalWeight += t.weight
+		totalWeight += t.Weight
 	}
 	var rejected atomic.Int64
 	var rejectMu sync.Mutex
@@ -444,16 +419,16 @@ func runFleet(ctx context.Context, o fleetOptions, stdout, stderr io.Writer) (*f
 		n := rng.IntN(totalWeight)
 		t := tenants[0]
 		for _, c := range tenants {
-			if n < c.weight {
+			if n < c.Weight {
 				t = c
 				break
 			}
-			n -= c.weight
+			n -= c.Weight
 		}
-		a := t.agents[rng.IntN(len(t.agents))]
+		a := t.Agents[rng.IntN(len(t.Agents))]
 		body := map[string]any{
-			"title": fmt.Sprintf("%s: %s job %d", t.team, a.role, i+1), "priority": []string{"low", "normal", "normal", "high"}[rng.IntN(4)],
-			"team_id": t.team, "user_id": t.users[rng.IntN(len(t.users))], "model": a.model,
+			"title": fmt.Sprintf("%s: %s job %d", t.Team, a.Role, i+1), "priority": []string{"low", "normal", "normal", "high"}[rng.IntN(4)],
+			"team_id": t.Team, "user_id": t.Users[rng.IntN(len(t.Users))], "model": a.Model,
 		}
 		sem <- struct{}{}
 		posts.Add(1)
@@ -464,7 +439,7 @@ func runFleet(ctx context.Context, o fleetOptions, stdout, stderr io.Writer) (*f
 				ID        string    `json:"id"`
 				CreatedAt time.Time `json:"created_at"`
 			}
-			if _, err := rig.doWant(ctx, http.MethodPost, "/api/v1/projects/"+t.project+"/missions", body, http.StatusCreated, &m); err != nil {
+			if _, err := rig.doWant(ctx, http.MethodPost, "/api/v1/projects/"+t.Project+"/missions", body, http.StatusCreated, &m); err != nil {
 				rejected.Add(1)
 				rejectMu.Lock()
 				if firstReject == nil {
@@ -474,7 +449,7 @@ func runFleet(ctx context.Context, o fleetOptions, stdout, stderr io.Writer) (*f
 				return
 			}
 			watch.mu.Lock()
-			watch.created[m.ID] = t.project
+			watch.created[m.ID] = t.Project
 			watch.queued[m.ID] = m.CreatedAt
 			watch.mu.Unlock()
 		}()
@@ -543,7 +518,7 @@ func waitWorkersReady(ctx context.Context, js jetstream.JetStream, tenantWorkers
 }
 
 // fleetReport measures the run from what FLEET said and the workers counted.
-func fleetReport(watch *fleetWatch, workers []*worker.Worker, enrolled map[string][]string, tenants []fleetTenant,
+func fleetReport(watch *fleetWatch, workers []*worker.Worker, enrolled map[string][]string, tenants []live.Tenant,
 	tenantWorkers map[string]int, start time.Time) *fleetFigures {
 	watch.mu.Lock()
 	defer watch.mu.Unlock()
@@ -551,12 +526,12 @@ func fleetReport(watch *fleetWatch, workers []*worker.Worker, enrolled map[strin
 	byTenant := map[string]*fleetTenantFigures{}
 	for _, t := range tenants {
 		models := []string{}
-		for _, a := range t.agents {
-			if !slices.Contains(models, a.model) {
-				models = append(models, a.model)
+		for _, a := range t.Agents {
+			if !slices.Contains(models, a.Model) {
+				models = append(models, a.Model)
 			}
 		}
-		fig.ByTenant = append(fig.ByTenant, fleetTenantFigures{ProjectID: t.project, Models: models, Workers: tenantWorkers[t.project]})
+		fig.ByTenant = append(fig.ByTenant, fleetTenantFigures{ProjectID: t.Project, Models: models, Workers: tenantWorkers[t.Project]})
 	}
 	for i := range fig.ByTenant {
 		byTenant[fig.ByTenant[i].ProjectID] = &fig.ByTenant[i]

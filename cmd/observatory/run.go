@@ -13,10 +13,12 @@ const usage = `usage: observatory <command> [flags]
 
 commands:
   serve   run the server: embedded NATS, the fold, /ws, /api/v1
-  demo    serve plus a built-in synthetic mixed-tenant fleet
+  demo    serve plus fleet plus live in one process: real workers, three tenants, live traffic
   tail    print a scope's snapshot and diffs as JSON lines
   embed-token  print a short-lived embed token for one project's HUD iframe
+  healthcheck  exit 0 if the server's readiness probe answers 200 (for container images)
   fleet   example 40: workers claiming missions of three tenants under load, with proof
+  live    example 43: mixed-tenant HTTP traffic against a running server, with proof
   cost    example 34: cost-tagged work for two tenants, where the money went
   budget  example 12: user, team and project caps: warn, throttle, stop
 
@@ -40,6 +42,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = tailCmd(ctx, rest, getenv, stdout, stderr)
 	case "embed-token":
 		err = embedTokenCmd(ctx, rest, getenv, stdout, stderr)
+	case "live":
+		err = liveCmd(ctx, rest, getenv, stdout, stderr)
+	case "healthcheck":
+		err = healthcheckCmd(ctx, rest, getenv, stdout, stderr)
 	case "fleet":
 		err = fleetCmd(ctx, rest, getenv, stdout, stderr)
 	case "cost":

@@ -21,27 +21,25 @@ import (
 
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/stream"
-	"github.com/sagewai/observatory/synth"
 	"github.com/sagewai/observatory/telemetry"
 	"github.com/sagewai/observatory/web"
 )
 
 type serveConfig struct {
-	addr           string
-	dataDir        string
-	natsListen     string
-	natsURL        string
-	origins        string
-	embedOrigins   string
-	adminPassword  string
-	tick           time.Duration
-	fleetMaxAge    time.Duration
-	syncAlways     bool
-	logLevel       string
-	demoWorkers    int
-	demoMissionGap time.Duration
-	pricingFile    string
-	holdTTL        time.Duration
+	addr          string
+	dataDir       string
+	natsListen    string
+	natsURL       string
+	origins       string
+	embedOrigins  string
+	adminPassword string
+	tick          time.Duration
+	fleetMaxAge   time.Duration
+	syncAlways    bool
+	logLevel      string
+	demo          demoOptions
+	pricingFile   string
+	holdTTL       time.Duration
 }
 
 func serveFlags(name string, getenv func(string) string, stderr io.Writer, demo bool) (*flag.FlagSet, *serveConfig) {
@@ -63,8 +61,10 @@ func serveFlags(name string, getenv func(string) string, stderr io.Writer, demo 
 	fs.DurationVar(&c.holdTTL, "reservation-ttl", envDuration(getenv, "OBSERVATORY_RESERVATION_TTL", stream.DefaultHoldTTL), "how long a budget reservation holds money when nobody settles or releases it (env OBSERVATORY_RESERVATION_TTL)")
 	fs.StringVar(&c.logLevel, "log-level", env("OBSERVATORY_LOG_LEVEL", "info"), "debug, info, warn or error (env OBSERVATORY_LOG_LEVEL)")
 	if demo {
-		fs.IntVar(&c.demoWorkers, "workers", 6, "synthetic workers")
-		fs.DurationVar(&c.demoMissionGap, "mission-every", synth.DefaultMissionEvery, "time between synthetic missions")
+		fs.IntVar(&c.demo.workers, "workers", envInt(getenv, "OBSERVATORY_DEMO_WORKERS", 24), "workers serving the three tenants, run as goroutines (env OBSERVATORY_DEMO_WORKERS)")
+		fs.Float64Var(&c.demo.missionRate, "mission-rate", 1, "missions per second the tenants ask for")
+		fs.Float64Var(&c.demo.timeScale, "time-scale", 0.5, "speed of the synthetic agents: 1 is real time, 0.5 runs a 20 s mission in 10 s")
+		fs.DurationVar(&c.demo.crossEvery, "cross-tenant-every", time.Minute, "interval of the workload's cross-tenant attempts, which the server refuses and audits (0: none)")
 	}
 	return fs, c
 }
@@ -91,6 +91,19 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%s: unexpected arguments %q", name, fs.Args())
+	}
+	if demo {
+		switch {
+		case c.demo.workers < 1 || c.demo.workers > 500:
+			return errors.New("demo: want --workers between 1 and 500")
+		case c.demo.missionRate <= 0 || c.demo.missionRate > 1000:
+			return errors.New("demo: want --mission-rate above 0 and at most 1000")
+		case c.demo.timeScale <= 0 || c.demo.timeScale > 10:
+			return errors.New("demo: want --time-scale above 0 and at most 10")
+		case c.demo.crossEvery < 0:
+			return errors.New("demo: --cross-tenant-every must not be negative")
+		}
+		c.demo.crossEvery = crossEvery(c.demo.crossEvery)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
@@ -155,14 +168,17 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 		Pricing:     pricing,
 		Observe:     tel.ObserveFleet,
 	})
-	if err := tel.WatchFleet(telemetry.FleetSource{View: hub.View, Live: func() bool { return hub.Ready() == nil }}); err != nil {
-		return err
-	}
 	if err := hub.RegisterMetrics(tel.MeterProvider()); err != nil {
 		return fmt.Errorf("hub metrics: %w", err)
 	}
 	ledger, err := stream.NewLedger(setupCtx, js, stream.LedgerConfig{Pricing: pricing, Auditor: pub, Logger: log, HoldTTL: c.holdTTL})
 	if err != nil {
+		return err
+	}
+	if err := tel.WatchFleet(telemetry.FleetSource{
+		View: hub.View, Live: func() bool { return hub.Ready() == nil },
+		Budgets: func(ctx context.Context) ([]fleet.BudgetStanding, error) { return ledger.Budgets(ctx, "") },
+	}); err != nil {
 		return err
 	}
 	srv, err := web.New(web.Config{
@@ -192,7 +208,14 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 
-	g, gctx := errgroup.WithContext(ctx)
+	// The demo's fleet and workload stop first, while the server still
+	// answers; only then does the server stop (serveCtx).
+	serveCtx, stopServe := ctx, context.CancelFunc(func() {})
+	if demo {
+		serveCtx, stopServe = context.WithCancel(context.WithoutCancel(ctx))
+	}
+	defer stopServe()
+	g, gctx := errgroup.WithContext(serveCtx)
 	g.Go(func() error { return hub.Run(gctx) })
 	g.Go(func() error { return ledger.Run(gctx) })
 	g.Go(func() error {
@@ -209,23 +232,43 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 		wsErr := srv.Shutdown(shutCtx)
 		return errors.Join(wsErr, httpSrv.Shutdown(shutCtx))
 	})
+	var d *demoRun
 	if demo {
-		fl := synth.New(synth.Config{Workers: c.demoWorkers, MissionEvery: c.demoMissionGap}, func(ctx context.Context, ev fleet.Event) error {
-			_, err := pub.Publish(ctx, ev)
-			return err
+		d = &demoRun{o: c.demo, nc: nc, js: js, pub: pub, hub: hub, base: "http://" + loopbackAddr(ln.Addr()), password: c.adminPassword, log: log}
+		g.Go(func() error {
+			defer stopServe()
+			dctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			stop := context.AfterFunc(gctx, cancel)
+			defer stop()
+			return d.run(dctx)
 		})
-		g.Go(func() error { return fl.Run(gctx) })
 	}
 	printBanner(stdout, name, ln.Addr(), c, ns)
 	printTelemetry(stdout, ln.Addr(), tel)
+	if demo {
+		fmt.Fprintf(stdout, "  fleet        %d workers, three tenants (acme, globex, initech), %g missions/s through the admin API; Ctrl-C prints the proof\n",
+			c.demo.workers, c.demo.missionRate)
+	}
 
 	err = g.Wait()
 	drain(nc)
+	if d != nil {
+		d.proof(stdout)
+	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	fmt.Fprintf(stdout, "observatory %s stopped at seq %d\n", name, hub.Stats().Seq)
 	return nil
+}
+
+// loopbackAddr is how this process reaches its own listener.
+func loopbackAddr(a net.Addr) string {
+	if tcp, ok := a.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+		return net.JoinHostPort("127.0.0.1", fmt.Sprint(tcp.Port))
+	}
+	return a.String()
 }
 
 func printBanner(w io.Writer, name string, addr net.Addr, c *serveConfig, ns *server.Server) {

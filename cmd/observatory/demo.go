@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/live"
+	"github.com/sagewai/observatory/stream"
+	"github.com/sagewai/observatory/worker"
+)
+
+// demoOptions are the flags `observatory demo` adds to serve's.
+type demoOptions struct {
+	workers     int
+	missionRate float64
+	timeScale   float64
+	crossEvery  time.Duration
+}
+
+// demoRun is the fleet and the workload `observatory demo` runs beside the
+// server, in the same process and on the same NATS: the lease dispatcher,
+// real workers serving three tenants, and the live HTTP workload against
+// the server's own API. Run it with run; proof prints what it did.
+type demoRun struct {
+	o        demoOptions
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	pub      *stream.Publisher
+	hub      *stream.Hub
+	base     string
+	password string
+	log      *slog.Logger
+
+	// mu guards what run leaves for proof.
+	mu      sync.Mutex
+	started time.Time
+	stopped time.Time
+	load    *live.Workload
+	workers []*worker.Worker
+	before  map[string]fleet.Project
+	after   map[string]fleet.Project
+}
+
+// run starts the dispatcher, the workers and the workload once the hub is
+// ready, and runs them until ctx is cancelled. Then it stops the workload,
+// the workers (abruptly, as a crash would: their missions' leases expire
+// and the next run's workers take them over) and the dispatcher, and reads
+// the fold's figures for the proof while the server still runs.
+func (d *demoRun) run(ctx context.Context) error {
+	if err := waitHubReady(ctx, d.hub); err != nil {
+		return nil // stopped before the hub was ready: nothing to show
+	}
+	before, _, err := d.hub.View(ctx, fleet.ScopeAll)
+	if err != nil {
+		return nil
+	}
+	dctx, stopDispatcher := context.WithCancel(context.WithoutCancel(ctx))
+	dispatched := make(chan struct{})
+	defer func() { stopDispatcher(); <-dispatched }()
+	dispatcher := worker.NewDispatcher(d.nc, d.js, d.pub, worker.DispatcherConfig{Logger: d.log})
+	go func() {
+		defer close(dispatched)
+		if err := dispatcher.Run(dctx); err != nil && !errors.Is(err, context.Canceled) {
+			d.log.Error("the lease dispatcher stopped", "event", "demo.dispatcher.failed", "error", err.Error())
+		}
+	}()
+
+	wctx, stopAll := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAll()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+
+	load, err := live.New(live.Config{
+		BaseURL: d.base, Password: d.password, MissionRate: d.o.missionRate, CrossTenantEvery: d.o.crossEvery, Logger: d.log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := load.Setup(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("demo: %w", err)
+	}
+	tenants := make([]string, 0, len(load.Tenants()))
+	for _, t := range load.Tenants() {
+		tenants = append(tenants, t.Project)
+	}
+	// The workers enroll with a key scoped to the three tenants, as
+	// workers on other machines would.
+	key, err := load.EnrollmentKey(ctx, tenants, "24h")
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("demo: %w", err)
+	}
+	enroll := worker.EnrollHTTP(d.base, key, nil)
+	agent := worker.Synthetic(worker.SyntheticConfig{TimeScale: d.o.timeScale})
+	workers := make([]*worker.Worker, d.o.workers)
+	for i := range workers {
+		workers[i] = worker.New(d.js, d.pub, worker.Config{
+			ID: fmt.Sprintf("w-demo-%02d", i+1), Projects: enrolment(tenants, i), Capacity: 1, Agent: agent, Host: "demo", Logger: d.log,
+			Enroll: enroll,
+		})
+		w := workers[i]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.Run(wctx); err != nil && !errors.Is(err, context.Canceled) {
+				d.log.Error("a demo worker stopped", "event", "demo.worker.failed", "error", err.Error())
+			}
+		}()
+	}
+	d.mu.Lock()
+	d.started, d.load, d.workers, d.before = time.Now(), load, workers, before.Projects
+	d.mu.Unlock()
+
+	err = load.Run(ctx)
+	// The workers stop cleanly (worker.left) if their missions end within
+	// a grace period, else abruptly: their leases expire and the next
+	// run's workers take the missions over.
+	for _, w := range workers {
+		w.Stop()
+	}
+	grace := time.AfterFunc(demoStopGrace, stopAll)
+	wg.Wait()
+	grace.Stop()
+	// The server still runs: read where the fold stands for the proof.
+	readCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	load.Drain(readCtx, 0)
+	after, _, verr := d.hub.View(readCtx, fleet.ScopeAll)
+	d.mu.Lock()
+	d.stopped = time.Now()
+	if verr == nil {
+		d.after = after.Projects
+	}
+	d.mu.Unlock()
+	return err
+}
+
+// demoStopGrace is how long the demo's workers get to end their missions
+// when it stops.
+const demoStopGrace = 3 * time.Second
+
+// enrolment gives worker i its projects: one tenant each in turn, and
+// every third worker a second one, as shared workers are.
+func enrolment(tenants []string, i int) []string {
+	projects := []string{tenants[i%len(tenants)]}
+	if i%3 == 2 && len(tenants) > 1 {
+		projects = append(projects, tenants[(i+1)%len(tenants)])
+	}
+	return projects
+}
+
+// waitHubReady waits until the hub has folded the stream up to where it
+// stood at start.
+func waitHubReady(ctx context.Context, hub *stream.Hub) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for hub.Ready() != nil {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// proof prints what the demo did: the workload's proof, the workers', and
+// the CFO's line. It prints nothing if the demo never started.
+func (d *demoRun) proof(w io.Writer) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.load == nil {
+		return
+	}
+	f := d.load.Figures()
+	printLive(w, f)
+	var st worker.Stats
+	for _, wk := range d.workers {
+		s := wk.Stats()
+		st.Claimed += s.Claimed
+		st.Completed += s.Completed
+		st.Failed += s.Failed
+		st.Leaks += s.Leaks
+	}
+	fmt.Fprintf(w, "  workers             %d: %d claims, %d missions completed, %d failed, %d cross-tenant leaks\n",
+		len(d.workers), st.Claimed, st.Completed, st.Failed, st.Leaks)
+	if d.after == nil {
+		fmt.Fprintln(w, "\n(the fold could not be read at the end: no spend figures)")
+		return
+	}
+	projects := make([]string, 0, len(d.after))
+	for p := range d.after {
+		projects = append(projects, p)
+	}
+	sort.Strings(projects)
+	spent := make([]projectSpend, 0, len(projects))
+	for _, p := range projects {
+		if s := d.after[p].SpendTotal - d.before[p].SpendTotal; s > 0 {
+			spent = append(spent, projectSpend{p, s})
+		}
+	}
+	fmt.Fprintf(w, "  ran                 %s\n\n", d.stopped.Sub(d.started).Round(time.Second))
+	if len(spent) == 0 {
+		fmt.Fprintln(w, "Nothing was spent this run.")
+		return
+	}
+	fmt.Fprintln(w, cfoLine(spent))
+}

@@ -1,0 +1,41 @@
+// Package vmstack runs real VictoriaMetrics, VictoriaLogs and vmalert
+// processes for tests, on loopback, each with its own temporary data
+// directory, and holds the end-to-end pipeline test of issue 7
+// (TestPipelineEndToEnd): a real `observatory demo` scraped by
+// VictoriaMetrics, logging to VictoriaLogs over OTLP, watched by vmalert
+// with the rules of package dashboards.
+//
+// The binaries are the pinned releases `make deps` builds into
+// .cache/bin (victoria-metrics v1.151.0, victoria-logs v1.52.1, vmalert
+// v1.151.0). The directory is OBSERVATORY_VM_BIN when set (the Makefile
+// exports it), else .cache/bin under the repository root. A missing binary
+// fails the test with "run make deps"; it never skips.
+//
+// StartMetrics, StartLogs and StartAlerter each start one process, wait
+// until its /health answers, and register its stop with t.Cleanup. Each
+// listens on 127.0.0.1 port 0 and the harness reads the port the process
+// chose from its "started server at" log line, so there is no window in
+// which another process could take a port picked in advance. The query
+// helpers (Metrics.Query, Metrics.QueryMatrix, Logs.Query, Alerter.Alerts,
+// Alerter.Groups) speak the servers' HTTP APIs and return errors rather
+// than failing the test, so that callers can poll them until a condition
+// holds. WithTimeFilter limits a board's LogsQL query to a recent window,
+// as Grafana does with the board's range.
+//
+// vmalert takes one datasource, so rules on metrics and rules on logs
+// (groups of type vlogs) need one vmalert each: one reading
+// VictoriaMetrics, one reading VictoriaLogs. Both write their alert state
+// (the ALERTS series) back to VictoriaMetrics.
+//
+// vmstack imports only the standard library; its test also imports the
+// repository's dashboards and fleet packages and builds cmd/observatory.
+//
+// # Concurrency
+//
+// Every process belongs to the test that started it: its stop (SIGTERM,
+// then SIGKILL after five seconds) runs in t.Cleanup, before the test's
+// temporary directories are removed. Each process has one goroutine,
+// started with it, that waits for it to exit and records how. The query
+// methods are safe for concurrent use; they hold no state besides an
+// http.Client.
+package vmstack
