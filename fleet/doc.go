@@ -15,9 +15,10 @@
 // unless State.SetLiveness sets others (stream.HubConfig passes them; tests
 // use short ones). They are configuration, not state: checkpoints do not
 // hold them, and replicas must agree on them. Because the clock moves only
-// with stored messages, a fleet where nothing at all is published shows its
-// workers as they were: some event must be stored for anyone to go stale
-// (any live worker's heartbeat is one).
+// with stored messages, servers publish clock ticks (ClockSubject, one per
+// ClockEvery, deduplicated across replicas by ClockID): State.Tick moves
+// the clock on them, so a fleet where nothing else is published still
+// sees its quiet workers turn stale and offline.
 //
 // fleet imports only the standard library and does no I/O.
 //

@@ -6,9 +6,31 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
+
+// ClockSubject is the FLEET subject of clock ticks: messages that carry no
+// event and only let the fold's clock move on the stream's own time when
+// nothing else is published, so that quiet workers turn stale and offline
+// and windows decay. It is outside fleet.<project>.<type> (no project id
+// starts with "_"). Servers publish one per ClockEvery with the message id
+// ClockID(t), so the stream's dedupe keeps one per interval however many
+// replicas publish.
+const ClockSubject = "fleet._clock"
+
+// ClockEvery is the interval of clock ticks.
+const ClockEvery = 10 * time.Second
+
+// ClockID is the message id of the tick of the interval of length every
+// (ClockEvery when not positive) that holds t.
+func ClockID(t time.Time, every time.Duration) string {
+	if every <= 0 {
+		every = ClockEvery
+	}
+	return "clock-" + strconv.FormatInt(t.UTC().Truncate(every).UnixMilli(), 10)
+}
 
 // MaxEventSize is the largest encoded event the fold accepts (DESIGN §4).
 const MaxEventSize = 64 << 10

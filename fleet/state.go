@@ -21,6 +21,7 @@ const (
 	Duplicate               // an event id already folded; ignored
 	Unknown                 // an unknown type: counted and kept in the ticker
 	Rejected                // invalid: not folded (see DecodeEvent)
+	Ticked                  // a clock tick: only the sequence and the clock moved
 )
 
 // Bounds of the fold's memory.
@@ -152,6 +153,13 @@ func (s *State) Pricing() *Pricing { return s.pricing }
 // oversize, ...): the sequence and the clock move, nothing else does.
 func (s *State) Skip(seq uint64, at time.Time) {
 	s.counts.Rejected++
+	s.advance(seq, at)
+}
+
+// Tick advances over a clock tick (ClockSubject): the sequence and the
+// clock move, so liveness and windows follow time when nothing else is
+// published; nothing is counted.
+func (s *State) Tick(seq uint64, at time.Time) {
 	s.advance(seq, at)
 }
 

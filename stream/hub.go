@@ -271,6 +271,14 @@ func (h *Hub) fold(m jetstream.Msg) {
 		return
 	}
 	seq, at := meta.Sequence.Stream, meta.Timestamp
+	if m.Subject() == fleet.ClockSubject {
+		h.state.Tick(seq, at)
+		h.stat.seq.Store(seq)
+		h.stat.lastStored.Store(at.UnixNano())
+		h.dirty = true
+		h.checkReady()
+		return
+	}
 	ev, err := fleet.DecodeEvent(m.Subject(), m.Data())
 	if err != nil {
 		h.state.Skip(seq, at)

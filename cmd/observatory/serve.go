@@ -218,6 +218,9 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	g, gctx := errgroup.WithContext(serveCtx)
 	g.Go(func() error { return hub.Run(gctx) })
 	g.Go(func() error { return ledger.Run(gctx) })
+	// Clock ticks let the fold's clock move when nothing else is published
+	// (quiet workers turn stale and offline); replicas' ticks dedupe.
+	g.Go(func() error { return stream.NewClock(pub, 0, log).Run(gctx) })
 	g.Go(func() error {
 		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)

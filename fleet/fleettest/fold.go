@@ -17,8 +17,13 @@ type Msg struct {
 }
 
 // Feed decodes m and folds it into s at stream sequence seq, the way the
-// stream consumer does: Apply for an accepted event, Skip for a rejected one.
+// stream consumer does: Tick for a clock tick, Apply for an accepted event,
+// Skip for a rejected one.
 func Feed(s *fleet.State, seq uint64, m Msg) fleet.Result {
+	if m.Subject == fleet.ClockSubject {
+		s.Tick(seq, m.At)
+		return fleet.Ticked
+	}
 	ev, err := fleet.DecodeEvent(m.Subject, m.Body)
 	if err != nil {
 		s.Skip(seq, m.At)

@@ -194,10 +194,10 @@ func TestScale500Agents200Missions(t *testing.T) {
 	if st.Flushes == 0 || st.Diffs < st.Flushes {
 		t.Errorf("%d repaints for %d diffs: repaints are not batched per frame", st.Flushes, st.Diffs)
 	}
-	// The script's own work per repaint, in CPU time: well inside a frame.
-	if s := perFlush("ScriptDuration"); s > 8 {
-		t.Errorf("the script spends %.1f ms of CPU per repaint; want under 8 ms", s)
-	}
+	// The CPU figures above are reported, not asserted: a timed assertion
+	// fails on a busy machine without the page being any slower (the
+	// measured ranges are in docs/performance.md). What is asserted is
+	// work that does not depend on the machine: batching and DOM writes.
 	// A repaint touches what changed, not the page: a full re-render would
 	// rewrite thousands of nodes (500 roster rows, 1,500 graph nodes).
 	if m := mut(0.95); m > 600 {
