@@ -3,9 +3,8 @@ package vmstack_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/live"
 	"github.com/sagewai/observatory/vmstack"
 )
 
@@ -108,7 +108,7 @@ func startObservatory(t *testing.T, bin string, env []string, args ...string) *o
 	}
 	o.host = u.Host
 	for {
-		if code, _, err := o.get(context.Background(), "/readyz", ""); err == nil && code == http.StatusOK {
+		if code, err := o.status(context.Background(), "/readyz"); err == nil && code == http.StatusOK {
 			return o
 		}
 		o.pause(t, deadline, "to be ready")
@@ -156,69 +156,42 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// get sends GET path with the bearer token (if any) and returns the status
-// and body.
-func (o *observatory) get(ctx context.Context, path, token string) (int, []byte, error) {
-	return o.do(ctx, http.MethodGet, path, token, nil)
+// api is the API client of the observatory under test.
+func (o *observatory) api() *live.Client { return &live.Client{Base: o.base, HTTP: http.DefaultClient} }
+
+// status sends GET path without a token and returns the status.
+func (o *observatory) status(ctx context.Context, path string) (int, error) {
+	code, err := o.api().Do(ctx, "", http.MethodGet, path, nil, 0, nil)
+	var ae *live.APIError
+	if errors.As(err, &ae) {
+		err = nil
+	}
+	return code, err
 }
 
-func (o *observatory) do(ctx context.Context, method, path, token string, body any) (int, []byte, error) {
-	var r io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, nil, err
-		}
-		r = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, o.base+path, r)
-	if err != nil {
-		return 0, nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
-}
-
-// mustJSON sends a request that must answer want, and decodes the answer
-// into out (when not nil).
-func (o *observatory) mustJSON(t *testing.T, method, path, token string, body any, want int, out any) {
+// mustJSON sends a request that must answer want. A 2xx answer is decoded
+// into out (when not nil); an error answer's code is returned.
+func (o *observatory) mustJSON(t *testing.T, method, path, token string, body any, want int, out any) string {
 	t.Helper()
-	code, b, err := o.do(context.Background(), method, path, token, body)
-	if err != nil {
+	code, err := o.api().Do(context.Background(), token, method, path, body, want, out)
+	var ae *live.APIError
+	switch {
+	case code == want && want >= 300 && errors.As(err, &ae):
+		return ae.Code
+	case err != nil:
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
-	if code != want {
-		t.Fatalf("%s %s: status %d, want %d: %s", method, path, code, want, b)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: %v: %s", method, path, err, b)
-		}
-	}
+	return ""
 }
 
 // login returns an admin token.
 func (o *observatory) login(t *testing.T, user, password string) string {
 	t.Helper()
-	var tok struct {
-		Token string `json:"token"`
+	tok, err := o.api().Login(context.Background(), user, password)
+	if err != nil {
+		t.Fatal(err)
 	}
-	o.mustJSON(t, http.MethodPost, "/api/v1/auth/login", "", map[string]string{"username": user, "password": password}, http.StatusOK, &tok)
-	if tok.Token == "" {
-		t.Fatal("login answered no token")
-	}
-	return tok.Token
+	return tok
 }
 
 // fleetRead is one GET /api/v1/fleet?scope=* and when it was sent and
@@ -231,14 +204,6 @@ type fleetRead struct {
 
 func (o *observatory) readFleet(ctx context.Context, token string) (fleetRead, error) {
 	r := fleetRead{start: time.Now()}
-	code, b, err := o.get(ctx, "/api/v1/fleet?scope=*", token)
-	r.end = time.Now()
-	if err != nil {
-		return r, err
-	}
-	if code != http.StatusOK {
-		return r, fmt.Errorf("GET /api/v1/fleet: status %d: %.300s", code, b)
-	}
 	var snap struct {
 		Seq   uint64 `json:"seq"`
 		State struct {
@@ -247,7 +212,9 @@ func (o *observatory) readFleet(ctx context.Context, token string) (fleetRead, e
 			} `json:"projects"`
 		} `json:"state"`
 	}
-	if err := json.Unmarshal(b, &snap); err != nil {
+	_, err := o.api().Do(ctx, token, http.MethodGet, "/api/v1/fleet?scope=*", nil, http.StatusOK, &snap)
+	r.end = time.Now()
+	if err != nil {
 		return r, fmt.Errorf("GET /api/v1/fleet: %w", err)
 	}
 	r.seq = snap.Seq
