@@ -57,10 +57,15 @@ const (
 	TypeBudgetWarning    = "budget.warning"
 	TypeBudgetExceeded   = "budget.exceeded"
 	TypeBudgetThrottled  = "budget.throttled"
-	TypeLoginSucceeded   = "auth.login.succeeded"
-	TypeLoginFailed      = "auth.login.failed"
-	TypeCrossAccess      = "tenant.cross_access_denied"
-	TypeProjectCreated   = "project.created"
+	// TypeBudgetStatus is a budget's standing, published by the budget gate
+	// every few seconds and whenever a budget is created or changed, so the
+	// HUD shows every budget from the start, not from its first warning. It
+	// never enters the ticker.
+	TypeBudgetStatus   = "budget.status"
+	TypeLoginSucceeded = "auth.login.succeeded"
+	TypeLoginFailed    = "auth.login.failed"
+	TypeCrossAccess    = "tenant.cross_access_denied"
+	TypeProjectCreated = "project.created"
 )
 
 // Event is the envelope every worker and the server publish, one per NATS
@@ -244,7 +249,7 @@ func Known(t string) bool {
 	case TypeWorkerJoined, TypeWorkerHeartbeat, TypeWorkerLeft, TypeAgentCreated, TypeAgentState,
 		TypeMissionQueued, TypeMissionClaimed, TypeMissionProgress, TypeMissionCompleted, TypeMissionFailed,
 		TypeMissionRetrying, TypeRunStarted, TypeRunCompleted, TypeRunFailed, TypeLLMCall, TypeToolCall,
-		TypeBudgetWarning, TypeBudgetExceeded, TypeBudgetThrottled, TypeLoginSucceeded, TypeLoginFailed, TypeCrossAccess,
+		TypeBudgetWarning, TypeBudgetExceeded, TypeBudgetThrottled, TypeBudgetStatus, TypeLoginSucceeded, TypeLoginFailed, TypeCrossAccess,
 		TypeProjectCreated:
 		return true
 	}

@@ -559,3 +559,41 @@ func checkPosture(v fleet.View, scope string) string {
 	}
 	return ""
 }
+
+// TestBudgetStatus checks budget.status, the gate's periodic standing: the
+// budget shows from its first status (with the project's gauge), its
+// status follows the figures against its warn threshold, and it never
+// fills the ticker.
+func TestBudgetStatus(t *testing.T) {
+	s := fleet.NewState(nil)
+	status := func(spent fleet.Micros, warn float64) fleet.Event {
+		return fleettest.E{Type: fleet.TypeBudgetStatus, Time: t0, ProjectID: "acme",
+			Data: fleet.BudgetNotice{Scope: "project", ScopeID: "acme", Period: "daily", LimitUSD: 10_000_000, SpentUSD: spent,
+				Action: "stop", WarnPct: warn}}.Event()
+	}
+	for _, tc := range []struct {
+		spent  fleet.Micros
+		warn   float64
+		status string
+	}{
+		{1_000_000, 0, "ok"},
+		{8_000_000, 0, "warning"}, // the default threshold, 80 %
+		{6_000_000, 50, "warning"},
+		{4_000_000, 50, "ok"},
+		{10_000_000, 0, "reached"},
+	} {
+		feed(t, s, t0, status(tc.spent, tc.warn))
+		v := s.View("acme")
+		b, ok := v.Budgets["acme/project:acme:daily"]
+		if !ok || b.Status != tc.status || b.SpentUSD != tc.spent || b.LimitUSD != 10_000_000 {
+			t.Errorf("spent %s of $10 (warn %v): budget %+v; want status %s", tc.spent, tc.warn, b, tc.status)
+		}
+		pb := v.Projects["acme"].Budget
+		if pb == nil || pb.SpentUSD != tc.spent || pb.LimitUSD != 10_000_000 {
+			t.Errorf("spent %s: the project's gauge is %+v", tc.spent, pb)
+		}
+	}
+	if n := len(s.View("acme").Ticker); n != 0 {
+		t.Errorf("budget.status put %d entries in the ticker; want none", n)
+	}
+}

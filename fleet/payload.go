@@ -123,6 +123,8 @@ type BudgetNotice struct {
 	SpentUSD Micros `json:"spent_usd"`
 	Action   string `json:"action"` // warn, throttle or stop
 	Model    string `json:"model,omitempty"`
+	// WarnPct is the budget's warn threshold in percent (0: DefaultWarnPct).
+	WarnPct float64 `json:"warn_pct,omitempty"`
 }
 
 // Priority accepts a JSON number or string and keeps it as text.
@@ -180,7 +182,7 @@ func decodePayload(ev *Event) (any, error) {
 		p = new(LLMCall)
 	case TypeToolCall:
 		p = new(ToolCall)
-	case TypeBudgetWarning, TypeBudgetExceeded, TypeBudgetThrottled:
+	case TypeBudgetWarning, TypeBudgetExceeded, TypeBudgetThrottled, TypeBudgetStatus:
 		p = new(BudgetNotice)
 	default:
 		return nil, nil

@@ -385,7 +385,7 @@ func (s *State) Apply(seq uint64, at time.Time, ev Event) Result {
 		text, level = s.budget(ev, p, d, t)
 	}
 	s.markProject(p)
-	if ev.Type != TypeWorkerHeartbeat {
+	if ev.Type != TypeWorkerHeartbeat && ev.Type != TypeBudgetStatus {
 		s.appendTicker(seq, ev, t, level, text)
 	}
 	if res == Applied {
@@ -483,6 +483,19 @@ func (s *State) budget(ev Event, p *projectRec, d *BudgetNotice, t time.Time) (s
 		b.Status = "exceeded"
 	case TypeBudgetThrottled:
 		b.Status = "throttled"
+	case TypeBudgetStatus:
+		warn := d.WarnPct
+		if warn <= 0 {
+			warn = DefaultWarnPct
+		}
+		switch {
+		case b.Pct >= 100:
+			b.Status = "reached"
+		case b.Pct >= warn:
+			b.Status = "warning"
+		default:
+			b.Status = "ok"
+		}
 	}
 	s.mark(collBudgets, id, ev.ProjectID)
 	if d.Scope == "project" && d.ScopeID == ev.ProjectID {

@@ -39,6 +39,7 @@ const (
 	DefaultHoldTTL           = 30 * time.Minute
 	DefaultSettleGrace       = 2 * time.Minute
 	DefaultBudgetEventEvery  = time.Second
+	DefaultStatusEvery       = 15 * time.Second
 	DefaultLedgerMaxAge      = 400 * 24 * time.Hour
 	DefaultReservationMaxAge = 7 * 24 * time.Hour
 	cursorKey                = "cursor"
@@ -75,8 +76,20 @@ type LedgerConfig struct {
 	// entries (400 days) and reservation records (7 days) are kept.
 	LedgerMaxAge      time.Duration
 	ReservationMaxAge time.Duration
+	// Events, when set, receives a budget.status event per budget (with a
+	// project) every StatusEvery and after each change of a budget, on
+	// FLEET, so the HUD shows every budget's standing from the start
+	// (Publisher.Publish).
+	Events EventPublisher
+	// StatusEvery is the interval of those events (15 s).
+	StatusEvery time.Duration
 	// Logger receives lifecycle and failure lines (slog.Default()).
 	Logger *slog.Logger
+}
+
+// EventPublisher publishes an event on FLEET (Publisher.Publish).
+type EventPublisher interface {
+	Publish(ctx context.Context, ev fleet.Event) (uint64, error)
 }
 
 func (c *LedgerConfig) defaults() {
@@ -89,6 +102,7 @@ func (c *LedgerConfig) defaults() {
 	c.HoldTTL = cmpOr(c.HoldTTL, DefaultHoldTTL)
 	c.SettleGrace = cmpOr(c.SettleGrace, DefaultSettleGrace)
 	c.EventEvery = cmpOr(c.EventEvery, DefaultBudgetEventEvery)
+	c.StatusEvery = cmpOr(c.StatusEvery, DefaultStatusEvery)
 	c.LedgerMaxAge = cmpOr(c.LedgerMaxAge, DefaultLedgerMaxAge)
 	c.ReservationMaxAge = cmpOr(c.ReservationMaxAge, DefaultReservationMaxAge)
 	if c.Logger == nil {
@@ -124,6 +138,9 @@ type Ledger struct {
 	done      chan struct{} // closed when Run returns
 
 	audits chan fleet.Event // to the audit goroutine
+	// statusKick asks the status goroutine for an early round (a budget
+	// changed).
+	statusKick chan struct{}
 
 	locks keyLocks // this process's writers, one at a time per ledger key
 
@@ -179,12 +196,13 @@ func NewLedger(ctx context.Context, js jetstream.JetStream, cfg LedgerConfig) (*
 	cfg.defaults()
 	l := &Ledger{
 		js: js, cfg: cfg, log: cfg.Logger,
-		cache:     make(map[string]cachedBudget),
-		loaded:    make(chan struct{}),
-		ready:     make(chan struct{}),
-		done:      make(chan struct{}),
-		audits:    make(chan fleet.Event, auditQueue),
-		lastEvent: make(map[string]time.Time),
+		cache:      make(map[string]cachedBudget),
+		loaded:     make(chan struct{}),
+		ready:      make(chan struct{}),
+		done:       make(chan struct{}),
+		audits:     make(chan fleet.Event, auditQueue),
+		statusKick: make(chan struct{}, 1),
+		lastEvent:  make(map[string]time.Time),
 	}
 	var err error
 	if l.budgets, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
@@ -216,6 +234,9 @@ func (l *Ledger) Run(ctx context.Context) error {
 	g.Go(func() error { return l.watchBudgets(gctx) })
 	g.Go(func() error { return l.follow(gctx) })
 	g.Go(func() error { return l.publishAudits(gctx) })
+	if l.cfg.Events != nil {
+		g.Go(func() error { return l.publishStatuses(gctx) })
+	}
 	err := g.Wait()
 	if ctx.Err() != nil {
 		return nil
@@ -333,6 +354,10 @@ func (l *Ledger) remember(id string, b fleet.BudgetLimit, rev uint64, deleted bo
 		return
 	}
 	l.cache[id] = cachedBudget{b: b, rev: rev, deleted: deleted}
+	select {
+	case l.statusKick <- struct{}{}:
+	default:
+	}
 }
 
 // budget returns the budget id as cached.

@@ -106,6 +106,20 @@ func TestLiveAgainstServe(t *testing.T) {
 			}
 		}
 	}
+	// The HUD shows every project budget from the start (budget.status),
+	// with the cap the workload set.
+	streamtest.Eventually(t, 20*time.Second, func() bool {
+		_, snap := getFleet(t, s.base, admin, "*")
+		for _, tn := range live.DefaultTenants() {
+			for _, b := range tn.Budgets {
+				pb := snap.State.Projects[b.ProjectID].Budget
+				if b.Scope == fleet.BudgetScopeProject && (pb == nil || pb.LimitUSD != b.LimitUSD || pb.Period != b.Period) {
+					return false
+				}
+			}
+		}
+		return true
+	}, "the fleet view never showed the three project budgets with their caps")
 	// /metrics reports the caps the gate holds from the start, before any
 	// budget.* event: the board's budget panels have data at once.
 	resp, err := http.Get(s.base + "/metrics")

@@ -171,7 +171,7 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if err := hub.RegisterMetrics(tel.MeterProvider()); err != nil {
 		return fmt.Errorf("hub metrics: %w", err)
 	}
-	ledger, err := stream.NewLedger(setupCtx, js, stream.LedgerConfig{Pricing: pricing, Auditor: pub, Logger: log, HoldTTL: c.holdTTL})
+	ledger, err := stream.NewLedger(setupCtx, js, stream.LedgerConfig{Pricing: pricing, Auditor: pub, Events: pub, Logger: log, HoldTTL: c.holdTTL})
 	if err != nil {
 		return err
 	}
