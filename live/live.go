@@ -145,6 +145,10 @@ type TenantFigures struct {
 	SpendUSD  fleet.Micros `json:"spend_usd"`
 }
 
+// setupWait bounds how long Setup waits for a server whose fold is still
+// catching up.
+const setupWait = 30 * time.Second
+
 // Workload is the mixed-tenant HTTP workload. Create it with New, then
 // Setup and Run.
 type Workload struct {
@@ -222,7 +226,22 @@ func (w *Workload) Setup(ctx context.Context) error {
 			return fmt.Errorf("live: token for %s: %w", t.Project, err)
 		}
 	}
-	base, err := w.readFleet(ctx)
+	// A server that has just started answers 503 until its fold has caught
+	// up with the stream: wait for it a little.
+	var base map[string]fleet.Project
+	deadline := time.Now().Add(setupWait)
+	for {
+		base, err = w.readFleet(ctx)
+		var ae *APIError
+		if err == nil || !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("live: %w", err)
 	}
