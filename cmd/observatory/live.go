@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,11 +36,11 @@ func liveCmd(ctx context.Context, args []string, getenv func(string) string, std
 	fs.StringVar(&o.password, "password", env("OBSERVATORY_ADMIN_PASSWORD", "admin"), "the admin's password (env OBSERVATORY_ADMIN_PASSWORD)")
 	fs.StringVar(&o.grafana, "grafana-url", env("OBSERVATORY_GRAFANA_URL", "http://localhost:3000"), "where the Grafana board is, for the printed links (env OBSERVATORY_GRAFANA_URL)")
 	fs.DurationVar(&o.duration, "duration", envDuration(getenv, "OBSERVATORY_LIVE_DURATION", 3*time.Minute), "how long to run (env OBSERVATORY_LIVE_DURATION)")
-	fs.DurationVar(&o.crossEvery, "cross-tenant-every", time.Minute, "interval of the cross-tenant attempts, which the server must refuse (0: none)")
-	fs.DurationVar(&o.drain, "drain", 30*time.Second, "at the end, wait this long at most for the run's missions to end")
-	fs.DurationVar(&o.probeEvery, "probe-every", 5*time.Second, "interval of the probes the server must refuse with 401 or 404")
-	fs.Float64Var(&o.missionRate, "mission-rate", 1, "missions per second over all tenants")
-	fs.Float64Var(&o.readRate, "read-rate", 4, "reads per second over all tenants and the admin")
+	fs.DurationVar(&o.crossEvery, "cross-tenant-every", envDuration(getenv, "OBSERVATORY_LIVE_CROSS_TENANT_EVERY", time.Minute), "interval of the cross-tenant attempts, which the server must refuse (0: none) (env OBSERVATORY_LIVE_CROSS_TENANT_EVERY)")
+	fs.DurationVar(&o.drain, "drain", envDuration(getenv, "OBSERVATORY_LIVE_DRAIN", 30*time.Second), "at the end, wait this long at most for the run's missions to end (env OBSERVATORY_LIVE_DRAIN)")
+	fs.DurationVar(&o.probeEvery, "probe-every", envDuration(getenv, "OBSERVATORY_LIVE_PROBE_EVERY", 5*time.Second), "interval of the probes the server must refuse with 401 or 404 (env OBSERVATORY_LIVE_PROBE_EVERY)")
+	fs.Float64Var(&o.missionRate, "mission-rate", envFloat(getenv, "OBSERVATORY_LIVE_MISSION_RATE", 1), "missions per second over all tenants (env OBSERVATORY_LIVE_MISSION_RATE)")
+	fs.Float64Var(&o.readRate, "read-rate", envFloat(getenv, "OBSERVATORY_LIVE_READ_RATE", 4), "reads per second over all tenants and the admin (env OBSERVATORY_LIVE_READ_RATE)")
 	fs.Uint64Var(&o.seed, "seed", 0, "seed of the workload (0: random)")
 	fs.BoolVar(&o.asJSON, "json", false, "print only the figures, as one JSON object")
 	if err := fs.Parse(args); err != nil {
@@ -98,6 +99,14 @@ func liveCmd(ctx context.Context, args []string, getenv func(string) string, std
 		return errors.New("live: " + strings.Join(p, "; "))
 	}
 	return nil
+}
+
+// envFloat returns the env twin of a number flag, or def.
+func envFloat(getenv func(string) string, name string, def float64) float64 {
+	if v, err := strconv.ParseFloat(strings.TrimSpace(getenv(name)), 64); err == nil {
+		return v
+	}
+	return def
 }
 
 // crossEvery maps the flag (0: none) to live.Config's (negative: none).

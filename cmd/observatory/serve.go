@@ -62,9 +62,9 @@ func serveFlags(name string, getenv func(string) string, stderr io.Writer, demo 
 	fs.StringVar(&c.logLevel, "log-level", env("OBSERVATORY_LOG_LEVEL", "info"), "debug, info, warn or error (env OBSERVATORY_LOG_LEVEL)")
 	if demo {
 		fs.IntVar(&c.demo.workers, "workers", envInt(getenv, "OBSERVATORY_DEMO_WORKERS", 24), "workers serving the three tenants, run as goroutines (env OBSERVATORY_DEMO_WORKERS)")
-		fs.Float64Var(&c.demo.missionRate, "mission-rate", 1, "missions per second the tenants ask for")
-		fs.Float64Var(&c.demo.timeScale, "time-scale", 0.5, "speed of the synthetic agents: 1 is real time, 0.5 runs a 20 s mission in 10 s")
-		fs.DurationVar(&c.demo.crossEvery, "cross-tenant-every", time.Minute, "interval of the workload's cross-tenant attempts, which the server refuses and audits (0: none)")
+		fs.Float64Var(&c.demo.missionRate, "mission-rate", envFloat(getenv, "OBSERVATORY_DEMO_MISSION_RATE", 1), "missions per second the tenants ask for (env OBSERVATORY_DEMO_MISSION_RATE)")
+		fs.Float64Var(&c.demo.timeScale, "time-scale", envFloat(getenv, "OBSERVATORY_DEMO_TIME_SCALE", 0.5), "speed of the synthetic agents: 1 is real time, 0.5 runs a 20 s mission in 10 s (env OBSERVATORY_DEMO_TIME_SCALE)")
+		fs.DurationVar(&c.demo.crossEvery, "cross-tenant-every", envDuration(getenv, "OBSERVATORY_DEMO_CROSS_TENANT_EVERY", time.Minute), "interval of the workload's cross-tenant attempts, which the server refuses and audits (0: none) (env OBSERVATORY_DEMO_CROSS_TENANT_EVERY)")
 	}
 	return fs, c
 }
