@@ -66,7 +66,10 @@
 // /api/v1/workers/enroll with an enrollment key), Run enrolls before it
 // creates any consumer and then claims only the projects and pools the
 // grant allows: the intersection of what it asked for and what the key
-// covers. The key gates the runtime, not NATS: a worker talks to NATS
+// covers. The server announces an enrolled worker (worker.joined in each
+// granted project), so the worker does not announce itself again; a worker
+// without Enroll publishes its own worker.joined. The key gates the
+// runtime, not NATS: a worker talks to NATS
 // directly, and a program holding NATS credentials can consume any
 // missions subject whatever its key says. NATS authentication and subject
 // permissions are out of scope of this package.

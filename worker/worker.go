@@ -314,9 +314,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		consumers[q] = c
 	}
-	for _, p := range w.cfg.Projects {
-		if err := w.publish(ctx, fleet.Event{Type: fleet.TypeWorkerJoined, ProjectID: p}, w.joined()); err != nil {
-			return err
+	// An enrolled worker was announced (worker.joined) by the server that
+	// granted it; one that was not announces itself.
+	if w.cfg.Enroll == nil {
+		for _, p := range w.cfg.Projects {
+			if err := w.publish(ctx, fleet.Event{Type: fleet.TypeWorkerJoined, ProjectID: p}, w.joined()); err != nil {
+				return err
+			}
 		}
 	}
 
