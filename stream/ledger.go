@@ -39,7 +39,7 @@ const (
 	DefaultHoldTTL           = 30 * time.Minute
 	DefaultSettleGrace       = 2 * time.Minute
 	DefaultBudgetEventEvery  = time.Second
-	DefaultStatusEvery       = 15 * time.Second
+	DefaultStatusEvery       = 5 * time.Second
 	DefaultLedgerMaxAge      = 400 * 24 * time.Hour
 	DefaultReservationMaxAge = 7 * 24 * time.Hour
 	cursorKey                = "cursor"
@@ -81,7 +81,7 @@ type LedgerConfig struct {
 	// FLEET, so the HUD shows every budget's standing from the start
 	// (Publisher.Publish).
 	Events EventPublisher
-	// StatusEvery is the interval of those events (15 s).
+	// StatusEvery is the interval of those events (5 s).
 	StatusEvery time.Duration
 	// Logger receives lifecycle and failure lines (slog.Default()).
 	Logger *slog.Logger

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sagewai/observatory/cmd/observatory/observatorytest"
 	"github.com/sagewai/observatory/dashboards"
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/vmstack"
@@ -49,29 +50,29 @@ func TestPipelineEndToEnd(t *testing.T) {
 		t.Skip("runs real VictoriaMetrics, VictoriaLogs, vmalert and observatory for about a minute and a half")
 	}
 	began := time.Now()
-	bin := buildObservatory(t)
+	bin := observatorytest.Build(t)
 	built := time.Since(began)
 
 	vl := vmstack.StartLogs(t)
-	obs := startObservatory(t, bin, []string{
+	obs := &observatory{observatorytest.Start(t, bin, []string{
 		"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT=" + vl.OTLPLogsURL(),
 		"OTEL_TRACES_EXPORTER=none",
 		"OTEL_SERVICE_NAME=observatory-e2e",
-	}, "demo", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--nats-listen", "127.0.0.1:-1", "--cross-tenant-every", "0")
+	}, "demo", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--nats-listen", "127.0.0.1:-1", "--cross-tenant-every", "0")}
 	demoStarted := time.Now()
-	vm := vmstack.StartMetrics(t, vmstack.MetricsConfig{Targets: []string{obs.host}})
+	vm := vmstack.StartMetrics(t, vmstack.MetricsConfig{Targets: []string{obs.Host}})
 	metricRules, logRules := ruleFiles(t)
 	alertM := vmstack.StartAlerter(t, vmstack.AlerterConfig{Name: "vmalert-metrics", RuleFiles: metricRules, Datasource: vm.URL, RemoteWrite: vm.URL})
 	alertL := vmstack.StartAlerter(t, vmstack.AlerterConfig{Name: "vmalert-logs", RuleFiles: logRules, Datasource: vl.URL, RemoteWrite: vm.URL})
 	t.Logf("stack up %.1fs after the start (go build %.1fs): observatory %s, VictoriaMetrics %s, VictoriaLogs %s, vmalert %s and %s",
-		time.Since(began).Seconds(), built.Seconds(), obs.base, vm.URL, vl.URL, alertM.URL, alertL.URL)
+		time.Since(began).Seconds(), built.Seconds(), obs.Base, vm.URL, vl.URL, alertM.URL, alertL.URL)
 	ctx := context.Background()
 	// On failure, what the processes said (before they are stopped).
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
 		}
-		t.Logf("observatory stderr (tail):\n%s", tail(obs.stderr.String(), 20))
+		t.Logf("observatory stderr (tail):\n%s", observatorytest.Tail(obs.Stderr.String(), 20))
 		for _, a := range []*vmstack.Alerter{alertM, alertL} {
 			t.Logf("%s warnings and errors:\n%s", a.Name, problems(a.Log()))
 		}
@@ -253,7 +254,7 @@ func problems(log string) string {
 			out = append(out, l)
 		}
 	}
-	return tail(strings.Join(out, "\n"), 20)
+	return observatorytest.Tail(strings.Join(out, "\n"), 20)
 }
 
 // ruleFiles writes the rule files of dashboards to disk and splits them

@@ -434,20 +434,24 @@ func (r *rig) embedToken(project string) string {
 
 // login logs tb in through the form: /hud sends it to /login, the form
 // posts, and the browser lands on /hud.
-func (r *rig) login(tb *tab, path string) {
+func (r *rig) login(tb *tab, path string) { loginAt(tb, r.url, path, adminPassword, 20*time.Second) }
+
+// loginAt logs tb in as admin with password through the form of the
+// server at base, and waits up to live for the page to say LIVE.
+func loginAt(tb *tab, base, path, password string, live time.Duration) {
 	tb.t.Helper()
-	tb.do(chromedp.Navigate(r.url + path))
-	if loc := tb.location(); !strings.HasPrefix(loc, r.url+"/login") {
+	tb.do(chromedp.Navigate(base + path))
+	if loc := tb.location(); !strings.HasPrefix(loc, base+"/login") {
 		tb.t.Fatalf("unauthenticated %s went to %s, want /login", path, loc)
 	}
 	tb.do(
 		chromedp.WaitVisible(chromedp.ID("username")),
 		chromedp.SendKeys(chromedp.ID("username"), "admin"),
-		chromedp.SendKeys(chromedp.ID("password"), adminPassword),
+		chromedp.SendKeys(chromedp.ID("password"), password),
 		chromedp.Click(chromedp.ID("login-submit")),
 	)
-	tb.waitText("[data-testid=live-indicator]", "LIVE", 20*time.Second)
-	if loc := tb.location(); !strings.HasPrefix(loc, r.url+"/hud") {
+	tb.waitText("[data-testid=live-indicator]", "LIVE", live)
+	if loc := tb.location(); !strings.HasPrefix(loc, base+"/hud") {
 		tb.t.Fatalf("after the login the browser is at %s, want /hud", loc)
 	}
 }
