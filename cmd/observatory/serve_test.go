@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sagewai/observatory/cmd/observatory/observatorytest"
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/fleet/fleettest"
 	"github.com/sagewai/observatory/protocol"
@@ -28,22 +29,8 @@ import (
 	"github.com/sagewai/observatory/stream/streamtest"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is an output buffer safe to read while a command writes it.
+type syncBuffer = observatorytest.SyncBuffer
 
 var (
 	servingRE = regexp.MustCompile(`serving (http://\S+)`)
