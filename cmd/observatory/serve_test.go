@@ -35,6 +35,9 @@ type syncBuffer = observatorytest.SyncBuffer
 var (
 	servingRE = regexp.MustCompile(`serving (http://\S+)`)
 	natsRE    = regexp.MustCompile(`NATS\s+(nats://\S+)`)
+	// bannerEndRE matches the banner's last line (printTelemetry's), so that
+	// the whole banner has been written when it matches.
+	bannerEndRE = regexp.MustCompile(`(?m)^  metrics\s+http://\S+/metrics$`)
 )
 
 // serveProc is an `observatory serve` running in this test process through run.
@@ -59,7 +62,7 @@ func startServe(t *testing.T, args ...string) *serveProc {
 			t.Fatalf("serve exited early: %v\n%s", err, s.stderr.String())
 		default:
 		}
-		return servingRE.MatchString(s.stdout.String())
+		return bannerEndRE.MatchString(s.stdout.String())
 	}, "serve printed no banner")
 	out := s.stdout.String()
 	s.base = servingRE.FindStringSubmatch(out)[1]
