@@ -237,7 +237,7 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	})
 	var d *demoRun
 	if demo {
-		d = &demoRun{o: c.demo, nc: nc, js: js, pub: pub, hub: hub, base: "http://" + loopbackAddr(ln.Addr()), password: c.adminPassword, log: log}
+		d = &demoRun{o: c.demo, nc: nc, js: js, pub: pub, hub: hub, base: "http://" + displayAddr(ln.Addr()), password: c.adminPassword, log: log}
 		g.Go(func() error {
 			defer stopServe()
 			dctx, cancel := context.WithCancel(ctx)
@@ -264,14 +264,6 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	fmt.Fprintf(stdout, "observatory %s stopped at seq %d\n", name, hub.Stats().Seq)
 	return nil
-}
-
-// loopbackAddr is how this process reaches its own listener.
-func loopbackAddr(a net.Addr) string {
-	if tcp, ok := a.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
-		return net.JoinHostPort("127.0.0.1", fmt.Sprint(tcp.Port))
-	}
-	return a.String()
 }
 
 func printBanner(w io.Writer, name string, addr net.Addr, c *serveConfig, ns *server.Server) {
