@@ -222,7 +222,7 @@ func (w *Workload) Setup(ctx context.Context) error {
 				return fmt.Errorf("live: budget %s: %w", b.ID(), err)
 			}
 		}
-		if err := w.renewToken(ctx, t.Project); err != nil {
+		if _, err := w.renewToken(ctx, t.Project); err != nil {
 			return fmt.Errorf("live: token for %s: %w", t.Project, err)
 		}
 	}
@@ -294,16 +294,19 @@ func (w *Workload) EnrollmentKey(ctx context.Context, projects []string, ttl str
 	return out.Key, nil
 }
 
-func (w *Workload) renewToken(ctx context.Context, project string) error {
+// renewToken mints, as the admin, a new project token for project and
+// uses it from then on; it returns the answer's status.
+func (w *Workload) renewToken(ctx context.Context, project string) (int, error) {
 	var tr struct{ Token string }
-	if _, err := w.client.Do(ctx, w.adminToken(), http.MethodPost, "/api/v1/projects/"+project+"/tokens",
-		map[string]string{"name": "live-" + w.runID, "ttl": "24h"}, http.StatusCreated, &tr); err != nil {
-		return err
+	status, err := w.client.Do(ctx, w.adminToken(), http.MethodPost, "/api/v1/projects/"+project+"/tokens",
+		map[string]string{"name": "live-" + w.runID, "ttl": "24h"}, http.StatusCreated, &tr)
+	if err != nil {
+		return status, err
 	}
 	w.tokensMu.Lock()
 	w.tenantTokens[project] = tr.Token
 	w.tokensMu.Unlock()
-	return nil
+	return status, nil
 }
 
 func (w *Workload) setAdmin(tok string) {
@@ -621,14 +624,8 @@ func (w *Workload) login(ctx context.Context, i int) {
 	w.logins.Add(1)
 	w.setAdmin(tr.Token)
 	t := w.cfg.Tenants[i%len(w.cfg.Tenants)]
-	var tok struct{ Token string }
-	status, err = w.client.Do(ctx, tr.Token, http.MethodPost, "/api/v1/projects/"+t.Project+"/tokens",
-		map[string]string{"name": "live-" + w.runID, "ttl": "24h"}, http.StatusCreated, &tok)
-	if w.note(ctx, "a token for "+t.Project, status, err, http.StatusCreated) {
-		w.tokensMu.Lock()
-		w.tenantTokens[t.Project] = tok.Token
-		w.tokensMu.Unlock()
-	}
+	status, err = w.renewToken(ctx, t.Project)
+	w.note(ctx, "a token for "+t.Project, status, err, http.StatusCreated)
 }
 
 // newAgent registers one more agent in a tenant, with its own token.
