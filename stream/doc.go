@@ -12,9 +12,8 @@
 //
 // Besides the hub, stream holds the other NATS adapters: the registry of
 // projects, agents, missions and runs (KV buckets and the MISSIONS
-// work-queue stream), the audit log reader, and the budget Ledger (budgets
-// and reservations in KV with compare-and-swap, following FLEET to charge
-// real costs; docs/budgets.md), and the hub's metrics.
+// work-queue stream), the audit log reader, the cost rollups read back from
+// FLEET, and the hub's metrics. The budget gate is package budget.
 //
 // stream imports fleet, protocol, nats.go, nats-server and the OTel metric API.
 //

@@ -158,7 +158,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 	in := make(chan jetstream.Msg, 1024)
 	readErr := make(chan error, 1)
-	go func() { readErr <- read(ctx, it, in) }()
+	go func() { readErr <- Pump(ctx, it, in) }()
 	defer func() {
 		it.Stop()
 		<-readErr
@@ -189,8 +189,9 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 }
 
-// read moves messages from the ordered consumer to in until ctx ends.
-func read(ctx context.Context, it jetstream.MessagesContext, in chan<- jetstream.Msg) error {
+// Pump moves messages from a consumer's iterator to in until ctx ends;
+// it returns nil when ctx ends or the iterator is closed.
+func Pump(ctx context.Context, it jetstream.MessagesContext, in chan<- jetstream.Msg) error {
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	for {

@@ -23,7 +23,7 @@ type FleetSource struct {
 	// send every run of the last week again. Nil means always live.
 	Live func() bool
 	// Budgets, when set, returns every budget with its standing in the
-	// current window (stream.Ledger.Budgets with project ""): the budget
+	// current window (budget.Ledger.Budgets with project ""): the budget
 	// gauges then report the caps and spend the gate holds at each
 	// collection, from the moment a budget exists. Nil: they report the
 	// fold's budgets, as the last budget.* events left them.

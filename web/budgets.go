@@ -16,7 +16,7 @@ import (
 )
 
 // BudgetStore keeps the budgets and judges requests against them
-// (stream.Ledger). Its errors: *fleet.BudgetError (bad input),
+// (budget.Ledger). Its errors: *fleet.BudgetError (bad input),
 // fleet.ErrBudgetNotFound, fleet.ErrBudgetExists.
 type BudgetStore interface {
 	// Budgets lists the budgets of project ("" for all) with their

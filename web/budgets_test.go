@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/sagewai/observatory/budget"
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/fleet/fleettest"
 	"github.com/sagewai/observatory/stream"
@@ -31,7 +32,7 @@ import (
 // budget ledger, as one `observatory serve` process has.
 type budgetServer struct {
 	*env
-	ledger *stream.Ledger
+	ledger *budget.Ledger
 	admin  string
 }
 
@@ -60,7 +61,7 @@ func newBudgetServers(t *testing.T, n int) (*streamtest.Env, []*budgetServer) {
 		}
 		pub := stream.NewPublisher(js)
 		discard := slog.New(slog.DiscardHandler)
-		l, err := stream.NewLedger(ctx, js, stream.LedgerConfig{Auditor: pub, Logger: discard})
+		l, err := budget.NewLedger(ctx, js, budget.Config{Auditor: pub, Logger: discard})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -297,7 +298,7 @@ func TestBadBudgetInputIs400(t *testing.T) {
 	}
 }
 
-func waitLedger(t *testing.T, l *stream.Ledger, seq uint64) {
+func waitLedger(t *testing.T, l *budget.Ledger, seq uint64) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sagewai/observatory/budget"
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/stream"
 )
@@ -51,7 +52,7 @@ type pipeline struct {
 	js      jetstream.JetStream
 	pub     *stream.Publisher
 	hub     *stream.Hub
-	ledger  *stream.Ledger
+	ledger  *budget.Ledger
 	costs   *stream.Costs
 	pricing *fleet.Pricing
 	dir     string
@@ -91,7 +92,7 @@ func startPipeline(ctx context.Context, natsURL string, pricing *fleet.Pricing, 
 	}
 	p.pub = stream.NewPublisher(p.js)
 	p.hub = stream.NewHub(p.js, stream.HubConfig{Tick: 20 * time.Millisecond, Pricing: pricing, Logger: log})
-	if p.ledger, err = stream.NewLedger(setup, p.js, stream.LedgerConfig{Pricing: pricing, Auditor: p.pub, Logger: log, EventEvery: -1}); err != nil {
+	if p.ledger, err = budget.NewLedger(setup, p.js, budget.Config{Pricing: pricing, Auditor: p.pub, Logger: log, EventEvery: -1}); err != nil {
 		p.stop()
 		return nil, err
 	}

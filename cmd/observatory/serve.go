@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sagewai/observatory/budget"
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/stream"
 	"github.com/sagewai/observatory/telemetry"
@@ -58,7 +59,7 @@ func serveFlags(name string, getenv func(string) string, stderr io.Writer, demo 
 	fs.DurationVar(&c.fleetMaxAge, "fleet-max-age", envDuration(getenv, "OBSERVATORY_FLEET_MAX_AGE", stream.FleetMaxAge), "how long FLEET keeps events (env OBSERVATORY_FLEET_MAX_AGE)")
 	fs.BoolVar(&c.syncAlways, "nats-sync-always", env("OBSERVATORY_NATS_SYNC_ALWAYS", "") == "true", "fsync every JetStream write before acknowledging it (env OBSERVATORY_NATS_SYNC_ALWAYS=true)")
 	fs.StringVar(&c.pricingFile, "pricing", env("OBSERVATORY_PRICING", ""), "a pricing table (JSON, the format of fleet/pricing.json) to use instead of the embedded one (env OBSERVATORY_PRICING)")
-	fs.DurationVar(&c.holdTTL, "reservation-ttl", envDuration(getenv, "OBSERVATORY_RESERVATION_TTL", stream.DefaultHoldTTL), "how long a budget reservation holds money when nobody settles or releases it (env OBSERVATORY_RESERVATION_TTL)")
+	fs.DurationVar(&c.holdTTL, "reservation-ttl", envDuration(getenv, "OBSERVATORY_RESERVATION_TTL", budget.DefaultHoldTTL), "how long a budget reservation holds money when nobody settles or releases it (env OBSERVATORY_RESERVATION_TTL)")
 	fs.StringVar(&c.logLevel, "log-level", env("OBSERVATORY_LOG_LEVEL", "info"), "debug, info, warn or error (env OBSERVATORY_LOG_LEVEL)")
 	if demo {
 		fs.IntVar(&c.demo.workers, "workers", envInt(getenv, "OBSERVATORY_DEMO_WORKERS", 24), "workers serving the three tenants, run as goroutines (env OBSERVATORY_DEMO_WORKERS)")
@@ -171,7 +172,7 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if err := hub.RegisterMetrics(tel.MeterProvider()); err != nil {
 		return fmt.Errorf("hub metrics: %w", err)
 	}
-	ledger, err := stream.NewLedger(setupCtx, js, stream.LedgerConfig{Pricing: pricing, Auditor: pub, Events: pub, Logger: log, HoldTTL: c.holdTTL})
+	ledger, err := budget.NewLedger(setupCtx, js, budget.Config{Pricing: pricing, Auditor: pub, Events: pub, Logger: log, HoldTTL: c.holdTTL})
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
-package stream
+package budget
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/stream"
 )
 
 // KV buckets of the budget gate (DESIGN §3).
@@ -34,7 +36,7 @@ const (
 	ReservationsBucket = "OBSERVATORY_RESERVATIONS"
 )
 
-// Defaults of LedgerConfig.
+// Defaults of Config.
 const (
 	DefaultHoldTTL           = 30 * time.Minute
 	DefaultSettleGrace       = 2 * time.Minute
@@ -53,8 +55,8 @@ type Auditor interface {
 	Audit(ctx context.Context, ev fleet.Event) error
 }
 
-// LedgerConfig configures a Ledger. Zero values mean the defaults.
-type LedgerConfig struct {
+// Config configures a Ledger. Zero values mean the defaults.
+type Config struct {
 	// Pricing prices llm.call events; it must be the fold's table
 	// (default fleet.DefaultPricing()).
 	Pricing *fleet.Pricing
@@ -92,19 +94,19 @@ type EventPublisher interface {
 	Publish(ctx context.Context, ev fleet.Event) (uint64, error)
 }
 
-func (c *LedgerConfig) defaults() {
+func (c *Config) defaults() {
 	if c.Pricing == nil {
 		c.Pricing = fleet.DefaultPricing()
 	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	c.HoldTTL = cmpOr(c.HoldTTL, DefaultHoldTTL)
-	c.SettleGrace = cmpOr(c.SettleGrace, DefaultSettleGrace)
-	c.EventEvery = cmpOr(c.EventEvery, DefaultBudgetEventEvery)
-	c.StatusEvery = cmpOr(c.StatusEvery, DefaultStatusEvery)
-	c.LedgerMaxAge = cmpOr(c.LedgerMaxAge, DefaultLedgerMaxAge)
-	c.ReservationMaxAge = cmpOr(c.ReservationMaxAge, DefaultReservationMaxAge)
+	c.HoldTTL = cmp.Or(c.HoldTTL, DefaultHoldTTL)
+	c.SettleGrace = cmp.Or(c.SettleGrace, DefaultSettleGrace)
+	c.EventEvery = cmp.Or(c.EventEvery, DefaultBudgetEventEvery)
+	c.StatusEvery = cmp.Or(c.StatusEvery, DefaultStatusEvery)
+	c.LedgerMaxAge = cmp.Or(c.LedgerMaxAge, DefaultLedgerMaxAge)
+	c.ReservationMaxAge = cmp.Or(c.ReservationMaxAge, DefaultReservationMaxAge)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -119,7 +121,7 @@ func (c *LedgerConfig) defaults() {
 // Ledgers, in any number of processes, may share the buckets.
 type Ledger struct {
 	js       jetstream.JetStream
-	cfg      LedgerConfig
+	cfg      Config
 	log      *slog.Logger
 	budgets  jetstream.KeyValue
 	entries  jetstream.KeyValue
@@ -166,8 +168,8 @@ type ledgerStats struct {
 	lastSeq                                                   atomic.Uint64 // FLEET's last sequence when the follower last looked
 }
 
-// LedgerStats are a Ledger's counters since it started, for metrics.
-type LedgerStats struct {
+// Stats are a Ledger's counters since it started, for metrics.
+type Stats struct {
 	Reserves        int64  // Reserve calls answered
 	Allowed         int64  // of which allowed (warn and throttle included)
 	Refused         int64  // refused by a stop budget
@@ -192,7 +194,7 @@ type LedgerStats struct {
 
 // NewLedger creates (or opens) the buckets on js and returns a Ledger.
 // Run must be running for Reserve and the budget calls to answer.
-func NewLedger(ctx context.Context, js jetstream.JetStream, cfg LedgerConfig) (*Ledger, error) {
+func NewLedger(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger, error) {
 	cfg.defaults()
 	l := &Ledger{
 		js: js, cfg: cfg, log: cfg.Logger,
@@ -263,14 +265,14 @@ func (l *Ledger) waitReady(ctx context.Context) error {
 	case <-l.ready:
 		return nil
 	case <-l.done:
-		return fmt.Errorf("ledger: %w", ErrClosed)
+		return fmt.Errorf("ledger: %w", stream.ErrClosed)
 	case <-ctx.Done():
 		return fmt.Errorf("ledger: waiting for budgets: %w", ctx.Err())
 	}
 }
 
 // Stats returns the ledger's counters. It is safe from any goroutine.
-func (l *Ledger) Stats() LedgerStats {
+func (l *Ledger) Stats() Stats {
 	s := &l.stat
 	l.cacheMu.RLock()
 	n := 0
@@ -280,7 +282,7 @@ func (l *Ledger) Stats() LedgerStats {
 		}
 	}
 	l.cacheMu.RUnlock()
-	return LedgerStats{
+	return Stats{
 		Reserves: s.reserves.Load(), Allowed: s.allowed.Load(), Refused: s.refused.Load(), Throttled: s.throttled.Load(),
 		Warned: s.warned.Load(), Unbudgeted: s.unbudgeted.Load(), Conflicts: s.conflicts.Load(), Settles: s.settles.Load(),
 		Releases: s.releases.Load(), Charges: s.charges.Load(), ChargedMicros: s.chargedMicros.Load(), Unpriced: s.unpriced.Load(),
@@ -301,7 +303,7 @@ func (l *Ledger) WaitSeq(ctx context.Context, seq uint64) error {
 		case <-ctx.Done():
 			return fmt.Errorf("ledger: wait for seq %d (at %d): %w", seq, l.Seq(), ctx.Err())
 		case <-l.done:
-			return fmt.Errorf("ledger: %w", ErrClosed)
+			return fmt.Errorf("ledger: %w", stream.ErrClosed)
 		case <-t.C:
 		}
 	}

@@ -1,4 +1,4 @@
-package stream_test
+package budget_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sagewai/observatory/budget"
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/fleet/fleettest"
 	"github.com/sagewai/observatory/stream"
@@ -40,13 +41,13 @@ func (c *clock) Set(t time.Time) {
 }
 
 // startLedger runs a ledger on js until the test ends.
-func startLedger(t testing.TB, js jetstream.JetStream, cfg stream.LedgerConfig) *stream.Ledger {
+func startLedger(t testing.TB, js jetstream.JetStream, cfg budget.Config) *budget.Ledger {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	l, err := stream.NewLedger(ctx, js, cfg)
+	l, err := budget.NewLedger(ctx, js, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func secondConn(t testing.TB, env *streamtest.Env) jetstream.JetStream {
 	return js
 }
 
-func mustCreate(t testing.TB, l *stream.Ledger, b fleet.BudgetLimit) fleet.BudgetLimit {
+func mustCreate(t testing.TB, l *budget.Ledger, b fleet.BudgetLimit) fleet.BudgetLimit {
 	t.Helper()
 	st, err := l.CreateBudget(context.Background(), b)
 	if err != nil {
@@ -87,7 +88,7 @@ func mustCreate(t testing.TB, l *stream.Ledger, b fleet.BudgetLimit) fleet.Budge
 	return st.Budget
 }
 
-func standing(t testing.TB, l *stream.Ledger, id string) fleet.BudgetStanding {
+func standing(t testing.TB, l *budget.Ledger, id string) fleet.BudgetStanding {
 	t.Helper()
 	st, err := l.Budget(context.Background(), id)
 	if err != nil {
@@ -123,7 +124,7 @@ func missionDone(t testing.TB, env *streamtest.Env, project, mission string, fai
 	return seq
 }
 
-func waitSeq(t testing.TB, l *stream.Ledger, seq uint64) {
+func waitSeq(t testing.TB, l *budget.Ledger, seq uint64) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -137,7 +138,7 @@ const gpt5PerOutputToken = 10
 
 func TestNoBudgetIsNeverRefused(t *testing.T) {
 	env := streamtest.Start(t, stream.HubConfig{})
-	l := startLedger(t, env.JS, stream.LedgerConfig{})
+	l := startLedger(t, env.JS, budget.Config{})
 	ctx := context.Background()
 	for _, req := range []fleet.BudgetRequest{
 		{ProjectID: "acme", Estimate: 0},
@@ -173,9 +174,9 @@ func TestConcurrentReservesNeverOverspend(t *testing.T) {
 	for _, gates := range []int{1, 2} {
 		t.Run(fmt.Sprintf("%d gates", gates), func(t *testing.T) {
 			env := streamtest.Start(t, stream.HubConfig{})
-			ls := []*stream.Ledger{startLedger(t, env.JS, stream.LedgerConfig{})}
+			ls := []*budget.Ledger{startLedger(t, env.JS, budget.Config{})}
 			if gates == 2 {
-				ls = append(ls, startLedger(t, secondConn(t, env), stream.LedgerConfig{}))
+				ls = append(ls, startLedger(t, secondConn(t, env), budget.Config{}))
 			}
 			const limit = fleet.Micros(1_000_000)
 			const estimate = fleet.Micros(12_000) // 1,200 gpt-5 output tokens
@@ -335,7 +336,7 @@ func TestPeriodBoundaries(t *testing.T) {
 	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
 	month := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
 	clk := &clock{t: month.Add(-48 * time.Hour)} // the budgets exist before any of the spend below
-	l := startLedger(t, env.JS, stream.LedgerConfig{Now: clk.Now})
+	l := startLedger(t, env.JS, budget.Config{Now: clk.Now})
 	daily := mustCreate(t, l, fleet.BudgetLimit{Scope: "team", ProjectID: "acme", ScopeID: "support", Period: "daily", LimitUSD: 5_000_000, Action: "stop"})
 	monthly := mustCreate(t, l, fleet.BudgetLimit{Scope: "team", ProjectID: "acme", ScopeID: "support", Period: "monthly", LimitUSD: 50_000_000, Action: "stop"})
 
@@ -411,7 +412,7 @@ func TestPeriodBoundaries(t *testing.T) {
 func TestNewCapDoesNotInheritStaleSpend(t *testing.T) {
 	env := streamtest.Start(t, stream.HubConfig{})
 	clk := &clock{t: time.Now().UTC().Add(-time.Minute)}
-	l := startLedger(t, env.JS, stream.LedgerConfig{Now: clk.Now})
+	l := startLedger(t, env.JS, budget.Config{Now: clk.Now})
 	ctx := context.Background()
 
 	// Spend before any budget exists is nobody's business.
@@ -457,7 +458,7 @@ func TestNewCapDoesNotInheritStaleSpend(t *testing.T) {
 
 func TestUnpricedModelIsReportedNotCharged(t *testing.T) {
 	env := streamtest.Start(t, stream.HubConfig{})
-	l := startLedger(t, env.JS, stream.LedgerConfig{})
+	l := startLedger(t, env.JS, budget.Config{})
 	b := mustCreate(t, l, fleet.BudgetLimit{Scope: "project", ProjectID: "acme", Period: "daily", LimitUSD: 1_000_000, Action: "stop"})
 	call(t, env, "acme", "", "", "m-1", "acme-finetune-7b", 1_000_000, time.Now())
 	seq := call(t, env, "acme", "", "", "m-1", "gpt-5", 1_000, time.Now())
@@ -474,7 +475,7 @@ func TestUnpricedModelIsReportedNotCharged(t *testing.T) {
 // actions and checks the events the HUD folds.
 func TestWarnThrottleStopAndTheirEvents(t *testing.T) {
 	env := streamtest.Start(t, stream.HubConfig{Tick: 10 * time.Millisecond})
-	l := startLedger(t, env.JS, stream.LedgerConfig{Auditor: env.Publisher, EventEvery: -1})
+	l := startLedger(t, env.JS, budget.Config{Auditor: env.Publisher, EventEvery: -1})
 	ctx := context.Background()
 	mustCreate(t, l, fleet.BudgetLimit{Scope: "user", ProjectID: "acme", ScopeID: "u-1", Period: "daily", LimitUSD: 1_000_000, Action: "warn"})
 	mustCreate(t, l, fleet.BudgetLimit{Scope: "team", ProjectID: "acme", ScopeID: "research", Period: "daily", LimitUSD: 2_000_000, Action: "throttle", ThrottleModel: "gpt-5-mini"})
@@ -534,7 +535,7 @@ func TestWarnThrottleStopAndTheirEvents(t *testing.T) {
 func TestHoldsExpireAndSettleReleaseTheRest(t *testing.T) {
 	env := streamtest.Start(t, stream.HubConfig{})
 	clk := &clock{t: time.Now().UTC()}
-	l := startLedger(t, env.JS, stream.LedgerConfig{Now: clk.Now, HoldTTL: time.Minute})
+	l := startLedger(t, env.JS, budget.Config{Now: clk.Now, HoldTTL: time.Minute})
 	ctx := context.Background()
 	b := mustCreate(t, l, fleet.BudgetLimit{Scope: "project", ProjectID: "acme", Period: "monthly", LimitUSD: 100_000, Action: "stop"})
 	req := fleet.BudgetRequest{ProjectID: "acme", Estimate: 100_000, Ref: "m-crash"}
@@ -601,7 +602,7 @@ func TestHoldsExpireAndSettleReleaseTheRest(t *testing.T) {
 
 func TestBadBudgetsAreRefused(t *testing.T) {
 	env := streamtest.Start(t, stream.HubConfig{})
-	l := startLedger(t, env.JS, stream.LedgerConfig{})
+	l := startLedger(t, env.JS, budget.Config{})
 	for _, tt := range []struct {
 		b     fleet.BudgetLimit
 		field string
@@ -627,7 +628,7 @@ func TestFollowerSurvivesALostStreamTail(t *testing.T) {
 	env := streamtest.Start(t, stream.HubConfig{})
 	ctx := context.Background()
 	first, cancel := context.WithCancel(ctx)
-	l, err := stream.NewLedger(ctx, env.JS, stream.LedgerConfig{Logger: slog.New(slog.DiscardHandler)})
+	l, err := budget.NewLedger(ctx, env.JS, budget.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -642,7 +643,7 @@ func TestFollowerSurvivesALostStreamTail(t *testing.T) {
 	}
 
 	// The ledger remembers 100 messages that FLEET no longer has.
-	kv, err := env.JS.KeyValue(ctx, stream.LedgerBucket)
+	kv, err := env.JS.KeyValue(ctx, budget.LedgerBucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -666,7 +667,7 @@ func TestFollowerSurvivesALostStreamTail(t *testing.T) {
 		}
 	}
 
-	l2 := startLedger(t, env.JS, stream.LedgerConfig{})
+	l2 := startLedger(t, env.JS, budget.Config{})
 	waitSeq(t, l2, call(t, env, "acme", "", "", "m-2", "gpt-5", 2_000, time.Now())) // $0.02
 	if st := standing(t, l2, b.ID); st.Spent != 30_000 {
 		t.Errorf("spent $%s, want $0.03: the call after the lost tail must be charged", st.Spent)

@@ -1,6 +1,7 @@
-package stream
+package budget
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/stream"
 )
 
 // ledgerSubjects are the FLEET subjects the follower reads: calls to
@@ -36,7 +38,7 @@ func (l *Ledger) follow(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	}
-	epoch, err := Epoch(ctx, l.js)
+	epoch, err := stream.Epoch(ctx, l.js)
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}
@@ -71,7 +73,7 @@ func (l *Ledger) follow(ctx context.Context) error {
 	// and this point.
 	l.readyOnce.Do(func() { close(l.ready) })
 	var ceiling uint64
-	cons, err := l.js.OrderedConsumer(ctx, FleetStream, cfg)
+	cons, err := l.js.OrderedConsumer(ctx, stream.FleetStream, cfg)
 	if err != nil {
 		return fmt.Errorf("ledger: consumer: %w", err)
 	}
@@ -81,7 +83,7 @@ func (l *Ledger) follow(ctx context.Context) error {
 	}
 	in := make(chan jetstream.Msg, ledgerBatch)
 	readErr := make(chan error, 1)
-	go func() { readErr <- read(ctx, it, in) }()
+	go func() { readErr <- stream.Pump(ctx, it, in) }()
 	defer func() {
 		it.Stop()
 		<-readErr
@@ -273,8 +275,8 @@ func (l *Ledger) apply(ctx context.Context, epoch string, ceiling uint64, w foll
 					return err
 				}
 				if r != nil {
-					req.TeamID = cmpOr(req.TeamID, r.Request.TeamID)
-					req.UserID = cmpOr(req.UserID, r.Request.UserID)
+					req.TeamID = cmp.Or(req.TeamID, r.Request.TeamID)
+					req.UserID = cmp.Or(req.UserID, r.Request.UserID)
 					break
 				}
 			}
@@ -423,7 +425,7 @@ func (l *Ledger) anyBudget() bool {
 
 // fleetLastSeq returns the last sequence FLEET holds.
 func (l *Ledger) fleetLastSeq(ctx context.Context) (uint64, error) {
-	st, err := l.js.Stream(ctx, FleetStream)
+	st, err := l.js.Stream(ctx, stream.FleetStream)
 	if err != nil {
 		return 0, fmt.Errorf("ledger: %w", err)
 	}

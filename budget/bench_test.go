@@ -1,4 +1,4 @@
-package stream_test
+package budget_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sagewai/observatory/budget"
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/fleet/fleettest"
 	"github.com/sagewai/observatory/stream"
@@ -67,7 +68,7 @@ func BenchmarkReserve(b *testing.B) {
 		} {
 			b.Run(syncName(syncAlways)+"/"+bc.name, func(b *testing.B) {
 				js, _ := benchJS(b, syncAlways)
-				l := startLedger(b, js, stream.LedgerConfig{Logger: slog.New(slog.DiscardHandler)})
+				l := startLedger(b, js, budget.Config{Logger: slog.New(slog.DiscardHandler)})
 				for k := range bc.keys {
 					mustCreate(b, l, fleet.BudgetLimit{Scope: "project", ProjectID: fmt.Sprintf("p%02d", k), Period: "daily",
 						LimitUSD: 1_000_000_000, Action: "stop"})
@@ -105,7 +106,7 @@ func BenchmarkFollowCharges(b *testing.B) {
 	for _, syncAlways := range []bool{false, true} {
 		b.Run(syncName(syncAlways), func(b *testing.B) {
 			js, pub := benchJS(b, syncAlways)
-			l := startLedger(b, js, stream.LedgerConfig{Logger: slog.New(slog.DiscardHandler)})
+			l := startLedger(b, js, budget.Config{Logger: slog.New(slog.DiscardHandler)})
 			mustCreate(b, l, fleet.BudgetLimit{Scope: "project", ProjectID: "acme", Period: "daily", LimitUSD: 1_000_000_000, Action: "stop"})
 			mustCreate(b, l, fleet.BudgetLimit{Scope: "global", Period: "monthly", LimitUSD: 1_000_000_000, Action: "warn"})
 			evs := make([]fleet.Event, b.N)

@@ -1,4 +1,4 @@
-package stream_test
+package budget_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sagewai/observatory/budget"
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/stream"
 	"github.com/sagewai/observatory/stream/streamtest"
@@ -18,10 +19,10 @@ import (
 // ledgers' statuses of the same standing are stored once.
 func TestBudgetStatusReachesTheHUD(t *testing.T) {
 	env := streamtest.Start(t, stream.HubConfig{Tick: 10 * time.Millisecond})
-	cfg := stream.LedgerConfig{Auditor: env.Publisher, Events: env.Publisher, StatusEvery: time.Hour}
+	cfg := budget.Config{Auditor: env.Publisher, Events: env.Publisher, StatusEvery: time.Hour}
 	a := startLedger(t, env.JS, cfg)
 	second := secondConn(t, env)
-	startLedger(t, second, stream.LedgerConfig{Auditor: stream.NewPublisher(second), Events: stream.NewPublisher(second), StatusEvery: time.Hour})
+	startLedger(t, second, budget.Config{Auditor: stream.NewPublisher(second), Events: stream.NewPublisher(second), StatusEvery: time.Hour})
 
 	mustCreate(t, a, fleet.BudgetLimit{Scope: "project", ProjectID: "acme", ScopeID: "acme", Period: "monthly", LimitUSD: 250 * fleet.MicrosPerUSD, Action: "warn"})
 	ctx := context.Background()

@@ -1,4 +1,4 @@
-package stream
+package budget
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 )
 
 // publishStatuses publishes every budget's standing as budget.status on
-// FLEET (LedgerConfig.Events) once the ledger is ready, then every
+// FLEET (Config.Events) once the ledger is ready, then every
 // StatusEvery and soon after a budget changes, each time only the
 // standings that changed since, until ctx ends. An event's
 // id is derived from the budget, the interval and the figures, so that
