@@ -7,9 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -41,13 +38,15 @@ type DispatcherConfig struct {
 	UnservedAfter, SweepEvery time.Duration
 }
 
-// Dispatcher fails the missions JetStream gave up on after MaxDeliveries
-// deliveries (mostly missions no worker matches, passed on MaxSkips
-// times): it listens to JetStream's MAX_DELIVERIES advisories on MISSIONS,
-// publishes mission.failed with the mission's EndEventID and a reason
-// (matched by no worker, or leases lost), and removes the mission from the
-// queue. Several replicas may run: they publish the same event id, which
-// FLEET keeps once.
+// Dispatcher fails the missions nobody will run. Its sweep fails the
+// missions queued on a subject no worker has ever consumed (UnservedAfter).
+// As a backstop it also fails the missions JetStream gives up on: the
+// runtime's consumers never bound deliveries (MaxDeliver -1: lost leases
+// and passes are bounded by the workers themselves), but a consumer made
+// by hand or by an older release may; on its MAX_DELIVERIES advisory the
+// dispatcher publishes mission.failed with the mission's EndEventID and a
+// reason, and removes the mission from the queue. Several replicas may
+// run: they publish the same event id, which FLEET keeps once.
 type Dispatcher struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
@@ -209,7 +208,7 @@ func (d *Dispatcher) handle(ctx context.Context, body []byte) {
 		log.Warn("reading the mission's passes failed", "event", "dispatch.skips_failed", "error", err.Error())
 	}
 	_, pool, _ := stream.ParsePoolSubject(raw.Subject)
-	if err := publishFailed(ctx, d.pub, queued, d.now().UTC(), failReason(a.Deliveries, skipped, pool, q)); err != nil {
+	if err := publishFailed(ctx, d.pub, queued, d.now().UTC(), failReason(a.Deliveries, skipped, pool, q, d.now().Sub(queued.Time))); err != nil {
 		log.Error("publishing mission.failed failed", "event", "dispatch.publish_failed", "mission_id", queued.MissionID, "error", err.Error())
 		return
 	}
@@ -225,26 +224,12 @@ func (d *Dispatcher) handle(ctx context.Context, body []byte) {
 }
 
 // failReason says why a mission delivered deliveries times, skipped of
-// which were passed on by workers that do not match it, failed.
-func failReason(deliveries, skipped uint64, pool string, q fleet.MissionQueued) string {
+// which were passed on by workers that do not match it, failed after
+// waiting waited.
+func failReason(deliveries, skipped uint64, pool string, q fleet.MissionQueued, waited time.Duration) string {
 	lost := deliveries - min(skipped, deliveries)
 	if lost == 0 {
-		var need []string
-		if q.Model != "" {
-			need = append(need, "model "+q.Model)
-		}
-		for _, k := range slices.Sorted(maps.Keys(q.Labels)) {
-			if v := q.Labels[k]; v != "" {
-				need = append(need, "label "+k+"="+v)
-			} else {
-				need = append(need, "label "+k)
-			}
-		}
-		what := "pool " + cmp.Or(pool, stream.DefaultPool)
-		if len(need) > 0 {
-			what += ", " + strings.Join(need, ", ")
-		}
-		return fmt.Sprintf("no worker matches the mission (%s): passed on %d times", what, skipped)
+		return unmatchedReason(pool, q, skipped, waited)
 	}
 	if skipped == 0 {
 		return fmt.Sprintf("lease lost %d times: no worker finished the mission", lost)

@@ -41,15 +41,15 @@
 // passes. A pass therefore never costs a mission one of its MaxAttempts
 // (3): the worker that receives a mission after three lost leases fails it
 // itself ("lease lost 3 times", mission.failed with the EndEventID) without
-// running it. The consumers allow MaxDeliveries (43 = 3 attempts + 40
-// passes); when JetStream gives up on a mission it emits a MAX_DELIVERIES
-// advisory, and the Dispatcher fails the mission with a reason that says
-// what nobody offered: "no worker matches the mission (pool gpu, model
-// gpt-5, label region=eu): passed on 43 times", about 20 minutes after it
-// was queued with the default delays (1 s doubling to 30 s). Passes are a
-// bound in time more than in count: a mission only a busy worker matches
-// bounces among the idle ones, and fails the same way if that worker's
-// backlog outlasts the bound. Model and labels are a check for a mostly
+// running it. The consumers do not bound deliveries (MaxDeliver -1):
+// passes are bounded in time, not in count. A mission that only a busy
+// worker matches bounces among the others for as long as that worker's
+// backlog lasts and is run when it is free, however many passes that
+// takes. A mission that waited Config.MatchWait (20 min) since it was
+// queued and is delivered to a worker that does not match it is failed by
+// that worker, with a reason that says what nobody offered: "no worker
+// matches the mission (pool gpu, model gpt-5, label region=eu): passed on
+// 41 times in 20m0.5s". Model and labels are a check for a mostly
 // homogeneous pool; a scarce kind of worker deserves its own pool, which
 // routes by subject and never bounces.
 //
@@ -105,6 +105,8 @@
 // claims nothing new, lets the running missions end, publishes worker.left
 // for each project and Run returns nil.
 //
-// The Dispatcher's Run is one goroutine that handles the advisories and,
-// on its ticker, the sweep; several replicas may run.
+// The Dispatcher's Run is one goroutine that runs the sweep on its ticker
+// and handles JetStream's MAX_DELIVERIES advisories (a backstop for
+// consumers that bound deliveries, made by hand or by an older release);
+// several replicas may run.
 package worker

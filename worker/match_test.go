@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/fleet/fleettest"
 	"github.com/sagewai/observatory/stream"
 	"github.com/sagewai/observatory/stream/streamtest"
 	"github.com/sagewai/observatory/worker"
@@ -19,7 +22,14 @@ import (
 // does: on its pool's subject, then announced on FLEET.
 func (f *fixture) enqueueQ(t *testing.T, project, id string, q fleet.MissionQueued) {
 	t.Helper()
-	now := time.Now().UTC()
+	f.enqueueAt(t, project, id, q, time.Now())
+}
+
+// enqueueAt is enqueueQ with the mission queued at now (its event's time,
+// from which workers measure how long it waited).
+func (f *fixture) enqueueAt(t *testing.T, project, id string, q fleet.MissionQueued, now time.Time) {
+	t.Helper()
+	now = now.UTC()
 	if q.Title == "" {
 		q.Title = "job " + id
 	}
@@ -237,22 +247,38 @@ func TestPassesDoNotBurnAttempts(t *testing.T) {
 	}
 }
 
-// TestUnmatchedMissionFails queues a mission no worker matches: after
-// MaxDeliveries passes JetStream gives up and the dispatcher fails it with a
-// reason that names what nobody offered; the queue empties and nobody ran
-// it.
+// TestUnmatchedMissionFails queues a mission no worker matches. Passes
+// are bounded in time, not in count: it is passed on far more times than
+// JetStream's old delivery bound (43) without ending, and once it has
+// waited MatchWait (by the workers' clock, moved by the test) the worker
+// that receives it fails it with a reason that names what nobody offered;
+// the queue empties and nobody ran it.
 func TestUnmatchedMissionFails(t *testing.T) {
 	f := newFixture(t)
-	d := f.runDispatcher(t)
+	clk := fleettest.NewClock()
+	const wait = time.Hour
 	var ws []*running
 	for i := range 2 {
 		ws = append(ws, f.start(t, worker.Config{ID: fmt.Sprintf("w-%d", i), Projects: []string{"acme"}, Pools: []string{"gpu"},
 			Models: []string{"gpt-5"}, Labels: map[string]string{"region": "us"}, SkipDelay: 2 * time.Millisecond,
-			MaxSkipDelay: 20 * time.Millisecond, Agent: fast(-1)}))
+			MaxSkipDelay: 20 * time.Millisecond, MatchWait: wait, Now: clk.Now, Agent: fast(-1)}))
 	}
-	f.enqueueQ(t, "acme", "m-lonely", fleet.MissionQueued{Model: "gpt-5", Pool: "gpu", Labels: map[string]string{"region": "eu"}})
-	f.enqueueQ(t, "acme", "m-fine", fleet.MissionQueued{Model: "gpt-5", Pool: "gpu", Labels: map[string]string{"region": "us"}})
-	f.rec.waitEnded(t, 30*time.Second, []string{"m-lonely", "m-fine"})
+	passes := func() (n int64) {
+		for _, r := range ws {
+			n += r.w.Stats().Skipped
+		}
+		return n
+	}
+	f.enqueueAt(t, "acme", "m-lonely", fleet.MissionQueued{Model: "gpt-5", Pool: "gpu", Labels: map[string]string{"region": "eu"}}, clk.Now())
+	f.enqueueAt(t, "acme", "m-fine", fleet.MissionQueued{Model: "gpt-5", Pool: "gpu", Labels: map[string]string{"region": "us"}}, clk.Now())
+	f.rec.waitEnded(t, 30*time.Second, []string{"m-fine"})
+	streamtest.Eventually(t, 60*time.Second, func() bool { return passes() > 60 }, "the unmatched mission was not passed on 60 times")
+	if n := len(f.rec.ends()["m-lonely"]); n != 0 {
+		t.Fatalf("m-lonely ended after %d passes, before it waited %s", passes(), wait)
+	}
+
+	clk.Advance(wait)
+	f.rec.waitEnded(t, 30*time.Second, []string{"m-lonely"})
 	f.queueEmpty(t)
 	f.rec.checkEndedOnce(t, []string{"m-lonely", "m-fine"})
 	end := f.rec.all(ofMission("m-lonely", fleet.TypeMissionFailed))
@@ -263,23 +289,137 @@ func TestUnmatchedMissionFails(t *testing.T) {
 	if err := json.Unmarshal(end[0].Data, &out); err != nil {
 		t.Fatal(err)
 	}
-	want := fmt.Sprintf("no worker matches the mission (pool gpu, model gpt-5, label region=eu): passed on %d times", worker.MaxDeliveries)
+	want := fmt.Sprintf("no worker matches the mission (pool gpu, model gpt-5, label region=eu): passed on %d times in 1h0m0s", passes())
 	if out.Error != want {
 		t.Errorf("reason %q, want %q", out.Error, want)
 	}
 	if n := f.rec.count(ofMission("m-lonely", fleet.TypeMissionClaimed)); n != 0 {
 		t.Errorf("the unmatched mission was claimed %d times", n)
 	}
+	var unmatched int64
+	for _, r := range ws {
+		unmatched += r.w.Stats().Unmatched
+	}
+	if unmatched != 1 {
+		t.Errorf("the workers failed %d unmatched missions, want 1", unmatched)
+	}
+}
+
+// TestBusyMatchingWorkerLosesNothing queues a backlog that one worker
+// alone matches while it runs a mission that does not end until the test
+// says so: the others pass the backlog on many more times than JetStream's
+// old delivery bound, and when the busy worker is free it runs every
+// mission of it. (A bound on deliveries would have stranded them: that is
+// how TestModelAndLabelsMatch failed under load.)
+func TestBusyMatchingWorkerLosesNothing(t *testing.T) {
+	f := newFixture(t)
+	release := make(chan struct{})
+	started := make(chan string, 16)
+	var busyOnce sync.Once
+	agent := func(ctx context.Context, m worker.Mission, emit func(fleet.Event) error) error {
+		started <- m.ID
+		if m.ID == "m-long" {
+			busyOnce.Do(func() {
+				select {
+				case <-release:
+				case <-ctx.Done():
+				}
+			})
+		}
+		return fast(-1)(ctx, m, emit)
+	}
+	f.start(t, worker.Config{ID: "w-opus", Projects: []string{"acme"}, Models: []string{"claude-opus-4-1"}, Capacity: 1, Agent: agent})
+	var others []*running
+	for i := range 2 {
+		others = append(others, f.start(t, worker.Config{ID: fmt.Sprintf("w-haiku-%d", i), Projects: []string{"acme"},
+			Models: []string{"claude-haiku-4-5"}, SkipDelay: time.Millisecond, MaxSkipDelay: 5 * time.Millisecond, Agent: fast(-1)}))
+	}
+	f.enqueueQ(t, "acme", "m-long", fleet.MissionQueued{Model: "claude-opus-4-1"})
+	if id := <-started; id != "m-long" {
+		t.Fatalf("the opus worker started %s, want m-long", id)
+	}
+	ids := []string{"m-long"}
+	for i := range 4 {
+		id := fmt.Sprintf("m-backlog-%d", i)
+		ids = append(ids, id)
+		f.enqueueQ(t, "acme", id, fleet.MissionQueued{Model: "claude-opus-4-1"})
+	}
+	streamtest.Eventually(t, 60*time.Second, func() bool {
+		var n int64
+		for _, r := range others {
+			n += r.w.Stats().Skipped
+		}
+		return n > 4*50
+	}, "the backlog was not passed on 200 times")
+	close(release)
+	f.rec.waitEnded(t, 60*time.Second, ids)
+	f.rec.checkEndedOnce(t, ids)
+	f.queueEmpty(t)
+	for _, id := range ids {
+		if n := f.rec.count(ofMission(id, fleet.TypeMissionCompleted)); n != 1 {
+			t.Errorf("%s completed %d times, want 1 (ends: %+v)", id, n, f.rec.ends()[id])
+		}
+		if got := f.claimers(id); len(got) != 1 || got[0] != "w-opus" {
+			t.Errorf("%s claimed by %v, want w-opus once", id, got)
+		}
+	}
+}
+
+// TestDispatcherFailsWhatJetStreamGaveUpOn: a consumer that bounds
+// deliveries (made by hand, or by an older release) gives up on a mission
+// it delivered MaxDeliver times; the dispatcher fails that mission on
+// JetStream's advisory, saying its leases were lost, and removes it from
+// the queue.
+func TestDispatcherFailsWhatJetStreamGaveUpOn(t *testing.T) {
+	f := newFixture(t)
+	d := f.runDispatcher(t)
+	ctx := context.Background()
+	st, err := f.env.JS.Stream(ctx, stream.MissionsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "by-hand", FilterSubject: stream.PoolSubject("acme", "legacy"),
+		AckPolicy: jetstream.AckExplicitPolicy, MaxDeliver: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.enqueueQ(t, "acme", "m-legacy", fleet.MissionQueued{Pool: "legacy"})
+	for i := range 2 {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		for m := range batch.Messages() {
+			got++
+			if err := m.Nak(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got != 1 {
+			t.Fatalf("delivery %d: got %d messages, want 1 (%v)", i+1, got, batch.Error())
+		}
+	}
+	// JetStream gives up (and tells) when it would deliver a third time.
+	if _, err := cons.Fetch(1, jetstream.FetchMaxWait(500*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	f.rec.waitEnded(t, 30*time.Second, []string{"m-legacy"})
+	end := f.rec.all(ofMission("m-legacy", fleet.TypeMissionFailed))
+	if len(end) != 1 {
+		t.Fatalf("m-legacy ended %+v, want failed", f.rec.all(isEnd))
+	}
+	var out fleet.Outcome
+	if err := json.Unmarshal(end[0].Data, &out); err != nil {
+		t.Fatal(err)
+	}
+	if want := "lease lost 2 times: no worker finished the mission"; out.Error != want {
+		t.Errorf("reason %q, want %q", out.Error, want)
+	}
 	if d.Failed() != 1 {
 		t.Errorf("the dispatcher failed %d missions, want 1", d.Failed())
 	}
-	var skipped int64
-	for _, r := range ws {
-		skipped += r.w.Stats().Skipped
-	}
-	if skipped != worker.MaxDeliveries {
-		t.Errorf("%d passes, want %d", skipped, worker.MaxDeliveries)
-	}
+	f.queueEmpty(t)
 }
 
 // TestMismatch pins the matching rules.

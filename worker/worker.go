@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,20 +31,10 @@ const (
 	// MaxAttempts is how many claims of a mission may lose their lease:
 	// the delivery after the last one fails the mission.
 	MaxAttempts = 3
-	// MaxDeliver is MaxAttempts; it keeps its old name.
-	MaxDeliver = MaxAttempts
-	// MaxSkips is how many more deliveries than MaxAttempts JetStream
-	// makes of a mission: room for passes by workers that do not match it,
-	// while the workers that do are busy. Each pass waits longer (up to
-	// 30 SkipDelays), so it is in effect a bound in time.
-	MaxSkips = 40
-	// MaxDeliveries is the consumers' MaxDeliver, lost leases and passes
-	// together: after it JetStream gives up and the Dispatcher fails the
-	// mission. A mission no worker matches is passed on MaxDeliveries
-	// times: about 20 minutes with the default SkipDelay. A matching
-	// worker whose backlog is longer than that loses the mission; route
-	// scarce shapes by pool instead.
-	MaxDeliveries = MaxAttempts + MaxSkips
+	// DefaultMatchWait is how long a mission waits for a worker that
+	// matches its model and labels: a worker that does not match it and
+	// receives it after that fails it instead of passing it on.
+	DefaultMatchWait = 20 * time.Minute
 	// DefaultSkipDelay is how long a passed-on mission waits before its
 	// next delivery, doubling with every pass up to 30 times this.
 	DefaultSkipDelay = time.Second
@@ -107,6 +99,13 @@ type Config struct {
 	// its next delivery, doubling per pass up to MaxSkipDelay (defaults
 	// 1 s and 30 times SkipDelay).
 	SkipDelay, MaxSkipDelay time.Duration
+	// MatchWait is how long after it was queued a mission the worker does
+	// not match is still passed on; after it, the worker fails the mission
+	// ("no worker matches ...") instead (default DefaultMatchWait). Passes
+	// are bounded in time, never in count: a mission that only a busy
+	// worker matches bounces among the others for as long as that worker's
+	// backlog lasts, within MatchWait, and is never lost.
+	MatchWait time.Duration
 	// Capacity is how many missions the worker runs at once (default 1).
 	Capacity int
 	// Heartbeat is the interval of worker.heartbeat and of lease renewals
@@ -121,7 +120,8 @@ type Config struct {
 	// Host and Version are reported in worker.joined (defaults: the host
 	// name and Version).
 	Host, Version string
-	// Now stamps events (default time.Now).
+	// Now stamps events and measures how long a mission has waited
+	// (default time.Now).
 	Now func() time.Time
 	// Logger receives the worker's structured logs (default slog.Default()).
 	Logger *slog.Logger
@@ -142,6 +142,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxSkipDelay < c.SkipDelay {
 		c.MaxSkipDelay = 30 * c.SkipDelay
+	}
+	if c.MatchWait <= 0 {
+		c.MatchWait = DefaultMatchWait
 	}
 	if c.Agent == nil {
 		c.Agent = Synthetic(SyntheticConfig{})
@@ -169,10 +172,11 @@ type Stats struct {
 	Invalid   int64 // undecodable deliveries, terminated
 	Skipped   int64 // deliveries of missions it does not match, passed on unrun
 	Expired   int64 // missions it failed on delivery: MaxAttempts leases lost
+	Unmatched int64 // missions it failed on delivery: no worker matched within MatchWait
 }
 
 type counters struct {
-	claimed, completed, failed, leaks, invalid, skipped, expired atomic.Int64
+	claimed, completed, failed, leaks, invalid, skipped, expired, unmatched atomic.Int64
 }
 
 // Worker claims and runs missions. Create it with New and run it with Run.
@@ -222,7 +226,7 @@ func (w *Worker) Stats() Stats {
 	return Stats{
 		Claimed: w.stats.claimed.Load(), Completed: w.stats.completed.Load(), Failed: w.stats.failed.Load(),
 		Leaks: w.stats.leaks.Load(), Invalid: w.stats.invalid.Load(),
-		Skipped: w.stats.skipped.Load(), Expired: w.stats.expired.Load(),
+		Skipped: w.stats.skipped.Load(), Expired: w.stats.expired.Load(), Unmatched: w.stats.unmatched.Load(),
 	}
 }
 
@@ -306,8 +310,12 @@ func (w *Worker) Run(ctx context.Context) error {
 			FilterSubject: stream.PoolSubject(q.project, q.pool),
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       w.cfg.Lease,
-			MaxDeliver:    MaxDeliveries,
-			MaxWaiting:    4096,
+			// Unlimited: JetStream counts passes as deliveries, and a
+			// bound on deliveries would drop a mission whose matching
+			// worker is busy. The runtime bounds lost leases
+			// (MaxAttempts) and passes (MatchWait) itself.
+			MaxDeliver: -1,
+			MaxWaiting: 4096,
 		})
 		if err != nil {
 			return fmt.Errorf("worker %s: consumer for %s pool %s: %w", w.cfg.ID, q.project, q.pool, err)
@@ -493,6 +501,10 @@ func (w *Worker) handle(ctx context.Context, q queue, msg jetstream.Msg) {
 		return
 	}
 	if why := Mismatch(mq, w.cfg.Models, w.cfg.Labels); why != "" {
+		if waited := w.cfg.Now().Sub(ev.Time); waited >= w.cfg.MatchWait {
+			w.unmatched(ctx, msg, meta, ev, mq, q.pool, waited)
+			return
+		}
 		w.pass(ctx, msg, meta, ev, why)
 		return
 	}
@@ -624,9 +636,51 @@ func isConflict(err error) bool {
 	return errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
 }
 
+// unmatched fails a mission that no worker matched within MatchWait: it
+// publishes mission.failed with the mission's EndEventID and a reason that
+// names what nobody offered, and terminates the message, without running
+// it.
+func (w *Worker) unmatched(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, queued fleet.Event, q fleet.MissionQueued, pool string, waited time.Duration) {
+	skipped, err := w.skipsOf(ctx, meta.Sequence.Stream)
+	if err != nil {
+		w.log.Warn("reading a mission's passes failed", "event", "worker.skips_read_failed", "error", err.Error())
+	}
+	if err := publishFailed(ctx, w.pub, queued, w.cfg.Now().UTC(), unmatchedReason(pool, q, skipped, waited)); err != nil {
+		w.log.Warn("publishing mission.failed failed", "event", "worker.publish_failed", "mission_id", queued.MissionID, "error", err.Error())
+		_ = msg.NakWithDelay(w.cfg.SkipDelay)
+		return
+	}
+	w.stats.unmatched.Add(1)
+	w.log.Warn("no worker matches the mission", "event", "worker.mission_unmatched",
+		"sagewai.project_id", queued.ProjectID, "mission_id", queued.MissionID, "passes", skipped)
+	_ = msg.Term()
+	_ = w.skips.Delete(context.WithoutCancel(ctx), skipKey(meta.Sequence.Stream))
+}
+
+// unmatchedReason says what nobody offered a mission of pool queued with
+// q, passed on skipped times over waited.
+func unmatchedReason(pool string, q fleet.MissionQueued, skipped uint64, waited time.Duration) string {
+	var need []string
+	if q.Model != "" {
+		need = append(need, "model "+q.Model)
+	}
+	for _, k := range slices.Sorted(maps.Keys(q.Labels)) {
+		if v := q.Labels[k]; v != "" {
+			need = append(need, "label "+k+"="+v)
+		} else {
+			need = append(need, "label "+k)
+		}
+	}
+	what := "pool " + cmp.Or(pool, stream.DefaultPool)
+	if len(need) > 0 {
+		what += ", " + strings.Join(need, ", ")
+	}
+	return fmt.Sprintf("no worker matches the mission (%s): passed on %d times in %s", what, skipped, waited.Round(time.Millisecond))
+}
+
 // expire fails a mission delivered after MaxAttempts lost leases: it
-// publishes mission.failed with the mission's EndEventID (the one the
-// Dispatcher would publish) and terminates the message, without running it.
+// publishes mission.failed with the mission's EndEventID and terminates
+// the message, without running it.
 func (w *Worker) expire(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, queued fleet.Event, lost int, skipped uint64) {
 	why := fmt.Sprintf("lease lost %d times: no worker finished the mission", lost)
 	if skipped > 0 {

@@ -506,7 +506,7 @@ func TestThirdLostLeaseFails(t *testing.T) {
 
 	lease, hb := 2*time.Second, 500*time.Millisecond
 	f.enqueue(t, "acme", "m-doomed", "gpt-5")
-	for attempt := 1; attempt <= worker.MaxDeliver; attempt++ {
+	for attempt := 1; attempt <= worker.MaxAttempts; attempt++ {
 		started := make(chan worker.Mission, 1)
 		r := f.start(t, worker.Config{ID: fmt.Sprintf("w-%d", attempt), Projects: []string{"acme"}, Lease: lease, Heartbeat: hb, Agent: blocking(started)})
 		if m := <-started; m.Attempt != attempt {
