@@ -14,39 +14,41 @@ export CGO_ENABLED := 1
 # Where the tests find VictoriaMetrics, VictoriaLogs and vmalert (see deps).
 export OBSERVATORY_VM_BIN := $(CACHE)/bin
 
-.PHONY: test deps fmt-check templ-check vet unit build demo clean
+.PHONY: test deps fmt-check templ-check vet unit clock-check build demo clean
 
 ## test: what CI checks, in order: prerequisites, formatting, generated
-## code, vet, the tests.
-test: deps fmt-check templ-check vet unit
+## code, vet, the tests, and the tests that hold a clock once more with
+## that clock years ahead and years back.
+test: deps fmt-check templ-check vet unit clock-check
 
-## deps: prerequisites of the tests beyond Go itself, each skipped when
-## already present: gcc (checked), and
+## deps: prerequisites of the tests beyond Go itself: gcc (checked), and
 ##   - Chromium for the HUD browser tests (hud/browser), from apt (about
 ##     2 min, 480 MB); the tests fail, never skip, without it:
 ##       command -v chromium || (apt-get update && apt-get install -y chromium)
 ##   - VictoriaMetrics, VictoriaLogs and vmalert for the end-to-end pipeline
 ##     test (vmstack), built from the Go module proxy into $(CACHE)/bin
-##     (about 4 min cold on 2 cores, then cached; each is installed only
-##     when its binary is absent); the test finds them through
-##     OBSERVATORY_VM_BIN and fails, never skips, without them:
-##       GOBIN=$(CACHE)/bin $(GO) install github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@v1.151.0
-##       GOBIN=$(CACHE)/bin $(GO) install github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@v1.52.1
-##       GOBIN=$(CACHE)/bin $(GO) install github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert@v1.151.0
-## Later steps add theirs here.
+##     (about 4 min cold on 2 cores, then cached). scripts/go-tool.sh
+##     reinstalls a binary whose build information names another version
+##     than the pin below, so a stale cache never passes for the pin; the
+##     test finds them through OBSERVATORY_VM_BIN and fails, never skips,
+##     without them.
+VM_VERSION     := v1.151.0
+VLOGS_VERSION  := v1.52.1
 deps: | $(CACHE)/bin
 	@command -v $${CC:-gcc} >/dev/null || { echo "go test -race needs a C compiler: apt-get install -y gcc" >&2; exit 1; }
 	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
-	@test -x $(CACHE)/bin/victoria-metrics || { echo "go install github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@v1.151.0 into $(CACHE)/bin"; GOBIN=$(CACHE)/bin $(GO) install github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@v1.151.0; }
-	@test -x $(CACHE)/bin/victoria-logs || { echo "go install github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@v1.52.1 into $(CACHE)/bin"; GOBIN=$(CACHE)/bin $(GO) install github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@v1.52.1; }
-	@test -x $(CACHE)/bin/vmalert || { echo "go install github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert@v1.151.0 into $(CACHE)/bin"; GOBIN=$(CACHE)/bin $(GO) install github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert@v1.151.0; }
+	@GO=$(GO) scripts/go-tool.sh $(CACHE)/bin victoria-metrics github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@$(VM_VERSION)
+	@GO=$(GO) scripts/go-tool.sh $(CACHE)/bin victoria-logs github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@$(VLOGS_VERSION)
+	@GO=$(GO) scripts/go-tool.sh $(CACHE)/bin vmalert github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert@$(VM_VERSION)
 
 $(CACHE)/bin:
 	mkdir -p $@
 
-## fmt-check: fail if any Go file is not gofmt'ed (hidden directories skipped).
+## fmt-check: fail if any Go file is not gofmt'ed, or cannot be parsed
+## (gofmt then prints the error and exits non-zero; hidden directories
+## skipped).
 fmt-check:
-	@out=$$(find . -path './.*' -prune -o -name node_modules -prune -o -name '*.go' -exec $(GOFMT) -l {} +); \
+	@out=$$(find . -path './.*' -prune -o -name node_modules -prune -o -name '*.go' -print0 | xargs -0 $(GOFMT) -l) || { echo "gofmt failed (a file it cannot parse?): see above" >&2; exit 1; }; \
 	if [ -n "$$out" ]; then echo "gofmt -l lists files to format:" >&2; echo "$$out" >&2; exit 1; fi
 
 ## templ-check: fail if `go tool templ generate` changes any generated
@@ -68,6 +70,16 @@ vet:
 
 unit:
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## clock-check: run the packages whose tests drive an injected clock again
+## with every test clock moved (fleettest.ClockEnv): 400 days ahead of
+## today and 1,100 days back. A component that reads the wall clock where
+## it should read the injected one (the November cookie time bomb) fails
+## here on any day, not on the day the fixed test date falls behind.
+CLOCK_PKGS := ./fleet/... ./protocol/... ./web/... ./stream/... ./budget/... ./worker/... ./synth/... ./live/...
+clock-check:
+	OBSERVATORY_TEST_CLOCK=+400d $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(CLOCK_PKGS)
+	OBSERVATORY_TEST_CLOCK=-1100d $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(CLOCK_PKGS)
 
 build:
 	$(GO) build -o observatory ./cmd/observatory

@@ -231,6 +231,20 @@ func (tb *tab) waitText(sel, want string, d time.Duration) {
 	tb.t.Fatalf("%s never showed %q within %s (last: %q)", sel, want, d, got)
 }
 
+// waitTrue waits until the JavaScript expression cond is true in the page,
+// polling from Go as waitText does.
+func (tb *tab) waitTrue(what, cond string, d time.Duration) {
+	tb.t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if v, err := chromedp.Run(tb.ctx, chromedp.Evaluate[bool](cond)); err == nil && v {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	tb.t.Fatalf("%s: %s never became true within %s", what, cond, d)
+}
+
 // enableMetrics turns on Chromium's counters for the tab, measured in
 // thread time (CPU seconds), so that a busy machine does not inflate them.
 func (tb *tab) enableMetrics() {

@@ -134,7 +134,10 @@ func TestHUDFollowsTheFold(t *testing.T) {
 
 	tb.screenshot("hud-1920x1080.png")
 	tb.do(chromedp.EmulateViewport(1280, 720))
-	time.Sleep(300 * time.Millisecond)
+	// Laid out at the new size: the viewport reports it, and two animation
+	// frames have run since (the page's resize handling and a repaint).
+	tb.waitTrue("the viewport is 1280×720", `innerWidth === 1280 && innerHeight === 720`, 10*time.Second)
+	eval[bool](tb, `new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))`, chromedp.EvalAwaitPromise)
 	tb.screenshot("hud-1280x720.png")
 	// Nothing of the deck may spill out of a 1280×720 screen.
 	if over := eval[string](tb, `(() => { const o = []; for (const s of ['.deck', '.top', '.tabs', '[data-testid=topology]', '[data-testid=dossier]', '[data-testid=ticker]']) {
@@ -207,7 +210,9 @@ func TestReconnectsAndResumes(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		time.Sleep(600 * time.Millisecond) // let a reconnect attempt or two fail
+		// Two more reconnect attempts fail while the server is down.
+		n := eval[int](tb, `window.observatoryHUD.stats.reconnects`)
+		tb.waitTrue("two reconnect attempts failed", fmt.Sprintf(`window.observatoryHUD.stats.reconnects >= %d`, n+2), 20*time.Second)
 		if got := eval[string](tb, `document.querySelector('[data-testid=live-indicator]').textContent`); got != "RECONNECTING" {
 			t.Errorf("with the server down the indicator shows %q", got)
 		}
