@@ -54,7 +54,7 @@ func syncName(on bool) string {
 // per project, goroutines spread over 16 projects), with JetStream
 // fsyncing every write or not.
 //
-//	go test ./stream -run '^$' -bench BenchmarkReserve -benchtime 3s
+//	go test ./budget -run '^$' -bench BenchmarkReserve -benchtime 3s
 func BenchmarkReserve(b *testing.B) {
 	for _, syncAlways := range []bool{false, true} {
 		for _, bc := range []struct {

@@ -15,6 +15,10 @@
 // buckets: every write is a compare-and-swap on one ledger entry, so two
 // writers racing for the last dollar of a stop cap cannot both win.
 //
+// Package budgettest reads a ledger bucket's whole history back and checks
+// the cap at every revision, for the tests that prove it under
+// concurrency.
+//
 // budget imports fleet (the pure decision, windows and pricing), stream
 // (FLEET's name, its epoch and the message pump) and nats.go.
 //

@@ -46,7 +46,7 @@ func (l *Ledger) follow(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	last, err := l.fleetLastSeq(ctx)
+	last, _, err := l.fleetLast(ctx)
 	if err != nil {
 		return err
 	}
@@ -91,7 +91,7 @@ func (l *Ledger) follow(ctx context.Context) error {
 	l.log.Info("ledger follows FLEET", "event", "ledger.follow", "after_seq", cur.Seq, "epoch", epoch)
 
 	coster := fleet.NewCoster(l.cfg.Pricing)
-	saved, lastSave := cur.Seq, time.Now()
+	saved := cur.Seq
 	if lostTail {
 		saved = 0
 	}
@@ -104,10 +104,13 @@ func (l *Ledger) follow(ctx context.Context) error {
 			}
 			saved, lostTail = seq, false
 		}
-		lastSave = time.Now()
 	}
-	idle := time.NewTicker(cursorEvery)
-	defer idle.Stop()
+	// The cursor is saved once per cursorEvery while the follower moves
+	// (and when it stops). The ticker only paces writes: when the cursor
+	// is saved decides nothing, since marks in the entries keep replays
+	// harmless.
+	every := time.NewTicker(cursorEvery)
+	defer every.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -124,10 +127,8 @@ func (l *Ledger) follow(ctx context.Context) error {
 			save(sctx)
 			cancel()
 			return nil
-		case <-idle.C:
-			if time.Since(lastSave) >= cursorEvery {
-				save(ctx)
-			}
+		case <-every.C:
+			save(ctx)
 		case m := <-in:
 			batch := []jetstream.Msg{m}
 		drain:
@@ -162,9 +163,6 @@ func (l *Ledger) follow(ctx context.Context) error {
 			}
 			l.stat.seq.Store(work.last)
 			lastAt = work.lastAt
-			if time.Since(lastSave) >= cursorEvery {
-				save(ctx)
-			}
 		}
 	}
 }
@@ -423,17 +421,18 @@ func (l *Ledger) anyBudget() bool {
 	return false
 }
 
-// fleetLastSeq returns the last sequence FLEET holds.
-func (l *Ledger) fleetLastSeq(ctx context.Context) (uint64, error) {
+// fleetLast returns the last sequence FLEET holds and when it was stored
+// (zero when FLEET is empty).
+func (l *Ledger) fleetLast(ctx context.Context) (uint64, time.Time, error) {
 	st, err := l.js.Stream(ctx, stream.FleetStream)
 	if err != nil {
-		return 0, fmt.Errorf("ledger: %w", err)
+		return 0, time.Time{}, fmt.Errorf("ledger: %w", err)
 	}
 	info, err := st.Info(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("ledger: stream info: %w", err)
+		return 0, time.Time{}, fmt.Errorf("ledger: stream info: %w", err)
 	}
-	return info.State.LastSeq, nil
+	return info.State.LastSeq, info.State.LastTime, nil
 }
 
 // loadCursor returns the shared cursor. The first follower ever starts
@@ -443,11 +442,11 @@ func (l *Ledger) loadCursor(ctx context.Context, epoch string) (cursor, error) {
 	for {
 		e, err := l.entries.Get(ctx, cursorKey)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			last, err := l.fleetLastSeq(ctx)
+			last, at, err := l.fleetLast(ctx)
 			if err != nil {
 				return cursor{}, err
 			}
-			c := cursor{Epoch: epoch, Seq: last, At: time.Now().UTC()}
+			c := cursor{Epoch: epoch, Seq: last, At: at.UTC()}
 			body, _ := json.Marshal(c)
 			if _, err := l.entries.Create(ctx, cursorKey, body); err != nil {
 				if isConflict(err) {
@@ -474,10 +473,13 @@ func (l *Ledger) loadCursor(ctx context.Context, epoch string) (cursor, error) {
 
 // saveCursor raises the shared cursor to seq, stored at at; it never
 // lowers it, unless reset: after a lost tail the old cursor is wrong.
+//
+// at is a FLEET stored time (a lost tail is looked up by it), never the
+// ledger's Now. When it is unknown (zero), the cursor keeps the time it
+// has: an earlier time only makes a lost-tail recovery read more messages
+// again, which the entries' marks make harmless, while a later one could
+// skip some.
 func (l *Ledger) saveCursor(ctx context.Context, epoch string, seq uint64, at time.Time, reset bool) error {
-	if at.IsZero() {
-		at = time.Now()
-	}
 	for {
 		e, err := l.entries.Get(ctx, cursorKey)
 		if err != nil {
@@ -490,7 +492,11 @@ func (l *Ledger) saveCursor(ctx context.Context, epoch string, seq uint64, at ti
 		if c.Epoch == epoch && c.Seq >= seq && !reset {
 			return nil
 		}
-		body, _ := json.Marshal(cursor{Epoch: epoch, Seq: seq, At: at.UTC()})
+		stored := at
+		if stored.IsZero() {
+			stored = c.At
+		}
+		body, _ := json.Marshal(cursor{Epoch: epoch, Seq: seq, At: stored.UTC()})
 		if _, err := l.entries.Update(ctx, cursorKey, body, e.Revision()); err == nil || !isConflict(err) {
 			return err
 		}

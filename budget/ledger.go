@@ -63,7 +63,13 @@ type Config struct {
 	// Auditor receives budget.warning, budget.throttled and budget.exceeded
 	// events (AUDIT, and FLEET for the HUD); nil publishes none.
 	Auditor Auditor
-	// Now is the clock of reservations and their expiry (time.Now).
+	// Now is the ledger's clock (time.Now): reservations and their expiry,
+	// the period window a reservation or a standing falls in, budgets'
+	// creation and update times, event times and their rate limit. Real
+	// costs are charged in the window of their llm.call's time, which is
+	// never later than the time FLEET stored it (the NATS server's wall
+	// clock): a Now far from the wall clock puts holds and charges in
+	// different windows.
 	Now func() time.Time
 	// HoldTTL is how long a reservation holds budget when nobody settles or
 	// releases it, e.g. because its worker crashed (30 min).
@@ -454,7 +460,7 @@ func (l *Ledger) CreateBudget(ctx context.Context, b fleet.BudgetLimit) (fleet.B
 		return fleet.BudgetStanding{}, err
 	}
 	now := l.cfg.Now().UTC()
-	b.Gen, b.CreatedAt, b.UpdatedAt = newGen(), now, now
+	b.Gen, b.CreatedAt, b.UpdatedAt = newGen(now), now, now
 	body, err := json.Marshal(b)
 	if err != nil {
 		return fleet.BudgetStanding{}, fmt.Errorf("ledger: create budget: %w", err)
@@ -889,8 +895,8 @@ func (l *Ledger) publishAudits(ctx context.Context) error {
 // ---- ids ----
 
 // newGen returns a short random budget generation: the last ten characters
-// of a ULID, which are all random bits.
-func newGen() string { return strings.ToLower(fleet.NewID(time.Now())[16:]) }
+// of a ULID made at now, which are all random bits.
+func newGen(now time.Time) string { return strings.ToLower(fleet.NewID(now)[16:]) }
 
 func orGlobal(project string) string {
 	if project == "" {

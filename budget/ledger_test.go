@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,41 +17,38 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sagewai/observatory/budget"
+	"github.com/sagewai/observatory/budget/budgettest"
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/fleet/fleettest"
 	"github.com/sagewai/observatory/stream"
 	"github.com/sagewai/observatory/stream/streamtest"
 )
 
-// clock is a settable clock for reservations and periods.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-
 // startLedger runs a ledger on js until the test ends.
 func startLedger(t testing.TB, js jetstream.JetStream, cfg budget.Config) *budget.Ledger {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	l := openLedger(t, js, cfg)
+	runLedger(t, l)
+	return l
+}
+
+// openLedger returns a ledger on js, not running yet.
+func openLedger(t testing.TB, js jetstream.JetStream, cfg budget.Config) *budget.Ledger {
+	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	l, err := budget.NewLedger(ctx, js, cfg)
+	l, err := budget.NewLedger(context.Background(), js, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return l
+}
+
+// runLedger runs l until the test ends and waits until it is ready.
+func runLedger(t testing.TB, l *budget.Ledger) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- l.Run(ctx) }()
 	t.Cleanup(func() {
@@ -60,7 +58,6 @@ func startLedger(t testing.TB, js jetstream.JetStream, cfg budget.Config) *budge
 		}
 	})
 	streamtest.Eventually(t, 10*time.Second, func() bool { return l.Ready() == nil }, "ledger not ready")
-	return l
 }
 
 // secondConn opens another NATS connection to env's server, as a second
@@ -101,27 +98,36 @@ func standing(t testing.TB, l *budget.Ledger, id string) fleet.BudgetStanding {
 // (and run) of project, and returns its stream sequence.
 func call(t testing.TB, env *streamtest.Env, project, team, user, mission, model string, out int64, at time.Time) uint64 {
 	t.Helper()
-	ev := fleettest.E{Type: fleet.TypeLLMCall, Time: at, ProjectID: project, TeamID: team, UserID: user,
-		AgentID: project + "-agent", MissionID: mission, RunID: "r-" + mission,
-		Data: fleet.LLMCall{Provider: "openai", Model: model, OutputTokens: out, Status: "ok"}}.Event()
-	seq, err := env.Publisher.Publish(context.Background(), ev)
+	seq, err := env.Publisher.Publish(context.Background(), callEvent(project, team, user, mission, model, out, at))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return seq
 }
 
+// callEvent is the llm.call event call publishes.
+func callEvent(project, team, user, mission, model string, out int64, at time.Time) fleet.Event {
+	return fleettest.E{Type: fleet.TypeLLMCall, Time: at, ProjectID: project, TeamID: team, UserID: user,
+		AgentID: project + "-agent", MissionID: mission, RunID: "r-" + mission,
+		Data: fleet.LLMCall{Provider: "openai", Model: model, OutputTokens: out, Status: "ok"}}.Event()
+}
+
 func missionDone(t testing.TB, env *streamtest.Env, project, mission string, failed bool, at time.Time) uint64 {
 	t.Helper()
-	ev := fleettest.MissionCompleted(project, mission, at)
-	if failed {
-		ev = fleettest.MissionFailed(project, mission, "boom", at)
-	}
-	seq, err := env.Publisher.Publish(context.Background(), ev)
+	seq, err := env.Publisher.Publish(context.Background(), missionEnd(project, mission, failed, at))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return seq
+}
+
+// missionEnd is the mission.completed or mission.failed event missionDone
+// publishes.
+func missionEnd(project, mission string, failed bool, at time.Time) fleet.Event {
+	if failed {
+		return fleettest.MissionFailed(project, mission, "boom", at)
+	}
+	return fleettest.MissionCompleted(project, mission, at)
 }
 
 func waitSeq(t testing.TB, l *budget.Ledger, seq uint64) {
@@ -138,7 +144,7 @@ const gpt5PerOutputToken = 10
 
 func TestNoBudgetIsNeverRefused(t *testing.T) {
 	env := streamtest.Start(t, stream.HubConfig{})
-	l := startLedger(t, env.JS, budget.Config{})
+	l := startLedger(t, env.JS, budget.Config{Now: fleettest.NewClock().Now})
 	ctx := context.Background()
 	for _, req := range []fleet.BudgetRequest{
 		{ProjectID: "acme", Estimate: 0},
@@ -164,120 +170,228 @@ func TestNoBudgetIsNeverRefused(t *testing.T) {
 	}
 }
 
-// TestConcurrentReservesNeverOverspend is the check-then-act test: 500
-// requests at once against a $1.00 stop cap, through one gate or two gates
-// on two connections. At no moment may spent plus reserved pass $1.00;
-// every refusal says which budget and by how much; once all work has
-// ended, the ledger holds exactly the sum of the real costs, as does the
-// fold.
+// TestConcurrentReservesNeverOverspend is the check-then-act test, proved
+// on every write rather than by sampling. 600 requests from 24 goroutines,
+// through one gate or three (each on its own connection, as replicas are),
+// meet two stop caps that bind: the project's $1.00 and, for half of the
+// requests, user u-1's $0.30. The ledger bucket keeps every revision of
+// every entry, and each one is checked (budgettest.Check): no write that
+// places a hold takes spent plus reserved past its cap, holds grow only by
+// being placed, and charges pass a cap only by what work really cost
+// beyond its estimate. The work costs less than its estimate, exactly it,
+// or more; at exactly the estimate the caps fill to the micro-dollar. Every
+// refusal says which budget and by how much; once all work has ended the
+// ledger holds exactly the real costs, as does the fold, and every call
+// was charged once.
 func TestConcurrentReservesNeverOverspend(t *testing.T) {
-	for _, gates := range []int{1, 2} {
-		t.Run(fmt.Sprintf("%d gates", gates), func(t *testing.T) {
+	const (
+		projectCap = fleet.Micros(1_000_000)
+		userCap    = fleet.Micros(300_000)
+		estimate   = fleet.Micros(10_000) // 1,000 gpt-5 output tokens
+		estTokens  = int64(estimate / gpt5PerOutputToken)
+		n          = 600
+		workers    = 24
+	)
+	for _, tc := range []struct {
+		name  string
+		gates int
+		// tokens is the real output of a piece of work; overshoot is the
+		// most one call can cost beyond its estimate; below says whether
+		// work may cost less than its estimate (and so leave room).
+		tokens    func() int64
+		overshoot fleet.Micros
+		below     bool
+	}{
+		{"below the estimate, 1 gate", 1, func() int64 { return estTokens/2 + rand.Int64N(estTokens/2) }, 0, true},
+		{"below the estimate, 3 gates", 3, func() int64 { return estTokens/2 + rand.Int64N(estTokens/2) }, 0, true},
+		{"at the estimate, 3 gates", 3, func() int64 { return estTokens }, 0, false},
+		{"above the estimate, 3 gates", 3, func() int64 { return estTokens * 6 / 5 }, estimate / 5, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			env := streamtest.Start(t, stream.HubConfig{})
-			ls := []*budget.Ledger{startLedger(t, env.JS, budget.Config{})}
-			if gates == 2 {
-				ls = append(ls, startLedger(t, secondConn(t, env), budget.Config{}))
-			}
-			const limit = fleet.Micros(1_000_000)
-			const estimate = fleet.Micros(12_000) // 1,200 gpt-5 output tokens
-			b := mustCreate(t, ls[0], fleet.BudgetLimit{Scope: "project", ProjectID: "acme", Period: "daily", LimitUSD: limit, Action: "stop"})
-			for _, l := range ls {
-				streamtest.Eventually(t, 5*time.Second, func() bool { return l.Stats().Budgets == 1 }, "budget not seen by every gate")
-			}
-
-			// Watch the ledger the whole time.
-			stop := make(chan struct{})
-			var worst atomic.Int64
-			var samples atomic.Int64
-			watchDone := make(chan struct{})
-			go func() {
-				defer close(watchDone)
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					st, err := ls[0].Budget(context.Background(), b.ID)
-					if err == nil {
-						samples.Add(1)
-						if c := int64(st.Committed()); c > worst.Load() {
-							worst.Store(c)
-						}
-					}
+			// The gates' clock is the wall clock's time at the start,
+			// standing still. Wall clock, because real costs are charged
+			// in the window of their call's time, which the ledger never
+			// takes later than FLEET's stored time (the NATS server's
+			// wall clock): holds and charges must fall in one window.
+			// Standing still, so that no hold expires and every write
+			// falls in that window even across midnight.
+			clk := fleettest.NewClockAt(time.Now().UTC())
+			at := clk.Now()
+			ls := make([]*budget.Ledger, tc.gates)
+			for i := range ls {
+				js := env.JS
+				if i > 0 {
+					js = secondConn(t, env)
 				}
-			}()
+				ls[i] = openLedger(t, js, budget.Config{Now: clk.Now})
+			}
+			// After the last NewLedger, which configures the bucket as
+			// production runs it.
+			if err := budgettest.KeepHistory(context.Background(), env.JS); err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range ls {
+				runLedger(t, l)
+			}
+			project := mustCreate(t, ls[0], fleet.BudgetLimit{Scope: "project", ProjectID: "acme", Period: "daily", LimitUSD: projectCap, Action: "stop"})
+			user := mustCreate(t, ls[0], fleet.BudgetLimit{Scope: "user", ProjectID: "acme", ScopeID: "u-1", Period: "daily", LimitUSD: userCap, Action: "stop"})
+			for _, l := range ls {
+				streamtest.Eventually(t, 5*time.Second, func() bool { return l.Stats().Budgets == 2 }, "budgets not seen by every gate")
+			}
+			caps := map[string]fleet.Micros{project.ID: projectCap, user.ID: userCap}
 
-			const n = 500
 			var (
-				wg        sync.WaitGroup
-				realSum   atomic.Int64
-				allowed   atomic.Int64
-				refused   atomic.Int64
-				lastSeq   atomic.Uint64
-				badRefuse atomic.Value
+				next               atomic.Int64
+				wg                 sync.WaitGroup
+				mu                 sync.Mutex // guards allowed, allowedU1 and problems
+				allowed, allowedU1 []string   // reservation ids
+				problems           []string
+				realSum, realSumU1 atomic.Int64
+				refused            atomic.Int64
+				lastSeq            atomic.Uint64
 			)
-			start := time.Now()
-			for i := range n {
+			problem := func(s string) {
+				mu.Lock()
+				problems = append(problems, s)
+				mu.Unlock()
+			}
+			for range workers {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					l := ls[i%len(ls)]
-					mission := fmt.Sprintf("m-%03d", i)
-					dec, err := l.Reserve(context.Background(), fleet.BudgetRequest{ProjectID: "acme", Model: "gpt-5", Estimate: estimate, Ref: mission})
-					if err != nil {
-						badRefuse.Store(err.Error())
-						return
-					}
-					if !dec.Allowed {
-						refused.Add(1)
-						if msg := checkRefusal(dec, limit, estimate, start); msg != "" {
-							badRefuse.Store(msg)
+					for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+						l := ls[i%len(ls)]
+						userID := []string{"u-1", "u-2"}[i%2]
+						mission := fmt.Sprintf("m-%03d", i)
+						dec, err := l.Reserve(context.Background(), fleet.BudgetRequest{ProjectID: "acme", UserID: userID, Model: "gpt-5", Estimate: estimate, Ref: mission})
+						if err != nil {
+							problem(err.Error())
+							return
 						}
-						return
-					}
-					allowed.Add(1)
-					out := int64(500 + rand.IntN(701)) // real cost 5,000 to 12,000 µ$: within the estimate
-					realSum.Add(out * gpt5PerOutputToken)
-					call(t, env, "acme", "", "", mission, "gpt-5", out, time.Now())
-					seq := missionDone(t, env, "acme", mission, i%7 == 0, time.Now())
-					for {
-						old := lastSeq.Load()
-						if seq <= old || lastSeq.CompareAndSwap(old, seq) {
-							break
+						if !dec.Allowed {
+							refused.Add(1)
+							if msg := checkRefusal(dec, caps, project, user, estimate, at); msg != "" {
+								problem(msg)
+							}
+							continue
+						}
+						out := tc.tokens()
+						cost := out * gpt5PerOutputToken
+						realSum.Add(cost)
+						mu.Lock()
+						allowed = append(allowed, dec.Reservation)
+						if userID == "u-1" {
+							allowedU1 = append(allowedU1, dec.Reservation)
+							realSumU1.Add(cost)
+						}
+						mu.Unlock()
+						// The work runs: its call, then its end (one in
+						// seven fails). Not t.Fatal: this is not the test's
+						// goroutine.
+						if _, err := env.Publisher.Publish(context.Background(), callEvent("acme", "", userID, mission, "gpt-5", out, at)); err != nil {
+							problem(err.Error())
+							return
+						}
+						seq, err := env.Publisher.Publish(context.Background(), missionEnd("acme", mission, i%7 == 0, at))
+						if err != nil {
+							problem(err.Error())
+							return
+						}
+						for {
+							old := lastSeq.Load()
+							if seq <= old || lastSeq.CompareAndSwap(old, seq) {
+								break
+							}
 						}
 					}
 				}()
 			}
 			wg.Wait()
+			if len(problems) > 0 {
+				t.Fatalf("%d requests went wrong, e.g. %s", len(problems), problems[0])
+			}
 			for _, l := range ls {
 				waitSeq(t, l, lastSeq.Load())
 			}
-			close(stop)
-			<-watchDone
-			if msg, _ := badRefuse.Load().(string); msg != "" {
-				t.Fatalf("a request went wrong: %s", msg)
-			}
 
-			st := standing(t, ls[0], b.ID)
+			// Every revision of every entry.
+			history, err := budgettest.History(context.Background(), env.JS)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, bad := budgettest.Check{Caps: caps, Now: func(budgettest.Entry) time.Time { return at }, Overshoot: tc.overshoot}.Verify(history)
 			var conflicts int64
 			for _, l := range ls {
 				conflicts += l.Stats().Conflicts
 			}
-			t.Logf("%d allowed, %d refused, %d ledger samples, worst committed $%s, spent $%s, %d compare-and-swap conflicts retried",
-				allowed.Load(), refused.Load(), samples.Load(), fleet.Micros(worst.Load()), st.Spent, conflicts)
-			if got := fleet.Micros(worst.Load()); got > limit {
-				t.Errorf("spent + reserved reached $%s, past the $1.00 cap", got)
+			t.Logf("%d allowed, %d refused; %d ledger revisions checked; worst committed: project $%s, user $%s; %d compare-and-swap conflicts retried",
+				len(allowed), refused.Load(), res.Revisions, res.Worst[project.ID], res.Worst[user.ID], conflicts)
+			for i, b := range bad {
+				if i == 10 {
+					t.Errorf("... and %d more", len(bad)-10)
+					break
+				}
+				t.Error(b)
 			}
-			if allowed.Load()+refused.Load() != n || allowed.Load() < int64(limit/estimate) || refused.Load() == 0 {
-				t.Errorf("%d allowed and %d refused of %d; want at least %d allowed and some refused", allowed.Load(), refused.Load(), n, limit/estimate)
+			if res.Expired != 0 {
+				t.Errorf("%d expired holds in the history: the clock stands still, none may expire", res.Expired)
 			}
-			if st.Spent != fleet.Micros(realSum.Load()) || st.Reserved != 0 {
-				t.Errorf("ledger spent $%s reserved $%s; want spent = the real costs $%s, nothing reserved",
-					st.Spent, st.Reserved, fleet.Micros(realSum.Load()))
+			// The walk saw every hold the gates placed: on the project's
+			// entry exactly the allowed reservations (its hold is the
+			// last one placed), on u-1's at least u-1's allowed ones
+			// (others were placed and taken back when the project refused).
+			if diff := cmp.Diff(sorted(allowed), sorted(res.Placed[project.ID])); diff != "" {
+				t.Errorf("holds placed on the project's entry are not the allowed reservations (-allowed +placed):\n%s", diff)
 			}
-			if st.Spent > limit {
-				t.Errorf("spent $%s is past the cap", st.Spent)
+			placedU1 := map[string]bool{}
+			for _, id := range res.Placed[user.ID] {
+				placedU1[id] = true
+			}
+			for _, id := range allowedU1 {
+				if !placedU1[id] {
+					t.Errorf("allowed reservation %s of u-1 has no hold in u-1's history", id)
+				}
+			}
+			// The caps did bind: each was, at some write, too full for
+			// one more estimate.
+			for id, limit := range caps {
+				if res.Worst[id]+estimate <= limit {
+					t.Errorf("%s: worst committed $%s; the cap of $%s never bound", id, res.Worst[id], limit)
+				}
+			}
+
+			if refused.Load() == 0 || len(allowed)+int(refused.Load()) != n {
+				t.Errorf("%d allowed and %d refused of %d; want some refused", len(allowed), refused.Load(), n)
+			}
+			// Work that costs at least its estimate never frees room, so
+			// no more estimates are allowed than a cap holds; at exactly
+			// the estimate the project's cap holds exactly that many.
+			// Work that costs less frees room for more.
+			fit := int(projectCap / estimate)
+			switch {
+			case tc.below && len(allowed) < fit:
+				t.Errorf("%d allowed, want at least %d: the cap holds that many estimates", len(allowed), fit)
+			case !tc.below && tc.overshoot == 0 && len(allowed) != fit:
+				t.Errorf("%d allowed, want exactly %d: the cap holds that many estimates", len(allowed), fit)
+			case !tc.below && len(allowed) > fit:
+				t.Errorf("%d allowed: %d estimates pass the cap", len(allowed), len(allowed))
+			}
+			if !tc.below && len(allowedU1) > int(userCap/estimate) {
+				t.Errorf("%d of u-1's requests allowed: %d estimates pass u-1's cap", len(allowedU1), len(allowedU1))
+			}
+			for _, w := range []struct {
+				b     fleet.BudgetLimit
+				spent int64
+			}{{project, realSum.Load()}, {user, realSumU1.Load()}} {
+				st := standing(t, ls[len(ls)-1], w.b.ID)
+				if st.Spent != fleet.Micros(w.spent) || st.Reserved != 0 {
+					t.Errorf("%s: ledger spent $%s reserved $%s; want spent = the real costs $%s, nothing reserved",
+						w.b.ID, st.Spent, st.Reserved, fleet.Micros(w.spent))
+				}
+				if !tc.below && tc.overshoot == 0 && st.Spent != w.b.LimitUSD && w.b.ID == project.ID {
+					t.Errorf("%s: work at its estimate filled $%s of the $%s cap, want all of it", w.b.ID, st.Spent, w.b.LimitUSD)
+				}
 			}
 			// The fold counted the same money.
 			streamtest.WaitSeq(t, env.Hub, lastSeq.Load())
@@ -285,38 +399,58 @@ func TestConcurrentReservesNeverOverspend(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := v.Projects["acme"].SpendTotal; got != st.Spent {
-				t.Errorf("fold spend $%s, ledger $%s", got, st.Spent)
+			if got := v.Projects["acme"].SpendTotal; got != fleet.Micros(realSum.Load()) {
+				t.Errorf("fold spend $%s, want the real costs $%s", got, fleet.Micros(realSum.Load()))
 			}
-			var charges int64
-			for _, l := range ls {
-				charges += l.Stats().Charges
+			// Each call was charged once to each of its budgets, whichever
+			// gate's follower got there first.
+			calls := map[string]int64{}
+			for _, e := range history {
+				calls[e.Budget] = e.Calls // the last revision wins
 			}
-			if charges != allowed.Load() {
-				t.Errorf("%d charges applied across %d gates, want %d (each call once)", charges, gates, allowed.Load())
+			if diff := cmp.Diff(map[string]int64{project.ID: int64(len(allowed)), user.ID: int64(len(allowedU1))}, calls); diff != "" {
+				t.Errorf("calls charged per budget (-want +got):\n%s", diff)
 			}
 		})
 	}
 }
 
-// checkRefusal returns what is wrong with a refusal, or "".
-func checkRefusal(dec fleet.BudgetDecision, limit, estimate fleet.Micros, start time.Time) string {
+func sorted(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return out
+}
+
+// checkRefusal returns what is wrong with a refusal, or "": it must stop,
+// reserve nothing and carry a stop breach of the project's or user's
+// budget that truly had no room for estimate, resetting at the next UTC
+// midnight after at.
+func checkRefusal(dec fleet.BudgetDecision, caps map[string]fleet.Micros, project, user fleet.BudgetLimit, estimate fleet.Micros, at time.Time) string {
 	if dec.Action != fleet.ActionStop || dec.Reservation != "" {
 		return fmt.Sprintf("refusal %+v: want action stop and no reservation", dec)
 	}
+	tomorrow := time.Date(at.Year(), at.Month(), at.Day()+1, 0, 0, 0, 0, time.UTC)
 	for _, b := range dec.Breaches {
 		if b.Action != fleet.ActionStop {
 			continue
 		}
-		tomorrow := time.Date(start.Year(), start.Month(), start.Day()+1, 0, 0, 0, 0, time.UTC)
+		var limit fleet.Micros
 		switch {
-		case b.Scope != "project" || b.ScopeID != "acme" || b.Period != "daily" || b.LimitUSD != limit:
-			return fmt.Sprintf("breach %+v: want project acme daily $1.00", b)
+		case b.Scope == "project" && b.ScopeID == "acme" && b.Period == "daily":
+			limit = caps[project.ID]
+		case b.Scope == "user" && b.ScopeID == "u-1" && b.Period == "daily":
+			limit = caps[user.ID]
+		default:
+			return fmt.Sprintf("breach %+v: want the project's or u-1's daily budget", b)
+		}
+		switch {
+		case b.LimitUSD != limit:
+			return fmt.Sprintf("breach %+v: want the $%s cap", b, limit)
 		case b.SpentUSD+b.Reserved+estimate <= limit:
 			return fmt.Sprintf("refused with room left: %+v", b)
-		case !b.ResetsAt.Equal(tomorrow) && !b.ResetsAt.Equal(tomorrow.AddDate(0, 0, 1)):
-			return fmt.Sprintf("resets at %s, want next UTC midnight", b.ResetsAt)
-		case b.Pct <= 100:
+		case !b.ResetsAt.Equal(tomorrow):
+			return fmt.Sprintf("resets at %s, want %s", b.ResetsAt, tomorrow)
+		case b.Pct < 100: // a tenth of a percent past the cap rounds to 100.0
 			return fmt.Sprintf("pct %.1f for a refusal", b.Pct)
 		}
 		return ""
@@ -335,7 +469,7 @@ func TestPeriodBoundaries(t *testing.T) {
 	now := time.Now().UTC()
 	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
 	month := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
-	clk := &clock{t: month.Add(-48 * time.Hour)} // the budgets exist before any of the spend below
+	clk := fleettest.NewClockAt(month.Add(-48 * time.Hour)) // the budgets exist before any of the spend below
 	l := startLedger(t, env.JS, budget.Config{Now: clk.Now})
 	daily := mustCreate(t, l, fleet.BudgetLimit{Scope: "team", ProjectID: "acme", ScopeID: "support", Period: "daily", LimitUSD: 5_000_000, Action: "stop"})
 	monthly := mustCreate(t, l, fleet.BudgetLimit{Scope: "team", ProjectID: "acme", ScopeID: "support", Period: "monthly", LimitUSD: 50_000_000, Action: "stop"})
@@ -409,9 +543,13 @@ func TestPeriodBoundaries(t *testing.T) {
 
 // TestNewCapDoesNotInheritStaleSpend: a budget deleted and created again,
 // or created after spend, starts from zero; one updated keeps its spend.
+// (The ledger's clock follows the wall clock here: whether spend came
+// before or after a budget is judged against its calls' times, which the
+// ledger never takes later than FLEET's stored time, the NATS server's
+// wall clock.)
 func TestNewCapDoesNotInheritStaleSpend(t *testing.T) {
 	env := streamtest.Start(t, stream.HubConfig{})
-	clk := &clock{t: time.Now().UTC().Add(-time.Minute)}
+	clk := fleettest.NewClockAt(time.Now().UTC().Add(-time.Minute))
 	l := startLedger(t, env.JS, budget.Config{Now: clk.Now})
 	ctx := context.Background()
 
@@ -475,7 +613,7 @@ func TestUnpricedModelIsReportedNotCharged(t *testing.T) {
 // actions and checks the events the HUD folds.
 func TestWarnThrottleStopAndTheirEvents(t *testing.T) {
 	env := streamtest.Start(t, stream.HubConfig{Tick: 10 * time.Millisecond})
-	l := startLedger(t, env.JS, budget.Config{Auditor: env.Publisher, EventEvery: -1})
+	l := startLedger(t, env.JS, budget.Config{Now: fleettest.NewClock().Now, Auditor: env.Publisher, EventEvery: -1})
 	ctx := context.Background()
 	mustCreate(t, l, fleet.BudgetLimit{Scope: "user", ProjectID: "acme", ScopeID: "u-1", Period: "daily", LimitUSD: 1_000_000, Action: "warn"})
 	mustCreate(t, l, fleet.BudgetLimit{Scope: "team", ProjectID: "acme", ScopeID: "research", Period: "daily", LimitUSD: 2_000_000, Action: "throttle", ThrottleModel: "gpt-5-mini"})
@@ -532,9 +670,14 @@ func TestWarnThrottleStopAndTheirEvents(t *testing.T) {
 	}
 }
 
+// TestHoldsExpireAndSettleReleaseTheRest checks holds over their life:
+// expiry, settle, release, and the work's own end. (The ledger's clock
+// starts at the wall clock: the calls' charges must draw from holds in the
+// same period window, and a call's time is never taken later than FLEET's
+// stored time, the NATS server's wall clock.)
 func TestHoldsExpireAndSettleReleaseTheRest(t *testing.T) {
 	env := streamtest.Start(t, stream.HubConfig{})
-	clk := &clock{t: time.Now().UTC()}
+	clk := fleettest.NewClockAt(time.Now().UTC())
 	l := startLedger(t, env.JS, budget.Config{Now: clk.Now, HoldTTL: time.Minute})
 	ctx := context.Background()
 	b := mustCreate(t, l, fleet.BudgetLimit{Scope: "project", ProjectID: "acme", Period: "monthly", LimitUSD: 100_000, Action: "stop"})
@@ -548,7 +691,7 @@ func TestHoldsExpireAndSettleReleaseTheRest(t *testing.T) {
 		t.Fatalf("the cap is held, yet a reservation was allowed")
 	}
 	// The worker crashed: a minute later the hold no longer counts.
-	clk.Set(clk.Now().Add(time.Minute))
+	clk.Advance(time.Minute)
 	if st := standing(t, l, b.ID); st.Reserved != 0 {
 		t.Errorf("reserved $%s after expiry, want 0", st.Reserved)
 	}
@@ -602,7 +745,7 @@ func TestHoldsExpireAndSettleReleaseTheRest(t *testing.T) {
 
 func TestBadBudgetsAreRefused(t *testing.T) {
 	env := streamtest.Start(t, stream.HubConfig{})
-	l := startLedger(t, env.JS, budget.Config{})
+	l := startLedger(t, env.JS, budget.Config{Now: fleettest.NewClock().Now})
 	for _, tt := range []struct {
 		b     fleet.BudgetLimit
 		field string

@@ -20,21 +20,42 @@ type Clock struct {
 	log   *slog.Logger
 }
 
+// ClockConfig configures a Clock. Zero values mean the defaults.
+type ClockConfig struct {
+	// Every is the interval between ticks (fleet.ClockEvery).
+	Every time.Duration
+	// Now names the interval a tick belongs to (time.Now); replicas store
+	// one tick per interval only if their clocks agree. The fold moves on
+	// the ticks' stored times (the NATS server's clock), not on Now.
+	Now func() time.Time
+	// Logger receives failed ticks (discarded when nil).
+	Logger *slog.Logger
+}
+
 // NewClock returns a Clock publishing with pub every interval (zero:
-// fleet.ClockEvery).
+// fleet.ClockEvery), on the wall clock.
 func NewClock(pub *Publisher, every time.Duration, log *slog.Logger) *Clock {
-	if every <= 0 {
-		every = fleet.ClockEvery
+	return NewClockWith(pub, ClockConfig{Every: every, Logger: log})
+}
+
+// NewClockWith returns a Clock publishing with pub as cfg says.
+func NewClockWith(pub *Publisher, cfg ClockConfig) *Clock {
+	if cfg.Every <= 0 {
+		cfg.Every = fleet.ClockEvery
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
-	return &Clock{pub: pub, every: every, now: time.Now, log: log}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Clock{pub: pub, every: cfg.Every, now: cfg.Now, log: cfg.Logger}
 }
 
 // Run publishes a tick at once and then every interval until ctx ends. A
 // failed publish is logged and the next tick tries again; Run returns nil
-// when ctx ends.
+// when ctx ends. Its ticker only paces the ticks: which interval a tick
+// stands for is Now's.
 func (c *Clock) Run(ctx context.Context) error {
 	t := time.NewTicker(c.every)
 	defer t.Stop()

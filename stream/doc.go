@@ -29,6 +29,9 @@
 // subscriber that joins while folded events await their diff is answered
 // at the next tick, so that its snapshot and the diffs after it line up.
 //
+// The hub takes its time (idle scopes, the resync window, checkpoint
+// pacing) from HubConfig.Now; the fold's own clock is FLEET's stored time.
+//
 // A slow subscriber never delays others: the hub only ever offers it a frame
 // (Send); when its queue is full it gets a fresh snapshot instead (Reset),
 // and after MaxResyncs of those within ResyncWindow it is closed with 4408.

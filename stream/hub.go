@@ -41,6 +41,11 @@ type HubConfig struct {
 	StaleAfter, OfflineAfter time.Duration
 	// Logger receives rejections and lifecycle lines (default slog.Default()).
 	Logger *slog.Logger
+	// Now is the hub's clock (default time.Now): when a scope without
+	// subscribers has been idle for ScopeIdle, when a subscriber's resyncs
+	// fall out of ResyncWindow, when the next checkpoint is due. The
+	// fold's clock is not this one: it is the stream's stored time.
+	Now func() time.Time
 	// Observe, if set, is called by the hub goroutine with every event it
 	// folds and what the fold made of it (telemetry hooks in here).
 	Observe func(ev fleet.Event, res fleet.Result, st *fleet.State)
@@ -58,6 +63,9 @@ func (c *HubConfig) defaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 }
 
@@ -242,7 +250,7 @@ func (h *Hub) start(ctx context.Context) error {
 		}
 	}
 	h.state.SetLiveness(h.cfg.StaleAfter, h.cfg.OfflineAfter)
-	h.lastCP = time.Now()
+	h.lastCP = h.cfg.Now()
 	h.stat.epoch.Store(epoch)
 	h.stat.seq.Store(h.state.Seq())
 	h.checkReady()
@@ -303,7 +311,7 @@ func (h *Hub) fold(m jetstream.Msg) {
 // flush turns the folded events into at most one diff per scope, sends it,
 // then answers the requests that waited for a frame boundary.
 func (h *Hub) flush() {
-	now := time.Now()
+	now := h.cfg.Now()
 	if h.dirty {
 		ch := h.state.TakeChanges()
 		seq := h.state.Seq()
@@ -371,7 +379,7 @@ func (h *Hub) deliver(s *subscriber, frame []byte) {
 // resync replaces a slow subscriber's queue with a fresh snapshot, or
 // closes it when it stays slow.
 func (h *Hub) resync(s *subscriber) {
-	now := time.Now()
+	now := h.cfg.Now()
 	kept := s.resyncs[:0]
 	for _, t := range s.resyncs {
 		if now.Sub(t) < h.cfg.ResyncWindow {
@@ -426,7 +434,7 @@ func (h *Hub) scope(name string) *scope {
 		h.scopes[name] = sc
 		h.stat.scopes.Store(int64(len(h.scopes)))
 	}
-	sc.lastUsed = time.Now()
+	sc.lastUsed = h.cfg.Now()
 	return sc
 }
 
@@ -499,7 +507,7 @@ func (h *Hub) remove(sub protocol.Subscriber) {
 	}
 	delete(h.subs, sub)
 	delete(s.scope.subs, sub)
-	s.scope.lastUsed = time.Now()
+	s.scope.lastUsed = h.cfg.Now()
 	h.stat.subscribers.Store(int64(len(h.subs)))
 }
 
@@ -511,7 +519,7 @@ func (h *Hub) closeAll() {
 }
 
 func (h *Hub) checkpoint(final bool) {
-	h.lastCP = time.Now()
+	h.lastCP = h.cfg.Now()
 	if h.cfg.Checkpoints == nil || h.dirty || h.state.Seq() == h.cpSeq {
 		return
 	}

@@ -329,7 +329,9 @@ func TestHubResume(t *testing.T) {
 func TestHubSlowSubscriber(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	env := streamtest.Start(t, stream.HubConfig{Tick: 5 * time.Millisecond, MaxResyncs: 2, ResyncWindow: time.Minute})
+	// The hub's clock stands still: every resync falls in one ResyncWindow
+	// however slowly the test runs.
+	env := streamtest.Start(t, stream.HubConfig{Tick: 5 * time.Millisecond, MaxResyncs: 2, ResyncWindow: time.Minute, Now: fleettest.NewClock().Now})
 	fast := newClient("fast", 64)
 	startClient(t, ctx, env.Hub, fast, fleet.ScopeAll, nil)
 	slow := newClient("slow", 3)

@@ -2,6 +2,9 @@ package stream_test
 
 import (
 	"context"
+	"encoding/json"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,18 +20,54 @@ import (
 	"github.com/sagewai/observatory/stream/streamtest"
 )
 
-// countingSub is a subscriber that takes every frame.
-type countingSub struct{ frames chan []byte }
+// recordingSub is a subscriber that keeps every frame the hub gives it,
+// as a connection that never falls behind would send it.
+type recordingSub struct {
+	mu     sync.Mutex
+	frames [][]byte
+	got    chan struct{} // a signal after each frame
+}
 
-func (s *countingSub) Send(f []byte) bool {
+func newRecordingSub() *recordingSub { return &recordingSub{got: make(chan struct{}, 1)} }
+
+func (s *recordingSub) Send(f []byte) bool {
+	s.mu.Lock()
+	s.frames = append(s.frames, f)
+	s.mu.Unlock()
 	select {
-	case s.frames <- f:
+	case s.got <- struct{}{}:
 	default:
 	}
 	return true
 }
-func (s *countingSub) Reset(f []byte)         { s.Send(f) }
-func (s *countingSub) Close(code, msg string) {}
+func (s *recordingSub) Reset(f []byte)         { s.Send(f) }
+func (s *recordingSub) Close(code, msg string) {}
+
+// received returns a copy of the frames so far.
+func (s *recordingSub) received() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.frames)
+}
+
+// waitSeq waits until s has received a frame at seq or later.
+func (s *recordingSub) waitSeq(t *testing.T, seq uint64) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		for _, f := range s.received() {
+			var h struct{ Seq uint64 }
+			if json.Unmarshal(f, &h) == nil && h.Seq >= seq {
+				return
+			}
+		}
+		select {
+		case <-s.got:
+		case <-timeout:
+			t.Fatalf("no frame at seq %d or later; %d frames received", seq, len(s.received()))
+		}
+	}
+}
 
 // hubMetrics collects the hub's metrics as name{labels} → value.
 func hubMetrics(t *testing.T, r *sdkmetric.ManualReader) map[string]int64 {
@@ -62,6 +101,10 @@ func hubMetrics(t *testing.T, r *sdkmetric.ManualReader) map[string]int64 {
 	return out
 }
 
+// TestHubMetrics checks the exported metrics against what the test itself
+// did and saw, never against the hub's own counters: the events it
+// published and what each must make (applied, duplicate, unknown type,
+// rejected and why), and the frames and bytes its subscriber received.
 func TestHubMetrics(t *testing.T) {
 	env := streamtest.Start(t, stream.HubConfig{Tick: 20 * time.Millisecond})
 	reader := sdkmetric.NewManualReader()
@@ -71,19 +114,27 @@ func TestHubMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	sub := &countingSub{frames: make(chan []byte, 64)}
+	sub := newRecordingSub()
 	if err := env.Hub.Subscribe(ctx, sub, protocol.Subscribe{Op: protocol.OpSubscribe, Scope: "acme"}); err != nil {
 		t.Fatal(err)
 	}
+	// The fold's clock is the stream's stored time (the NATS server's wall
+	// clock): the events are of now, as a live worker's are.
 	t0 := time.Now().UTC()
 	ev := fleettest.WorkerJoined("acme", "w-1", t0)
-	msgs := []fleettest.Msg{
-		fleettest.MsgOf(ev, time.Time{}),
-		fleettest.MsgOf(ev, time.Time{}), // a duplicate the fold drops
-		fleettest.MsgOf(fleettest.AgentCreated("acme", "a-1", "gpt-5-mini", t0), time.Time{}),
-		fleettest.E{Type: "custom.thing", Time: t0, ProjectID: "acme"}.Msg(t0),
-		{Subject: "fleet.acme.llm.call", Body: []byte(`{"id":`)},
-		{Subject: "fleet.globex.worker.joined", Body: fleettest.MsgOf(fleettest.WorkerJoined("acme", "w-2", t0), time.Time{}).Body},
+	msgs := []struct {
+		fleettest.Msg
+		result string // what the hub must make of it: ingested{result} or rejected{reason}
+	}{
+		{fleettest.MsgOf(ev, time.Time{}), "applied"},
+		{fleettest.MsgOf(ev, time.Time{}), "duplicate"},
+		{fleettest.MsgOf(fleettest.AgentCreated("acme", "a-1", "gpt-5-mini", t0), time.Time{}), "applied"},
+		{fleettest.E{Type: "custom.thing", Time: t0, ProjectID: "acme"}.Msg(t0), "unknown"},
+		{fleettest.Msg{Subject: "fleet.acme.llm.call", Body: []byte(`{"id":`)}, "bad_json"},
+		{fleettest.Msg{Subject: "fleet.globex.worker.joined", Body: fleettest.MsgOf(fleettest.WorkerJoined("acme", "w-2", t0), time.Time{}).Body}, "subject_mismatch"},
+		// Last, an event that changes acme's view: its diff, once
+		// received, means every frame before it was sent.
+		{fleettest.MsgOf(fleettest.AgentCreated("acme", "a-2", "gpt-5", t0), time.Time{}), "applied"},
 	}
 	var last uint64
 	for _, m := range msgs {
@@ -94,33 +145,41 @@ func TestHubMetrics(t *testing.T) {
 		last = seq
 	}
 	streamtest.WaitSeq(t, env.Hub, last)
-	streamtest.Eventually(t, 5*time.Second, func() bool { return env.Hub.Stats().Frames >= 2 }, "no diff sent")
+	sub.waitSeq(t, last)
+	// The hub counts a frame right after handing it over; a request it
+	// answers after that flush orders the count before the collection.
+	if _, _, err := env.Hub.View(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	got := hubMetrics(t, reader)
 
-	// Frames may still be on their way: read the metrics between two equal
-	// readings of the stats.
-	var got map[string]int64
-	var st stream.Stats
-	for range 50 {
-		before := env.Hub.Stats()
-		got = hubMetrics(t, reader)
-		st = env.Hub.Stats()
-		if before.Frames == st.Frames && before.Bytes == st.Bytes && before.Snapshots == st.Snapshots {
-			break
+	frames := sub.received()
+	var bytes, snapshots int64
+	for _, f := range frames {
+		var h struct{ Op, Scope string }
+		if err := json.Unmarshal(f, &h); err != nil || h.Scope != "acme" {
+			t.Fatalf("frame %s: %v; want a frame of scope acme", f, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		bytes += int64(len(f))
+		if h.Op == protocol.OpSnapshot {
+			snapshots++
+		}
+	}
+	if snapshots != 1 || len(frames) < 2 {
+		t.Fatalf("%d frames, %d of them snapshots; want the subscription's snapshot and diffs", len(frames), snapshots)
 	}
 	want := map[string]int64{
 		"sagewai.hub.subscribers":                       1,
 		"sagewai.hub.scopes":                            1,
 		"sagewai.hub.ready":                             1,
 		"sagewai.hub.pending_events":                    0,
-		"sagewai.hub.events.ingested{result=applied}":   2,
-		"sagewai.hub.events.ingested{result=duplicate}": 1,
-		"sagewai.hub.events.ingested{result=unknown}":   1,
-		"sagewai.hub.events.ingested{result=rejected}":  2,
-		"sagewai.hub.frames.sent":                       st.Frames,
-		"sagewai.hub.sent":                              st.Bytes,
-		"sagewai.hub.snapshots":                         st.Snapshots,
+		"sagewai.hub.events.ingested{result=applied}":   0,
+		"sagewai.hub.events.ingested{result=duplicate}": 0,
+		"sagewai.hub.events.ingested{result=unknown}":   0,
+		"sagewai.hub.events.ingested{result=rejected}":  0,
+		"sagewai.hub.frames.sent":                       int64(len(frames)),
+		"sagewai.hub.sent":                              bytes,
+		"sagewai.hub.snapshots":                         snapshots,
 		"sagewai.hub.resyncs":                           0,
 		"sagewai.hub.slow_closes":                       0,
 		"sagewai.hub.resumes":                           0,
@@ -134,8 +193,15 @@ func TestHubMetrics(t *testing.T) {
 	for _, r := range fleet.Reasons {
 		want["sagewai.hub.events.rejected{reason="+string(r)+"}"] = 0
 	}
-	want["sagewai.hub.events.rejected{reason=bad_json}"] = 1
-	want["sagewai.hub.events.rejected{reason=subject_mismatch}"] = 1
+	for _, m := range msgs {
+		switch m.result {
+		case "applied", "duplicate", "unknown":
+			want["sagewai.hub.events.ingested{result="+m.result+"}"]++
+		default:
+			want["sagewai.hub.events.ingested{result=rejected}"]++
+			want["sagewai.hub.events.rejected{reason="+m.result+"}"]++
+		}
+	}
 	for k := range got {
 		switch k {
 		case "sagewai.nats.stream.size{stream=FLEET}", "sagewai.nats.stream.size{stream=AUDIT}",
@@ -149,8 +215,5 @@ func TestHubMetrics(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("hub metrics (-want +got):\n%s", diff)
-	}
-	if st.Frames == 0 || st.Bytes == 0 {
-		t.Errorf("no frames counted: %+v", st)
 	}
 }

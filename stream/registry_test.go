@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/fleet/fleettest"
 	"github.com/sagewai/observatory/stream"
 	"github.com/sagewai/observatory/stream/streamtest"
 )
@@ -90,9 +91,29 @@ func TestKVStoreList(t *testing.T) {
 	if err := st.Delete(ctx, "agents.acme.b", revB); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(10 * time.Millisecond)
-	mid := time.Now()
+	// "Since" applies to when the bucket stored a value. The mark is d's
+	// stored time, written once the wall clock (which the NATS server
+	// stamps messages with) has passed everything stored before it, so
+	// that d alone is at or after the mark.
+	bucket, err := e.JS.Stream(ctx, "KV_"+stream.WorkBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastStored := func() time.Time {
+		t.Helper()
+		info, err := bucket.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.LastTime
+	}
+	before := lastStored()
+	streamtest.Eventually(t, 5*time.Second, func() bool { return time.Now().After(before) }, "the wall clock never passed the last stored time")
 	put("agents.acme.d", "d")
+	mid := lastStored()
+	if !mid.After(before) {
+		t.Fatalf("d was stored at %s, not after the writes before it (%s): the mark cannot separate them", mid, before)
+	}
 
 	for _, tc := range []struct {
 		name   string
@@ -104,7 +125,7 @@ func TestKVStoreList(t *testing.T) {
 		{name: "all, oldest first, deleted left out", prefix: "agents.acme", want: []string{"a", "c", "d"}},
 		{name: "the newest two", prefix: "agents.acme", limit: 2, want: []string{"c", "d"}},
 		{name: "written since", prefix: "agents.acme", since: mid, want: []string{"d"}},
-		{name: "since after everything", prefix: "agents.acme", since: time.Now().Add(time.Hour), want: nil},
+		{name: "since after everything", prefix: "agents.acme", since: mid.Add(time.Nanosecond), want: nil},
 		{name: "another project", prefix: "agents.globex", want: []string{"g"}},
 		{name: "nothing there", prefix: "agents.initech", want: nil},
 	} {
@@ -136,7 +157,7 @@ func TestMissionQueue(t *testing.T) {
 	e, reg := openRegistry(t)
 	ctx := testCtx(t)
 	q := reg.Missions
-	ev := fleet.Event{ID: "ev-1", Type: fleet.TypeMissionQueued, Time: time.Now().UTC(), ProjectID: "acme",
+	ev := fleet.Event{ID: "ev-1", Type: fleet.TypeMissionQueued, Time: fleettest.Epoch(), ProjectID: "acme",
 		MissionID: "m-1", Data: json.RawMessage(`{"title":"triage","model":"claude-haiku-4-5"}`)}
 
 	s, err := e.JS.Stream(ctx, stream.MissionsStream)
@@ -171,9 +192,9 @@ func TestMissionQueue(t *testing.T) {
 	}
 
 	for _, bad := range []fleet.Event{
-		{ID: "x", Type: fleet.TypeMissionQueued, Time: time.Now(), ProjectID: "acme"},                  // no mission id
-		{ID: "x", Type: fleet.TypeAgentCreated, Time: time.Now(), ProjectID: "acme", MissionID: "m-2"}, // not a mission
-		{ID: "x", Type: fleet.TypeMissionQueued, Time: time.Now(), ProjectID: "Acme", MissionID: "m-2"},
+		{ID: "x", Type: fleet.TypeMissionQueued, Time: fleettest.Epoch(), ProjectID: "acme"},                  // no mission id
+		{ID: "x", Type: fleet.TypeAgentCreated, Time: fleettest.Epoch(), ProjectID: "acme", MissionID: "m-2"}, // not a mission
+		{ID: "x", Type: fleet.TypeMissionQueued, Time: fleettest.Epoch(), ProjectID: "Acme", MissionID: "m-2"},
 	} {
 		if _, err := q.Enqueue(ctx, bad); err == nil {
 			t.Errorf("Enqueue(%+v) succeeded", bad)
