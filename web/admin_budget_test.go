@@ -10,12 +10,16 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/fleet/fleettest"
 	"github.com/sagewai/observatory/stream"
 	"github.com/sagewai/observatory/web"
 )
 
 func TestAdminBudgetGate(t *testing.T) {
-	resets := time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)
+	// The daily window the gate says the breach resets at: the midnight
+	// after the test clock's day.
+	day := fleettest.Epoch().UTC()
+	resets := time.Date(day.Year(), day.Month(), day.Day()+1, 0, 0, 0, 0, time.UTC)
 	stop := fleet.BudgetBreach{Scope: fleet.BudgetScopeUser, ScopeID: "u-broke", Period: fleet.PeriodDaily,
 		LimitUSD: 1_000_000, SpentUSD: 1_020_000, Pct: 102, Action: fleet.ActionStop, ResetsAt: resets}
 	gate := newTestGate(func(req fleet.BudgetRequest) (fleet.BudgetDecision, error) {
@@ -63,7 +67,7 @@ func TestAdminBudgetGate(t *testing.T) {
 		if diff := cmp.Diff([]fleet.BudgetBreach{stop}, body.Error.Details.Breaches); diff != "" {
 			t.Errorf("breaches (-want +got):\n%s", diff)
 		}
-		want := "budget exceeded: user u-broke daily cap $1.00: $1.02 spent, $0.00 reserved; resets 2026-11-28 00:00 UTC"
+		want := "budget exceeded: user u-broke daily cap $1.00: $1.02 spent, $0.00 reserved; resets " + resets.Format(time.DateOnly) + " 00:00 UTC"
 		if body.Error.Message != want {
 			t.Errorf("message %q, want %q", body.Error.Message, want)
 		}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/fleet/fleettest"
 	"github.com/sagewai/observatory/stream"
 	"github.com/sagewai/observatory/stream/streamtest"
 	"github.com/sagewai/observatory/web"
@@ -43,11 +44,15 @@ func newAdminEnv(t *testing.T, edit func(*web.Config)) *adminEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &adminEnv{env: &env{logs: &syncBuffer{}}, nats: n, reg: reg, events: &flakyEvents{pub: n.Publisher}}
+	// The server's clock is the test clock: tokens, records and the events
+	// the API writes take their times from it. What NATS stores (and the
+	// fold and the audit log's time range go by) carries the wall clock's.
+	a := &adminEnv{env: &env{logs: &syncBuffer{}, clock: fleettest.NewClock()}, nats: n, reg: reg, events: &flakyEvents{pub: n.Publisher}}
 	cfg := web.Config{
 		AdminPassword: adminPassword,
 		SigningKey:    bytes.Repeat([]byte("k"), 32),
 		Logger:        slog.New(slog.NewJSONHandler(a.logs, nil)),
+		Now:           a.clock.Now,
 		BcryptCost:    bcrypt.MinCost,
 		Records:       reg.Records,
 		Work:          reg.Work,
@@ -69,7 +74,7 @@ func newAdminEnv(t *testing.T, edit func(*web.Config)) *adminEnv {
 
 // newTestServer serves srv over loopback until the test ends and returns
 // its URL.
-func newTestServer(t *testing.T, srv *web.Server) string {
+func newTestServer(t testing.TB, srv *web.Server) string {
 	t.Helper()
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {

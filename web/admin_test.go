@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/fleet/fleettest"
 	"github.com/sagewai/observatory/stream"
 	"github.com/sagewai/observatory/web"
 )
@@ -98,8 +99,8 @@ func TestAdminProjects(t *testing.T) {
 	if diff := cmp.Diff(want, acme, cmpopts.IgnoreFields(projectOut{}, "CreatedAt", "Seq")); diff != "" {
 		t.Errorf("created project (-want +got):\n%s", diff)
 	}
-	if acme.Seq == 0 || time.Since(acme.CreatedAt) > time.Minute {
-		t.Errorf("seq %d, created_at %s", acme.Seq, acme.CreatedAt)
+	if acme.Seq == 0 || !acme.CreatedAt.Equal(a.clock.Now()) {
+		t.Errorf("seq %d, created_at %s; want the server's clock, %s", acme.Seq, acme.CreatedAt, a.clock.Now())
 	}
 
 	// The fold sees it: the project appears with its event in the ticker.
@@ -273,7 +274,8 @@ func TestAdminMissions(t *testing.T) {
 	}
 	check(a, "queued", 1)
 
-	// Once the mission ends, the fold lets it go and the list says so.
+	// Once the mission ends, the fold lets it go and the list says so. A
+	// worker stamps the end with the wall clock, as NATS stores it.
 	seq, err := a.nats.Publisher.Publish(context.Background(), fleet.Event{ID: "done-1", Type: fleet.TypeMissionCompleted,
 		Time: time.Now().UTC(), ProjectID: "acme", MissionID: m.ID, Data: json.RawMessage(`{"duration_ms":1500}`)})
 	if err != nil {
@@ -292,9 +294,9 @@ func TestAdminMissions(t *testing.T) {
 func newAdminEnvOn(t *testing.T, a *adminEnv, edit func(*web.Config)) *adminEnv {
 	t.Helper()
 	b := *a
-	b.env = &env{logs: &syncBuffer{}}
+	b.env = &env{logs: &syncBuffer{}, clock: a.clock}
 	cfg := web.Config{
-		AdminPassword: adminPassword, SigningKey: []byte(strings.Repeat("k", 32)),
+		AdminPassword: adminPassword, SigningKey: []byte(strings.Repeat("k", 32)), Now: a.clock.Now,
 		Records: a.reg.Records, Work: a.reg.Work, Events: a.events, Missions: a.reg.Missions,
 		AuditLog: stream.NewAuditLog(a.nats.JS),
 	}
@@ -386,7 +388,9 @@ func TestAdminRuns(t *testing.T) {
 		t.Errorf("completing a run twice: %d %s", res.status, res.body)
 	}
 
-	// A failed run on its own, with the agent's model.
+	// A failed run on its own, with the agent's model. It starts a second
+	// later by the server's clock, so the list shows it first.
+	a.clock.Advance(time.Second)
 	var f runOut
 	a.must(t, "POST", "/api/v1/projects/acme/runs", a.admin, `{"agent_id":"acme-triager"}`, 201, &f)
 	if f.Model != "claude-haiku-4-5" || f.MissionID != "" {
@@ -424,16 +428,42 @@ func TestAdminRuns(t *testing.T) {
 	}
 }
 
-// publishCall publishes one llm.call of a run, as a worker would.
+// publishCall publishes one llm.call of a run, as a worker would: stamped
+// with the wall clock, which is also what NATS stores it at (the fold's
+// clock).
 func publishCall(t *testing.T, a *adminEnv, project, agent, run string, call fleet.LLMCall) uint64 {
 	t.Helper()
 	data, _ := json.Marshal(call)
-	seq, err := a.nats.Publisher.Publish(context.Background(), fleet.Event{ID: fmt.Sprintf("call-%s-%d", run, time.Now().UnixNano()),
+	seq, err := a.nats.Publisher.Publish(context.Background(), fleet.Event{ID: fleettest.NextID(),
 		Type: fleet.TypeLLMCall, Time: time.Now().UTC(), ProjectID: project, AgentID: agent, RunID: run, Data: data})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return seq
+}
+
+// lastStored returns when stream name stored its last message, which
+// must be the event id.
+func lastStored(t *testing.T, a *adminEnv, name, id string) time.Time {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := a.nats.JS.Stream(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := st.GetMsg(ctx, info.State.LastSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := fleet.DecodeEvent("", msg.Data); err != nil || ev.ID != id {
+		t.Fatalf("the last message of %s is %q (%v), want event %s", name, msg.Data, err, id)
+	}
+	return msg.Time
 }
 
 // auditEvents reads GET /api/v1/audit with query as tok.
@@ -462,8 +492,8 @@ func TestAdminTokens(t *testing.T) {
 	if tok.Token == "" || tok.Project != "acme" || tok.Name != "ci-runner" || tok.Subject != "api:acme:ci-runner" {
 		t.Errorf("minted %+v", tok)
 	}
-	if d := time.Until(tok.ExpiresAt); d < 23*time.Hour || d > 24*time.Hour {
-		t.Errorf("expires in %s, want 24h", d)
+	if d := tok.ExpiresAt.Sub(a.issuedAt()); d != 24*time.Hour {
+		t.Errorf("expires in %s by the server's clock, want 24h", d)
 	}
 
 	// The token works for acme and only for acme.
@@ -497,7 +527,7 @@ func TestAdminTokens(t *testing.T) {
 			ExpiresAt time.Time `json:"expires_at"`
 		}
 		a.must(t, "POST", "/api/v1/projects/acme/tokens", a.admin, `{"name":"n","ttl":`+tc.ttl+`}`, 201, &got)
-		if d := time.Until(got.ExpiresAt).Round(time.Minute); d.String() != tc.want {
+		if d := got.ExpiresAt.Sub(a.issuedAt()); d.String() != tc.want {
 			t.Errorf("ttl %s: expires in %s, want %s", tc.ttl, d, tc.want)
 		}
 	}
@@ -523,19 +553,26 @@ func TestAdminAudit(t *testing.T) {
 	a := newAdminEnv(t, nil)
 	a.project(t, "acme")
 	ctx := context.Background()
-	var marks []string
+	// The audit log's time range is when AUDIT stored each event (NATS's
+	// wall-clock stamp), so the marks are those stamps, read back: stored[i]
+	// is when e<i> was stored.
+	var stored []time.Time
 	for i, ev := range []struct{ project, typ string }{
 		{"acme", "auth.login.failed"}, {"globex", "auth.login.failed"}, {"acme", "budget.warning"}, {"globex", "budget.warning"},
 	} {
-		time.Sleep(15 * time.Millisecond)
-		marks = append(marks, time.Now().UTC().Format(time.RFC3339Nano))
-		time.Sleep(15 * time.Millisecond)
-		err := a.nats.Publisher.Audit(ctx, fleet.Event{ID: fmt.Sprintf("e%d", i), Type: ev.typ, Time: time.Now().UTC(),
+		id := fmt.Sprintf("e%d", i)
+		err := a.nats.Publisher.Audit(ctx, fleet.Event{ID: id, Type: ev.typ, Time: a.clock.Now(),
 			ProjectID: ev.project, Data: json.RawMessage(`{}`)})
 		if err != nil {
 			t.Fatal(err)
 		}
+		at := lastStored(t, a, stream.AuditStream, id)
+		if i > 0 && !at.After(stored[i-1]) {
+			t.Fatalf("AUDIT stored e%d at %s, not after e%d at %s: the time ranges below cannot tell them apart", i, at, i-1, stored[i-1])
+		}
+		stored = append(stored, at)
 	}
+	mark := func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 	acmeTok := a.projectToken(t, "acme")
 	for _, tc := range []struct {
 		name, tok, query string
@@ -544,8 +581,9 @@ func TestAdminAudit(t *testing.T) {
 		{"admin, everything", a.admin, "?type=auth.login.failed", []string{"e0", "e1"}},
 		{"admin, one project", a.admin, "?project=globex", []string{"e1", "e3"}},
 		{"admin, type", a.admin, "?type=budget.warning", []string{"e2", "e3"}},
-		{"admin, from", a.admin, "?from=" + marks[2], []string{"e2", "e3"}},
-		{"admin, from and to", a.admin, "?from=" + marks[1] + "&to=" + marks[3], []string{"e1", "e2"}},
+		{"admin, from", a.admin, "?from=" + mark(stored[2]), []string{"e2", "e3"}},
+		{"admin, from and to", a.admin, "?from=" + mark(stored[1]) + "&to=" + mark(stored[3].Add(-time.Nanosecond)), []string{"e1", "e2"}},
+		{"admin, to is inclusive", a.admin, "?type=auth.login.failed&to=" + mark(stored[0]), []string{"e0"}},
 		{"admin, limit", a.admin, "?project=globex&limit=1", []string{"e1"}},
 		{"project token, its own by default", acmeTok, "?type=auth.login.failed", []string{"e0"}},
 		{"project token, its own named", acmeTok, "?project=acme&type=budget.warning", []string{"e2"}},

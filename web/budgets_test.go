@@ -74,11 +74,16 @@ func newBudgetServers(t *testing.T, n int) (*streamtest.Env, []*budgetServer) {
 			}
 		})
 		streamtest.Eventually(t, 10*time.Second, func() bool { return l.Ready() == nil }, "ledger not ready")
-		e := &env{logs: &syncBuffer{}}
+		// These servers keep the wall clock, not the test clock: the ledger
+		// and the cost rollups go by the times NATS stores (the wall's),
+		// and a cost report's default window ends at the server's now, so
+		// the two clocks must agree as they do in production.
+		e := &env{logs: &syncBuffer{}} // no test clock: see Now
 		srv, err := web.New(web.Config{
 			AdminPassword: adminPassword,
 			SigningKey:    bytes.Repeat([]byte("k"), 32),
 			Logger:        slog.New(slog.NewJSONHandler(e.logs, nil)),
+			Now:           time.Now,
 			BcryptCost:    bcrypt.MinCost,
 			Records:       reg.Records,
 			Work:          reg.Work,
@@ -148,7 +153,7 @@ func TestBudgetsAPI(t *testing.T) {
 	s.must(t, "POST", "/api/v1/budgets", s.admin,
 		`{"scope":"team","project_id":"acme","scope_id":"support","period":"daily","limit_usd":5,"action":"throttle","throttle_model":"claude-haiku-4-5"}`,
 		http.StatusCreated, &team)
-	now := time.Now().UTC()
+	now := time.Now().UTC() // the ledger's window is the day of NATS's stored times: the wall clock's
 	want := budgetJSON{ID: "team.acme.support.daily", Scope: "team", ProjectID: "acme", ScopeID: "support", Period: "daily",
 		LimitUSD: 5_000_000, WarnPct: 80, Action: "throttle", ThrottleModel: "claude-haiku-4-5", Window: now.Format(time.DateOnly),
 		ResetsAt: time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, time.UTC), Status: "ok"}
@@ -203,6 +208,7 @@ func TestBudgetsAPI(t *testing.T) {
 		}
 	})
 	t.Run("a new cap keeps the window's spend; a budget made again does not", func(t *testing.T) {
+		// A worker stamps its calls with the wall clock, as NATS stores them.
 		ev := fleettest.E{Type: fleet.TypeLLMCall, Time: time.Now(), ProjectID: "acme", TeamID: "support", AgentID: "acme-a",
 			Data: fleet.LLMCall{Model: "gpt-5", OutputTokens: 25_000}}.Event() // $0.25
 		seq, err := nats.Publisher.Publish(context.Background(), ev)
@@ -391,6 +397,7 @@ func TestConcurrentMissionsNeverOverspend(t *testing.T) {
 						}
 						out := int64(500 + rand.IntN(701))
 						realSum.Add(out * 10)
+						// The work of the mission, stamped as a worker does: the wall clock.
 						ev := fleettest.E{Type: fleet.TypeLLMCall, Time: time.Now(), ProjectID: "acme", AgentID: "acme-a", MissionID: m.ID,
 							Data: fleet.LLMCall{Model: "gpt-5", OutputTokens: out}}.Event()
 						if _, err := nats.Publisher.Publish(context.Background(), ev); err != nil {
@@ -443,6 +450,8 @@ func TestConcurrentMissionsNeverOverspend(t *testing.T) {
 func TestProjectCosts(t *testing.T) {
 	nats, srvs := newBudgetServers(t, 1)
 	s := srvs[0]
+	// Calls in and out of the default window (the last 24 h by the
+	// server's clock, the wall's here: see newBudgetServers).
 	now := time.Now().UTC()
 	calls := []struct {
 		team, user, agent, model string

@@ -2,11 +2,8 @@ package web_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -14,7 +11,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/stream"
@@ -70,7 +66,7 @@ func TestEnrollment(t *testing.T) {
 	var k enrollKeyOut
 	a.must(t, "POST", path, a.admin, `{"projects":["globex","acme"],"pools":["gpu","default"],"ttl":"1h"}`, http.StatusCreated, &k)
 	if !strings.HasPrefix(k.Key, auth.EnrollPrefix) || !slices.Equal(k.Projects, []string{"acme", "globex"}) ||
-		!slices.Equal(k.Pools, []string{"default", "gpu"}) || time.Until(k.ExpiresAt) > time.Hour {
+		!slices.Equal(k.Pools, []string{"default", "gpu"}) || k.ExpiresAt.Sub(a.issuedAt()) != time.Hour {
 		t.Fatalf("issued %+v", k)
 	}
 	if strings.Contains(a.logs.String(), k.Key) {
@@ -169,63 +165,4 @@ func TestExpiredEnrollmentKey(t *testing.T) {
 	if res.status != http.StatusUnauthorized || res.errorCode(t) != "unauthorized" || !strings.Contains(string(res.body), "expired") {
 		t.Errorf("an expired key: %d %s", res.status, res.body)
 	}
-}
-
-// FuzzEnrollRequest posts arbitrary bodies to the enrollment route: it
-// never fails with a 5xx, refuses with a JSON error, and a grant never
-// exceeds the key's scope.
-func FuzzEnrollRequest(f *testing.F) {
-	srv, err := web.New(web.Config{AdminPassword: adminPassword, SigningKey: []byte(strings.Repeat("k", 32)),
-		Logger: slog.New(slog.DiscardHandler), BcryptCost: bcrypt.MinCost}, newTestHub(), &testAuditor{})
-	if err != nil {
-		f.Fatal(err)
-	}
-	key, _, err := srv.IssueEnrollmentKey([]string{"acme", "globex"}, []string{"default", "gpu"}, time.Hour)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(`{"key":"` + key + `","worker_id":"w-1"}`)
-	f.Add(`{"key":"` + key + `","worker_id":"w-1","projects":["globex","x"],"pools":["gpu"],"models":["gpt-5"],"labels":{"a":"b"},"capacity":3}`)
-	f.Add(`{"key":"` + key + `","worker_id":"w-1","labels":["a=b","c"]}`)
-	f.Add(`{"key":"","worker_id":""}`)
-	f.Add(`[]`)
-	f.Add(`{"key":"` + key + `","worker_id":"w-1","labels":null,"pools":[""]}`)
-	h := srv.Handler()
-	f.Fuzz(func(t *testing.T, body string) {
-		req := httptest.NewRequest("POST", "/api/v1/workers/enroll", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		switch rec.Code {
-		case http.StatusOK:
-			var g grantOut
-			if err := json.Unmarshal(rec.Body.Bytes(), &g); err != nil {
-				t.Fatalf("200 with %q: %v", rec.Body, err)
-			}
-			if len(g.Projects) == 0 || len(g.Pools) == 0 {
-				t.Fatalf("an empty grant %+v", g)
-			}
-			for _, p := range g.Projects {
-				if p != "acme" && p != "globex" {
-					t.Fatalf("granted project %q outside the key", p)
-				}
-			}
-			for _, p := range g.Pools {
-				if p != "default" && p != "gpu" {
-					t.Fatalf("granted pool %q outside the key", p)
-				}
-			}
-		case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
-			var eb struct {
-				Error struct {
-					Code string `json:"code"`
-				} `json:"error"`
-			}
-			if err := json.Unmarshal(rec.Body.Bytes(), &eb); err != nil || eb.Error.Code == "" {
-				t.Fatalf("%d without a JSON error: %q", rec.Code, rec.Body)
-			}
-		default:
-			t.Fatalf("status %d for %q: %s", rec.Code, body, rec.Body)
-		}
-	})
 }

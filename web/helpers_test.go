@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/fleet/fleettest"
 	"github.com/sagewai/observatory/protocol"
 	"github.com/sagewai/observatory/web"
 	"github.com/sagewai/observatory/web/auth"
@@ -32,6 +34,10 @@ type testHub struct {
 	panicOnSnap  bool
 	subscribed   chan subscription
 	unsubscribed chan protocol.Subscriber
+	// snapshots gets a value each time Snapshot is called, before it takes
+	// mu (a test holding mu keeps the call waiting); it drops what does
+	// not fit.
+	snapshots chan struct{}
 }
 
 type subscription struct {
@@ -44,6 +50,7 @@ func newTestHub() *testHub {
 		subs:         map[protocol.Subscriber]protocol.Subscribe{},
 		subscribed:   make(chan subscription, 64),
 		unsubscribed: make(chan protocol.Subscriber, 64),
+		snapshots:    make(chan struct{}, 1),
 	}
 }
 
@@ -71,6 +78,10 @@ func (h *testHub) Unsubscribe(sub protocol.Subscriber) {
 }
 
 func (h *testHub) Snapshot(ctx context.Context, scope string) ([]byte, error) {
+	select {
+	case h.snapshots <- struct{}{}:
+	default:
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.panicOnSnap {
@@ -97,13 +108,17 @@ func (h *testHub) count() int {
 	return len(h.subs)
 }
 
+// hangBound bounds how long a test waits for something that is bound to
+// happen: it only turns a hang into a failure, and decides nothing else.
+const hangBound = 10 * time.Second
+
 // nextSub waits for the next Subscribe.
 func (h *testHub) nextSub(t *testing.T) subscription {
 	t.Helper()
 	select {
 	case s := <-h.subscribed:
 		return s
-	case <-time.After(5 * time.Second):
+	case <-time.After(hangBound):
 		t.Fatal("no subscription reached the hub")
 		return subscription{}
 	}
@@ -112,7 +127,7 @@ func (h *testHub) nextSub(t *testing.T) subscription {
 // waitUnsub waits for sub to be unsubscribed.
 func (h *testHub) waitUnsub(t *testing.T, sub protocol.Subscriber) {
 	t.Helper()
-	timeout := time.After(5 * time.Second)
+	timeout := time.After(hangBound)
 	for {
 		select {
 		case s := <-h.unsubscribed:
@@ -188,24 +203,6 @@ func (a *testAuditor) records(t *testing.T) []auditRecord {
 	return out
 }
 
-// fakeClock is the server's clock for tokens and the login slow-down.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // syncBuffer collects log output from many goroutines.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -248,17 +245,24 @@ type env struct {
 	srv   *web.Server
 	hub   *testHub
 	audit *testAuditor
-	clock *fakeClock
+	clock *fleettest.Clock // the server's clock, from fleettest.Epoch
 	logs  *syncBuffer
 	url   string
 }
 
 func newEnv(t *testing.T, edit func(*web.Config)) *env {
 	t.Helper()
+	return newEnvOn(t, edit, nil)
+}
+
+// newEnvOn is newEnv with the server's listener wrapped by wrap (nil
+// keeps it as it is), for a test that watches the server's sockets.
+func newEnvOn(t *testing.T, edit func(*web.Config), wrap func(net.Listener) net.Listener) *env {
+	t.Helper()
 	e := &env{
 		hub:   newTestHub(),
 		audit: &testAuditor{},
-		clock: &fakeClock{t: time.Date(2026, 11, 27, 15, 4, 5, 0, time.UTC)},
+		clock: fleettest.NewClock(),
 		logs:  &syncBuffer{},
 	}
 	cfg := web.Config{
@@ -276,7 +280,11 @@ func newEnv(t *testing.T, edit func(*web.Config)) *env {
 		t.Fatal(err)
 	}
 	e.srv = srv
-	ts := httptest.NewServer(srv.Handler())
+	ts := httptest.NewUnstartedServer(srv.Handler())
+	if wrap != nil {
+		ts.Listener = wrap(ts.Listener)
+	}
+	ts.Start()
 	e.url = ts.URL
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -288,6 +296,10 @@ func newEnv(t *testing.T, edit func(*web.Config)) *env {
 	})
 	return e
 }
+
+// issuedAt is the issue time of a token or key minted now: the server's
+// clock in whole seconds, as tokens carry it.
+func (e *env) issuedAt() time.Time { return e.clock.Now().UTC().Truncate(time.Second) }
 
 func (e *env) token(t *testing.T, role, project string) string {
 	t.Helper()
@@ -379,7 +391,7 @@ func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bear
 // dial opens /ws with the subprotocol and header; query is appended to the URL.
 func (e *env) dial(t *testing.T, query string, header http.Header) (*websocket.Conn, *http.Response, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
 	defer cancel()
 	c, res, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(e.url, "http")+"/ws"+query, &websocket.DialOptions{
 		Subprotocols: []string{protocol.Subprotocol},
@@ -408,7 +420,7 @@ func subscribeFrame(scope string) string {
 
 func send(t *testing.T, c *websocket.Conn, frame string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
 	defer cancel()
 	if err := c.Write(ctx, websocket.MessageText, []byte(frame)); err != nil {
 		t.Fatalf("write: %v", err)
@@ -417,7 +429,7 @@ func send(t *testing.T, c *websocket.Conn, frame string) {
 
 func read(t *testing.T, c *websocket.Conn) ([]byte, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
 	defer cancel()
 	_, b, err := c.Read(ctx)
 	return b, err

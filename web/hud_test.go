@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"bytes"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/fleet/fleettest"
 	"github.com/sagewai/observatory/static"
 	"github.com/sagewai/observatory/web"
 	"github.com/sagewai/observatory/web/auth"
@@ -80,6 +82,8 @@ func cookieHeader(tok string) http.Header {
 
 func TestHUDWithoutCredentialsGoesToLogin(t *testing.T) {
 	e := newEnv(t, nil)
+	expiredEmbed := e.embedToken(t, auth.RoleProject, "acme")
+	e.clock.Advance(web.DefaultEmbedTokenTTL)
 	for _, tc := range []struct {
 		name, path string
 		header     http.Header
@@ -90,7 +94,9 @@ func TestHUDWithoutCredentialsGoesToLogin(t *testing.T) {
 		{"the scope is kept", "/hud?project=acme", nil, 303, "/login?next=%2Fhud%3Fproject%3Dacme"},
 		{"a bad cookie", "/hud", cookieHeader("nope"), 303, "/login"},
 		{"an embedded page cannot log in", "/hud?embed=1", nil, 401, ""},
-		{"an expired embed token", "/hud?embed=1&embed_token=" + e.embedToken(t, auth.RoleProject, "acme") + "x", nil, 401, ""},
+		{"a tampered embed token", "/hud?embed=1&embed_token=" + e.embedToken(t, auth.RoleProject, "acme") + "x", nil, 401, ""},
+		{"an expired embed token", "/hud?embed=1&embed_token=" + expiredEmbed, nil, 401, ""},
+		{"a fresh embed token", "/hud?embed=1&embed_token=" + e.embedToken(t, auth.RoleProject, "acme"), nil, 200, ""},
 		{"a session token in the URL", "/hud?embed_token=" + e.sessionToken(t), nil, 401, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -100,6 +106,9 @@ func TestHUDWithoutCredentialsGoesToLogin(t *testing.T) {
 			}
 			if tc.status == 401 && (p.doc == nil || p.doc.Find("[data-testid=error-page]").Length() != 1) {
 				t.Errorf("GET %s: no error page in %q", tc.path, p.body)
+			}
+			if tc.name == "an expired embed token" && !strings.Contains(p.doc.Find("[data-testid=error-page]").Text(), "token expired") {
+				t.Errorf("GET %s: the error page does not say the token expired:\n%s", tc.path, p.body)
 			}
 		})
 	}
@@ -121,8 +130,27 @@ func TestLoginFormSetsTheSessionCookie(t *testing.T) {
 		t.Fatalf("POST /login: %d Location %q, want 303 /hud", p.status, p.header.Get("Location"))
 	}
 	ck := p.cookie(web.SessionCookie)
-	if ck == nil || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || ck.Path != "/" || ck.MaxAge <= 0 {
-		t.Fatalf("session cookie %+v: want HttpOnly, SameSite=Lax, Path=/, a lifetime", ck)
+	if ck == nil || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || ck.Path != "/" {
+		t.Fatalf("session cookie %+v: want HttpOnly, SameSite=Lax, Path=/", ck)
+	}
+	// The cookie lives exactly as long as its token, by the server's clock
+	// (which the test clock may have put years away from the wall's).
+	cl, err := auth.NewSigner(bytes.Repeat([]byte("k"), 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := cl.Verify(ck.Value, e.clock.Now())
+	if err != nil {
+		t.Fatalf("the cookie's token: %v", err)
+	}
+	if want := e.issuedAt().Add(web.DefaultTokenTTL); !claims.ExpiresAt.Equal(want) {
+		t.Errorf("the token expires at %s, want %s: the server's clock plus the session TTL", claims.ExpiresAt, want)
+	}
+	if left := claims.ExpiresAt.Sub(e.clock.Now()); ck.MaxAge != int(math.Ceil(left.Seconds())) {
+		t.Errorf("Max-Age %d, want the token's lifetime by the server's clock, %s", ck.MaxAge, left)
+	}
+	if !ck.Expires.Equal(claims.ExpiresAt) {
+		t.Errorf("Expires %s, want the token's expiry %s", ck.Expires, claims.ExpiresAt)
 	}
 	// The cookie opens the HUD and the socket.
 	hud := e.page(t, http.MethodGet, "/hud", nil, cookieHeader(ck.Value))
@@ -307,6 +335,9 @@ func TestStaticAssets(t *testing.T) {
 	}
 	// The page links its assets with the version, and nothing off-site.
 	hud := e.page(t, http.MethodGet, "/hud", nil, bearer(e.adminToken(t)))
+	if hud.doc.Find("script[src]").Length() == 0 || hud.doc.Find(`link[rel=stylesheet][href]`).Length() == 0 {
+		t.Fatalf("GET /hud links no script or no stylesheet: nothing to check\n%s", hud.body)
+	}
 	hud.doc.Find("script[src], link[href]").Each(func(_ int, s *goquery.Selection) {
 		ref := s.AttrOr("src", s.AttrOr("href", ""))
 		if !strings.HasPrefix(ref, "/static/") || !strings.HasSuffix(ref, "?v="+v) {
@@ -346,9 +377,9 @@ func TestHUDEmbedTokenSeesOnlyItsProject(t *testing.T) {
 	}
 	// The same holds for a token signed by `observatory embed-token`.
 	key := bytes.Repeat([]byte("k"), 32)
-	signed, exp, err := web.SignEmbedToken(key, "acme", time.Hour, time.Now())
-	if err != nil || time.Until(exp) > time.Hour {
-		t.Fatalf("SignEmbedToken: %v, expires %s", err, exp)
+	signed, exp, err := web.SignEmbedToken(key, "acme", time.Hour, e.clock.Now())
+	if want := e.issuedAt().Add(time.Hour); err != nil || !exp.Equal(want) {
+		t.Fatalf("SignEmbedToken: %v, expires %s, want %s", err, exp, want)
 	}
 	c = e.mustDial(t, "?embed_token="+signed, nil)
 	send(t, c, subscribeFrame("acme"))
@@ -370,12 +401,13 @@ func TestSignEmbedTokenLimits(t *testing.T) {
 		{"not a project", key, "*", time.Minute},
 		{"a short key", key[:8], "acme", time.Minute},
 	} {
-		if _, _, err := web.SignEmbedToken(tc.key, tc.project, tc.ttl, time.Now()); err == nil {
+		if _, _, err := web.SignEmbedToken(tc.key, tc.project, tc.ttl, fleettest.Epoch()); err == nil {
 			t.Errorf("%s: accepted", tc.name)
 		}
 	}
-	_, exp, err := web.SignEmbedToken(key, "acme", 0, time.Unix(1_800_000_000, 0))
-	if err != nil || !exp.Equal(time.Unix(1_800_000_000, 0).Add(web.DefaultEmbedTokenTTL)) {
-		t.Errorf("default ttl: expires %s, %v", exp, err)
+	now := fleettest.Epoch().Add(300 * time.Millisecond) // tokens carry whole seconds
+	_, exp, err := web.SignEmbedToken(key, "acme", 0, now)
+	if want := now.Truncate(time.Second).Add(web.DefaultEmbedTokenTTL); err != nil || !exp.Equal(want) {
+		t.Errorf("default ttl: expires %s, %v; want %s", exp, err, want)
 	}
 }

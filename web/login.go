@@ -56,10 +56,19 @@ func (s *Server) loginForm(c echo.Context) error {
 	}
 	c.SetCookie(&http.Cookie{
 		Name: SessionCookie, Value: tok, Path: "/",
-		Expires: exp, MaxAge: int(time.Until(exp).Seconds()),
+		Expires: exp, MaxAge: cookieMaxAge(exp, s.cfg.Now()),
 		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.isHTTPS(c.Request()),
 	})
 	return c.Redirect(http.StatusSeeOther, next)
+}
+
+// cookieMaxAge is a session cookie's Max-Age: the whole seconds from now
+// until the token expires at exp, both on the server's clock, rounded up
+// (a token carries whole seconds, so a cookie set the second it was issued
+// lives exactly as long as the token). It is at least 1: 0 would mean no
+// Max-Age, and a negative one deletes the cookie.
+func cookieMaxAge(exp, now time.Time) int {
+	return max(1, int(math.Ceil(exp.Sub(now).Seconds())))
 }
 
 // logout is POST /logout: it drops the session cookie. The token itself

@@ -73,7 +73,13 @@ type Config struct {
 	// Logger receives the access log and errors (slog.Default()); give it a
 	// JSON handler.
 	Logger *slog.Logger
-	// Now is the clock for tokens and login slow-down (time.Now).
+	// Now is the server's clock (time.Now), and the only one any of its
+	// time decisions read: the issue and expiry of tokens, embed tokens
+	// and enrollment keys, their checks, the session cookie's lifetime,
+	// the login slow-down, the times of records and events the admin API
+	// writes and the default window of cost reports. Only durations read
+	// the monotonic wall clock: timeouts and the latency in logs and
+	// metrics.
 	Now func() time.Time
 	// MaxBodyBytes bounds request bodies (1 MiB); larger ones get 413.
 	MaxBodyBytes int64

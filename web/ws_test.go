@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/protocol"
+	"github.com/sagewai/observatory/stream/streamtest"
 	"github.com/sagewai/observatory/web"
 	"github.com/sagewai/observatory/web/auth"
 )
@@ -267,17 +269,25 @@ func TestWSFramesInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 200
+	// The sender waits for the client to read a frame whenever the queue is
+	// full: while frames are queued, reads keep coming, and each one was
+	// taken off the queue.
+	reads := make(chan struct{}, 1)
 	go func() {
 		for i := uint64(0); i < n; i++ {
 			f := diffFrame("*", i, i+1)
-			for !sub.Send(f) { // the queue is full: let the writer drain it
-				time.Sleep(time.Millisecond)
+			for !sub.Send(f) {
+				<-reads
 			}
 		}
 	}()
 	for m.Seq < n {
 		if _, err := m.Apply(mustRead(t, c)); err != nil {
 			t.Fatalf("at seq %d: %v", m.Seq, err)
+		}
+		select {
+		case reads <- struct{}{}:
+		default:
 		}
 	}
 	if m.Diffs != n {
@@ -400,36 +410,144 @@ func TestWSShutdown(t *testing.T) {
 	}
 }
 
-// TestWSStuckWriteIsCut: a client that never reads, closed as slow, is cut
-// after CloseTimeout even though its writer is stuck in a write.
+// TestWSStuckWriteIsCut: a client that stops reading, closed as slow, is
+// cut after CloseTimeout even though the connection's writer is stuck in
+// the write of a frame that cannot go out. The frame is far larger than
+// what the socket buffers between the two ends hold (both made small), so
+// the write cannot finish while the client does not read; the server's
+// socket is watched, and the test fails unless it saw that write start,
+// and end short, with an error, once the connection was cut.
 func TestWSStuckWriteIsCut(t *testing.T) {
-	e := newEnv(t, func(c *web.Config) { c.CloseTimeout = 100 * time.Millisecond })
-	_, sub := subscribed(t, e, "*")
-	big := []byte(`{"op":"diff","pad":"` + strings.Repeat("x", 1<<20) + `"}`)
-	// Keep the queue topped up until it stops draining for 200 ms: the
-	// socket buffers are full and the writer is blocked in a write.
-	for last := time.Now(); time.Since(last) < 200*time.Millisecond; {
-		if sub.Send(big) {
-			last = time.Now()
-		} else {
-			time.Sleep(10 * time.Millisecond)
+	const closeTimeout = 100 * time.Millisecond
+	watch := &watchListener{bigWrites: make(chan *bigWrite, 1)}
+	e := newEnvOn(t, func(c *web.Config) { c.CloseTimeout = closeTimeout }, func(l net.Listener) net.Listener {
+		watch.Listener = l
+		return watch
+	})
+	// A client whose socket takes little before it stops the sender.
+	dialer := &net.Dialer{}
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
 		}
+		if err := c.(*net.TCPConn).SetReadBuffer(smallBuffer); err != nil {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	}}}
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(e.url, "http")+"/ws", &websocket.DialOptions{
+		Subprotocols: []string{protocol.Subprotocol}, HTTPHeader: bearer(e.adminToken(t)), HTTPClient: client,
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	start := time.Now()
+	defer c.CloseNow()
+	send(t, c, subscribeFrame("*"))
+	sub := e.hub.nextSub(t).sub
+	if h := head(t, mustRead(t, c)); h.Op != protocol.OpSnapshot {
+		t.Fatalf("first frame %+v, want the snapshot", h)
+	}
+	// From here on the client reads nothing.
+	big := []byte(`{"op":"diff","pad":"` + strings.Repeat("x", bigFrame) + `"}`)
+	if !sub.Send(big) {
+		t.Fatal("Send of one frame to an empty queue refused")
+	}
+	var w *bigWrite
+	select {
+	case w = <-watch.bigWrites:
+	case <-time.After(hangBound):
+		t.Fatal("the big frame never reached the server's socket")
+	}
+	select {
+	case <-w.done:
+		t.Fatalf("the %d-byte write finished (n %d, err %v) while the client read nothing: the socket buffers took it, and there is no stuck write to cut", w.size, w.n, w.err)
+	default:
+	}
+
+	closed := time.Now()
 	sub.Close(protocol.CodeSlow, "too slow")
-	e.hub.waitUnsub(t, sub) // the handler returned: the stuck write was aborted
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("cut after %s, want about CloseTimeout", d)
+	e.hub.waitUnsub(t, sub) // the handler ended
+	select {
+	case <-w.done:
+	case <-time.After(hangBound):
+		t.Fatal("the stuck write was never aborted")
+	}
+	if w.err == nil || w.n >= w.size {
+		t.Fatalf("the stuck write ended with %d of %d bytes and error %v: it was not cut", w.n, w.size, w.err)
+	}
+	// A lower bound that cannot flake: the cut timer starts inside Close.
+	if d := w.ended.Sub(closed); d < closeTimeout {
+		t.Errorf("the write was cut %s after the close, before CloseTimeout (%s)", d, closeTimeout)
 	}
 }
 
+// Sizes for TestWSStuckWriteIsCut: the socket buffers asked for at both
+// ends, and a frame far larger than anything they can hold (Linux caps
+// autotuned buffers at a few MiB, and an explicit size turns autotuning
+// off).
+const (
+	smallBuffer = 4 << 10
+	bigFrame    = 32 << 20
+)
+
+// watchListener hands out connections that report their first write of
+// at least bigFrame bytes on bigWrites. Its server side asks for a small
+// send buffer.
+type watchListener struct {
+	net.Listener
+	bigWrites chan *bigWrite
+}
+
+func (l *watchListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		if err := tc.SetWriteBuffer(smallBuffer); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return &watchedConn{Conn: c, bigWrites: l.bigWrites}, nil
+}
+
+// bigWrite is one write of a watchedConn: its size, and once done is
+// closed, what it wrote, its error and when it ended.
+type bigWrite struct {
+	size  int
+	done  chan struct{}
+	n     int
+	err   error
+	ended time.Time
+}
+
+type watchedConn struct {
+	net.Conn
+	bigWrites chan *bigWrite
+}
+
+func (c *watchedConn) Write(p []byte) (int, error) {
+	if len(p) < bigFrame/2 {
+		return c.Conn.Write(p)
+	}
+	w := &bigWrite{size: len(p), done: make(chan struct{})}
+	select {
+	case c.bigWrites <- w:
+	default:
+	}
+	w.n, w.err = c.Conn.Write(p)
+	w.ended = time.Now()
+	close(w.done)
+	return w.n, w.err
+}
+
+// waitFor waits until cond holds, failing the test after hangBound.
 func waitFor(t *testing.T, cond func() bool, msg string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal(msg)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	streamtest.Eventually(t, hangBound, cond, msg)
 }

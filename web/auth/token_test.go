@@ -10,12 +10,15 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/sagewai/observatory/fleet/fleettest"
 	"github.com/sagewai/observatory/web/auth"
 )
 
 var (
-	key   = bytes.Repeat([]byte("k"), auth.MinKeySize)
-	epoch = time.Date(2026, 11, 27, 15, 4, 5, 0, time.UTC)
+	key = bytes.Repeat([]byte("k"), auth.MinKeySize)
+	// epoch is the test clock's start, in whole seconds as claims carry
+	// them; OBSERVATORY_TEST_CLOCK moves it.
+	epoch = fleettest.Epoch().Truncate(time.Second)
 )
 
 func newSigner(t testing.TB, key []byte) *auth.Signer {
