@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/fleet/fleettest"
 )
 
 func TestWindowOfUTCCalendarBoundaries(t *testing.T) {
@@ -46,7 +47,36 @@ func TestWindowOfUTCCalendarBoundaries(t *testing.T) {
 			t.Errorf("WindowOf(%s, %s) (-want +got):\n%s", tt.period, tt.at, diff)
 		}
 	}
-	if _, err := fleet.WindowOf("weekly", time.Now()); !errors.Is(err, fleet.ErrBadBudget) {
+	// The month and the year that hold the test clock end where they must,
+	// whatever day OBSERVATORY_TEST_CLOCK chose.
+	e := fleettest.Epoch()
+	for _, end := range []time.Time{
+		time.Date(e.Year(), e.Month()+1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(e.Year()+1, 1, 1, 0, 0, 0, 0, time.UTC),
+	} {
+		last := end.Add(-time.Nanosecond)
+		for _, tt := range []struct {
+			at         time.Time
+			period     string
+			start, end time.Time
+		}{
+			{last, "monthly", time.Date(last.Year(), last.Month(), 1, 0, 0, 0, 0, time.UTC), end},
+			{end, "monthly", end, end.AddDate(0, 1, 0)},
+			{last, "daily", end.AddDate(0, 0, -1), end},
+			{end, "daily", end, end.AddDate(0, 0, 1)},
+		} {
+			w, err := fleet.WindowOf(tt.period, tt.at)
+			key := tt.start.Format("2006-01")
+			if tt.period == "daily" {
+				key = tt.start.Format(time.DateOnly)
+			}
+			want := fleet.BudgetWindow{Period: tt.period, Key: key, Start: tt.start, End: tt.end}
+			if diff := cmp.Diff(want, w); err != nil || diff != "" {
+				t.Errorf("WindowOf(%s, %s) = %v (-want +got):\n%s", tt.period, tt.at.Format(time.RFC3339Nano), err, diff)
+			}
+		}
+	}
+	if _, err := fleet.WindowOf("weekly", fleettest.Epoch()); !errors.Is(err, fleet.ErrBadBudget) {
 		t.Errorf("WindowOf(weekly) = %v, want ErrBadBudget", err)
 	}
 }

@@ -20,7 +20,7 @@ type checkpoint struct {
 	Pricing   string                   `json:"pricing_as_of"`
 	Seq       uint64                   `json:"seq"`
 	Clock     time.Time                `json:"clock"`
-	LastSweep time.Time                `json:"last_sweep"`
+	NextSweep time.Time                `json:"next_sweep"`
 	Agents    map[string]*Agent        `json:"agents"`
 	Workers   map[string]*Worker       `json:"workers"`
 	Missions  map[string]*Mission      `json:"missions"`
@@ -40,7 +40,7 @@ type checkpoint struct {
 // part of it: take them first.
 func (s *State) MarshalCheckpoint() ([]byte, error) {
 	cp := checkpoint{
-		Version: checkpointVersion, Pricing: s.pricing.AsOf, Seq: s.seq, Clock: s.clock, LastSweep: s.lastSweep,
+		Version: checkpointVersion, Pricing: s.pricing.AsOf, Seq: s.seq, Clock: s.clock, NextSweep: s.nextSweep,
 		Agents: s.agents, Workers: s.workers, Missions: s.missions, Projects: s.projects, Budgets: s.budgets,
 		Runs: s.runs, RunOrder: s.runOrder.list(), Seen: s.seen.order.list(), Finished: s.finished.order.list(),
 		Ticker: s.ticker, TickerFor: s.tickerFor, Counts: s.counts,
@@ -65,8 +65,30 @@ func RestoreState(b []byte, p *Pricing) (*State, error) {
 	if cp.Pricing != s.pricing.AsOf {
 		return nil, fmt.Errorf("restore state: priced with table %q, now %q: %w", cp.Pricing, s.pricing.AsOf, ErrCheckpointVersion)
 	}
-	s.seq, s.clock, s.lastSweep, s.counts = cp.Seq, cp.Clock, cp.LastSweep, cp.Counts
+	// A damaged checkpoint with null where an entity should be would
+	// restore into a State that panics on its next read: refuse it.
+	for _, err := range []error{noNull("agent", cp.Agents), noNull("worker", cp.Workers), noNull("mission", cp.Missions),
+		noNull("project", cp.Projects), noNull("budget", cp.Budgets), noNull("run", cp.Runs)} {
+		if err != nil {
+			return nil, err
+		}
+	}
+	for id, p := range cp.Projects {
+		for m, b := range p.Win.Buckets {
+			if b == nil {
+				return nil, fmt.Errorf("restore state: project %q: window minute %d is null", id, m)
+			}
+		}
+	}
+	// A checkpoint without next_sweep (an older fold's) sweeps on the next
+	// message, which is never wrong.
+	s.seq, s.clock, s.nextSweep, s.counts = cp.Seq, cp.Clock, cp.NextSweep, cp.Counts
 	fill(s.agents, cp.Agents)
+	for _, a := range s.agents {
+		if a.RecentRuns == nil {
+			a.RecentRuns = []RunSummary{} // a checkpoint of a fold that wrote null
+		}
+	}
 	fill(s.workers, cp.Workers)
 	fill(s.missions, cp.Missions)
 	fill(s.projects, cp.Projects)
@@ -89,6 +111,16 @@ func RestoreState(b []byte, p *Pricing) (*State, error) {
 		}
 	}
 	return s, nil
+}
+
+// noNull returns an error naming an entry of m that is null, if any.
+func noNull[V any](what string, m map[string]*V) error {
+	for id, v := range m {
+		if v == nil {
+			return fmt.Errorf("restore state: %s %q is null", what, id)
+		}
+	}
+	return nil
 }
 
 func fill[V any](dst, src map[string]V) {

@@ -162,13 +162,11 @@ func TestWindowsUseEventTimeButNeverTheFuture(t *testing.T) {
 }
 
 func TestSpendTodayResetsAtUTCMidnight(t *testing.T) {
-	day := func(hhmm string) time.Time {
-		tm, err := time.Parse(time.RFC3339, hhmm)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tm
-	}
+	// The UTC midnight that ends t0's day, and clocks around it, some read
+	// in other zones.
+	midnight := time.Date(t0.Year(), t0.Month(), t0.Day()+1, 0, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return midnight.Add(d) }
+	in := func(hours int, tm time.Time) time.Time { return tm.In(time.FixedZone("", hours*3600)) }
 	type spend struct{ Today, Total, PostureToday, PostureTotal fleet.Micros }
 	spendOf := func(s *fleet.State, project string) spend {
 		v := s.View(project)
@@ -183,23 +181,23 @@ func TestSpendTodayResetsAtUTCMidnight(t *testing.T) {
 		acme   spend
 		globex spend
 	}{
-		{"acme before midnight", day("2026-11-27T23:50:00Z"),
-			fleettest.LLMCall("acme", "a1", "", "claude-sonnet-4-5", 1000, 0, 0, 0, day("2026-11-27T23:50:00Z")), // 1,000 × 3.00
+		{"acme before midnight", at(-10 * time.Minute),
+			fleettest.LLMCall("acme", "a1", "", "claude-sonnet-4-5", 1000, 0, 0, 0, at(-10*time.Minute)), // 1,000 × 3.00
 			spend{3000, 3000, 3000, 3000}, spend{}},
-		{"globex before midnight", day("2026-11-27T23:55:00Z"),
-			fleettest.LLMCall("globex", "g1", "", "gpt-5", 0, 100, 0, 0, day("2026-11-27T23:55:00Z")), // 100 × 10.00
+		{"globex before midnight", at(-5 * time.Minute),
+			fleettest.LLMCall("globex", "g1", "", "gpt-5", 0, 100, 0, 0, at(-5*time.Minute)), // 100 × 10.00
 			spend{3000, 3000, 3000, 3000}, spend{1000, 1000, 1000, 1000}},
-		{"acme after midnight", day("2026-11-28T00:05:00Z"),
-			fleettest.LLMCall("acme", "a1", "", "gpt-5", 0, 100, 0, 0, day("2026-11-28T00:05:00Z")), // 1,000
+		{"acme after midnight", at(5 * time.Minute),
+			fleettest.LLMCall("acme", "a1", "", "gpt-5", 0, 100, 0, 0, at(5*time.Minute)), // 1,000
 			spend{1000, 4000, 1000, 4000}, spend{0, 1000, 0, 1000}}, // globex, quiet, is reset too
-		{"a late acme call from yesterday", day("2026-11-28T00:06:00Z"),
-			fleettest.LLMCall("acme", "a1", "", "claude-sonnet-4-5", 2000, 0, 0, 0, day("2026-11-27T23:58:00Z")), // 6,000
+		{"a late acme call from yesterday", at(6 * time.Minute),
+			fleettest.LLMCall("acme", "a1", "", "claude-sonnet-4-5", 2000, 0, 0, 0, at(-2*time.Minute)), // 6,000
 			spend{1000, 10_000, 1000, 10_000}, spend{0, 1000, 0, 1000}},
-		{"yesterday in UTC though the 28th at +02:00", day("2026-11-28T00:07:00Z"),
-			fleettest.LLMCall("acme", "a1", "", "gpt-5", 800, 0, 0, 0, day("2026-11-28T01:07:00+02:00")), // 1,000
+		{"yesterday in UTC though today at +02:00", at(7 * time.Minute),
+			fleettest.LLMCall("acme", "a1", "", "gpt-5", 800, 0, 0, 0, in(2, at(-53*time.Minute))), // 01:07+02:00, 1,000
 			spend{1000, 11_000, 1000, 11_000}, spend{0, 1000, 0, 1000}},
-		{"today in UTC though the 27th at -05:00", day("2026-11-28T00:08:00Z"),
-			fleettest.LLMCall("acme", "a1", "", "gpt-5", 800, 0, 0, 0, day("2026-11-27T19:07:00-05:00")), // 00:07Z, 1,000
+		{"today in UTC though yesterday at -05:00", at(8 * time.Minute),
+			fleettest.LLMCall("acme", "a1", "", "gpt-5", 800, 0, 0, 0, in(-5, at(7*time.Minute))), // 19:07-05:00, 00:07Z, 1,000
 			spend{2000, 12_000, 2000, 12_000}, spend{0, 1000, 0, 1000}},
 	}
 	for _, st := range steps {
@@ -235,7 +233,10 @@ func TestWorkerLiveness(t *testing.T) {
 		want  live
 	}{
 		{"joined", 0, ptr(fleettest.WorkerJoined("acme", "w1", t0)), live{"online", 1, 1, 1, 1}},
-		{"29 s quiet", 29 * time.Second, nil, live{"online", 1, 1, 1, 1}},
+		{"28 s quiet", 28 * time.Second, nil, live{"online", 1, 1, 1, 1}},
+		{"29.5 s quiet", 29500 * time.Millisecond, nil, live{"online", 1, 1, 1, 1}},
+		// Half a second later: liveness is exact on every message, not
+		// re-derived at most once a second of clock.
 		{"30 s quiet", 30 * time.Second, nil, live{"stale", 0, 0, 0, 1}},
 		{"119 s quiet", 119 * time.Second, nil, live{"stale", 0, 0, 0, 1}},
 		{"2 min quiet", 120 * time.Second, nil, live{"offline", 0, 0, 0, 1}},
@@ -304,7 +305,9 @@ func TestAgentActive(t *testing.T) {
 		want  active
 	}{
 		{"created", 0, ptr(fleettest.AgentCreated("acme", "a1", "gpt-5", t0)), active{true, "idle", 1, 1}},
-		{"4m59s quiet", 4*time.Minute + 59*time.Second, nil, active{true, "idle", 1, 1}},
+		{"4m58s quiet", 4*time.Minute + 58*time.Second, nil, active{true, "idle", 1, 1}},
+		{"4m59.5s quiet", 5*time.Minute - 500*time.Millisecond, nil, active{true, "idle", 1, 1}},
+		// Half a second later: activity is exact on every message too.
 		{"5 min quiet", 5 * time.Minute, nil, active{false, "idle", 0, 1}},
 		{"a call", 5*time.Minute + time.Second, ptr(fleettest.LLMCall("acme", "a1", "", "gpt-5", 1, 1, 0, 0, t0.Add(5*time.Minute))), active{true, "idle", 1, 1}},
 		{"went offline", 5*time.Minute + 2*time.Second, ptr(fleettest.AgentState("acme", "a1", fleet.AgentOffline, t0.Add(5*time.Minute))), active{false, "offline", 0, 1}},
@@ -321,6 +324,19 @@ func TestAgentActive(t *testing.T) {
 		}
 		if diff := cmp.Diff(st.want, activeOf(s)); diff != "" {
 			t.Errorf("%s (+%v) (-want +got):\n%s", st.name, st.after, diff)
+		}
+	}
+}
+
+// TestAgentListsAreArrays checks that an agent's lists are JSON arrays
+// from the start, never null, as docs/protocol.md says a client may rely on.
+func TestAgentListsAreArrays(t *testing.T) {
+	s := fleet.NewState(nil)
+	feed(t, s, t0, fleettest.ToolCall("acme", "a1", "", "search", "ok", t0)) // an agent seen before it is created
+	a := jsonOf(t, s.View("acme"))["agents"].(map[string]any)["a1"].(map[string]any)
+	for _, list := range []string{"tools", "skills", "recent_runs"} {
+		if _, ok := a[list].([]any); !ok {
+			t.Errorf("agent %s is %#v, want an array", list, a[list])
 		}
 	}
 }
@@ -393,6 +409,7 @@ func TestRunIDReusedByAnotherProjectDoesNotLeak(t *testing.T) {
 		fleettest.RunStarted("globex", "g1", "r-1", "", "gpt-5", t0),
 		fleettest.LLMCall("globex", "g1", "r-1", "gpt-5", 50_000, 0, 0, 0, t0),
 		fleettest.RunCompleted("globex", "g1", "r-1", t0),
+		fleettest.ToolCall("globex", "g1", "r-1", "search", "ok", t0),                  // not a call of acme's r-1
 		fleettest.LLMCall("acme", "a1", "r-1", "claude-sonnet-4-5", 1000, 0, 0, 0, t0), // 3,000 µ$
 		fleettest.RunCompleted("acme", "a1", "r-1", t0))
 	acme := s.View("acme").Agents["a1"].RecentRuns

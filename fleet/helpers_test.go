@@ -10,8 +10,13 @@ import (
 	"github.com/sagewai/observatory/fleet/fleettest"
 )
 
-// t0 is a Friday afternoon, UTC; the fold tests start their clocks here.
-var t0 = time.Date(2026, 11, 27, 15, 0, 30, 0, time.UTC)
+// t0 is 15:00:30 UTC on the day of fleettest.Epoch() (a Friday by
+// default; OBSERVATORY_TEST_CLOCK moves the day, never the hour): the fold
+// tests start their clocks here, hours away from a UTC midnight.
+var t0 = func() time.Time {
+	e := fleettest.Epoch()
+	return time.Date(e.Year(), e.Month(), e.Day(), 15, 0, 30, 0, time.UTC)
+}()
 
 // feed applies events at the stored time at, each at the next stream sequence.
 func feed(t *testing.T, s *fleet.State, at time.Time, evs ...fleet.Event) {

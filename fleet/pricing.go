@@ -29,8 +29,14 @@ type Pricing struct {
 }
 
 // MaxTokensPerKind bounds each token count of one call so that cost
-// arithmetic cannot overflow int64.
+// arithmetic cannot overflow int64 (with MaxPricePerMillion).
 const MaxTokensPerKind = 1_000_000_000
+
+// MaxPricePerMillion bounds each price of a table: $2,000 per million
+// tokens, far above any model's, and low enough that one call of
+// MaxTokensPerKind tokens of each of the four kinds costs less than int64
+// can hold.
+const MaxPricePerMillion Micros = 2_000 * MicrosPerUSD
 
 type pricingFile struct {
 	AsOf   string `json:"as_of"`
@@ -66,7 +72,13 @@ func ParsePricing(b []byte) (*Pricing, error) {
 		return nil, fmt.Errorf("parse pricing: no models")
 	}
 	p := &Pricing{AsOf: f.AsOf, models: make(map[string]Price, len(f.Models))}
+	names := make(map[string]string, len(f.Models)) // lower case → as written
 	for name, m := range f.Models {
+		if other, ok := names[strings.ToLower(name)]; ok {
+			a, b := min(name, other), max(name, other)
+			return nil, fmt.Errorf("parse pricing: models %q and %q are one name (names are case-insensitive)", a, b)
+		}
+		names[strings.ToLower(name)] = name
 		var pr Price
 		pr.Provider = m.Provider
 		for _, field := range []struct {
@@ -83,6 +95,9 @@ func ParsePricing(b []byte) (*Pricing, error) {
 			}
 			if v < 0 {
 				return nil, fmt.Errorf("parse pricing: model %q: %s price is negative", name, field.key)
+			}
+			if v > MaxPricePerMillion {
+				return nil, fmt.Errorf("parse pricing: model %q: %s price %s is above %s per million tokens", name, field.key, v, MaxPricePerMillion)
 			}
 			*field.dst = v
 		}

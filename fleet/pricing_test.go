@@ -179,6 +179,12 @@ func TestParsePricing(t *testing.T) {
 		{"a price that is not a number", `{"as_of":"2027-01-01","models":{"m":{"input":"one","output":"1","cache_read":"1","cache_write":"1"}}}`, `"m": input`},
 		{"a negative price", `{"as_of":"2027-01-01","models":{"m":{"input":"1","output":"-1","cache_read":"1","cache_write":"1"}}}`, "output price is negative"},
 		{"a price as a JSON number", `{"as_of":"2027-01-01","models":{"m":{"input":1,"output":"1","cache_read":"1","cache_write":"1"}}}`, "parse pricing"},
+		// Found by FuzzParsePricing: which of two such entries priced the
+		// model depended on map order.
+		{"one name twice in two cases", `{"as_of":"2027-01-01","models":{"House":{"input":"1","output":"1","cache_read":"1","cache_write":"1"},"house":{"input":"2","output":"2","cache_read":"2","cache_write":"2"}}}`, `"House" and "house" are one name`},
+		// Found by FuzzParsePricing: a call of the largest token counts
+		// overflowed the cost at such a price.
+		{"a price too large to compute with", `{"as_of":"2027-01-01","models":{"m":{"input":"2000.000001","output":"1","cache_read":"1","cache_write":"1"}}}`, "input price 2000.000001 is above 2000.000000"},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {

@@ -29,15 +29,20 @@ var perMillion = map[string][4]int64{
 // TestSpendEqualsTheSumOfCalls checks on random streams that the money and
 // tokens the fold shows are exactly the sum, over the llm.call events it
 // accepted once, of each call's cost worked out independently here: no call
-// lost, none counted twice, no rounding drift, unpriced calls free.
+// lost, none counted twice, no rounding drift, unpriced calls free; and
+// that each agent's calls, tokens and spend are those of its own calls.
 func TestSpendEqualsTheSumOfCalls(t *testing.T) {
 	t.Parallel()
 	type sums struct {
 		Total, Today   fleet.Micros
 		Tokens         int64
 		Unpriced       int64
-		CallsCounted   int
+		AgentCalls     int64 // calls that name an agent
 		ProjectsCalled int
+	}
+	type agentSums struct {
+		Calls, Tokens int64
+		Spend         fleet.Micros
 	}
 	for seed := range seeds() {
 		msgs := generated(seed, 2000)
@@ -46,6 +51,7 @@ func TestSpendEqualsTheSumOfCalls(t *testing.T) {
 
 		var want sums
 		perProject := map[string]fleet.Micros{}
+		perAgent := map[string]agentSums{}
 		seen := map[string]bool{}
 		for i, m := range msgs {
 			if _, err := fleet.DecodeEvent(m.Subject, m.Body); err != nil {
@@ -56,6 +62,7 @@ func TestSpendEqualsTheSumOfCalls(t *testing.T) {
 				Type      string    `json:"type"`
 				Time      time.Time `json:"time"`
 				ProjectID string    `json:"project_id"`
+				AgentID   string    `json:"agent_id"`
 				Data      struct {
 					Model                  string `json:"model"`
 					In, Out, Read, Written int64
@@ -72,16 +79,26 @@ func TestSpendEqualsTheSumOfCalls(t *testing.T) {
 				continue
 			}
 			seen[ev.ID] = true
-			want.CallsCounted++
-			want.Tokens += ev.Data.In + ev.Data.Out + ev.Data.Read + ev.Data.Written
+			n := ev.Data.In + ev.Data.Out + ev.Data.Read + ev.Data.Written
+			want.Tokens += n
+			var cost fleet.Micros
 			price, ok := perMillion[ev.Data.Model]
+			if ok {
+				// tokens × µ$ per million tokens / 1e6, rounded half up per call.
+				num := ev.Data.In*price[0] + ev.Data.Out*price[1] + ev.Data.Read*price[2] + ev.Data.Written*price[3]
+				cost = fleet.Micros((num + 500_000) / 1_000_000)
+			}
+			if ev.AgentID != "" {
+				// Generated agent ids name their project: no agent is shared.
+				want.AgentCalls++
+				a := perAgent[ev.AgentID]
+				a.Calls, a.Tokens, a.Spend = a.Calls+1, a.Tokens+n, a.Spend+cost
+				perAgent[ev.AgentID] = a
+			}
 			if !ok {
 				want.Unpriced++
 				continue
 			}
-			// tokens × µ$ per million tokens / 1e6, rounded half up per call.
-			num := ev.Data.In*price[0] + ev.Data.Out*price[1] + ev.Data.Read*price[2] + ev.Data.Written*price[3]
-			cost := fleet.Micros((num + 500_000) / 1_000_000)
 			want.Total += cost
 			perProject[ev.ProjectID] += cost
 			// Today is the fold clock's UTC day; an event counts on the day
@@ -108,7 +125,16 @@ func TestSpendEqualsTheSumOfCalls(t *testing.T) {
 				gotPerProject[id] = p.SpendTotal
 			}
 		}
-		got.CallsCounted = want.CallsCounted
+		gotPerAgent := map[string]agentSums{}
+		for id, a := range v.Agents {
+			got.AgentCalls += a.LLMCalls
+			if a.LLMCalls > 0 {
+				gotPerAgent[id] = agentSums{a.LLMCalls, a.Tokens, a.Spend}
+			}
+		}
+		if diff := cmp.Diff(perAgent, gotPerAgent); diff != "" {
+			t.Errorf("seed %d: per agent calls, tokens and spend (-independent +fold):\n%s", seed, diff)
+		}
 		got.ProjectsCalled = len(gotPerProject)
 		if s.Counts().Unpriced != got.Unpriced {
 			t.Errorf("seed %d: Counts().Unpriced = %d, projects say %d", seed, s.Counts().Unpriced, got.Unpriced)

@@ -38,9 +38,13 @@ const (
 type State struct {
 	pricing *Pricing
 
-	seq       uint64
-	clock     time.Time // the newest stored time seen; windows and liveness use it
-	lastSweep time.Time
+	seq   uint64
+	clock time.Time // the newest stored time seen; windows and liveness use it
+	// nextSweep is the earliest clock at which a worker's liveness or an
+	// agent's activity can change (never later than the true one): the
+	// fold sweeps as soon as the clock reaches it, so that liveness is
+	// exact on every message, and not more often.
+	nextSweep time.Time
 
 	// staleAfter and offlineAfter are the liveness thresholds (StaleAfter
 	// and OfflineAfter unless SetLiveness changed them).
@@ -111,6 +115,7 @@ func (s *State) SetLiveness(stale, offline time.Duration) {
 	if s.offlineAfter < s.staleAfter {
 		s.offlineAfter = s.staleAfter
 	}
+	s.nextSweep = time.Time{}
 }
 
 // Liveness returns the thresholds SetLiveness set.
@@ -187,7 +192,7 @@ func (s *State) advance(seq uint64, at time.Time) {
 				p.SpendDay = d
 			}
 		}
-		if s.clock.Sub(s.lastSweep) >= time.Second {
+		if !s.clock.Before(s.nextSweep) {
 			s.sweep()
 		}
 	}
@@ -373,8 +378,8 @@ func (s *State) Apply(seq uint64, at time.Time, ev Event) Result {
 				a.CallErrors++
 			}
 		}
-		if r := s.runs[ev.RunID]; r != nil {
-			r.Calls++
+		if r := s.runs[ev.RunID]; r != nil && r.ProjectID == ev.ProjectID {
+			r.Calls++ // another tenant's run of the same id is not this call's
 		}
 		if !statusOK(d.Status) {
 			p.Win.add(minuteOf(t), bucket{Errors: 1})
@@ -603,6 +608,7 @@ func (s *State) worker(id, project string, at time.Time) *Worker {
 		}
 	}
 	w.LastSeen = at.UTC()
+	s.sweepBy(w.LastSeen.Add(s.staleAfter))
 	if w.Status != WorkerOnline && w.LeftReason == "" {
 		s.setWorkerStatus(w, WorkerOnline)
 	}
@@ -654,7 +660,7 @@ func (s *State) agentFor(id, project string) *Agent {
 	}
 	a := s.agents[id]
 	if a == nil {
-		a = &Agent{ID: id, ProjectID: project, Name: id, State: AgentIdle, Tools: []string{}, Skills: []string{}}
+		a = &Agent{ID: id, ProjectID: project, Name: id, State: AgentIdle, Tools: []string{}, Skills: []string{}, RecentRuns: []RunSummary{}}
 		s.agents[id] = a
 		s.project(project).Agents++
 	}
@@ -666,6 +672,9 @@ func (s *State) agentFor(id, project string) *Agent {
 
 func (s *State) touchAgent(a *Agent, project string) {
 	active := a.State != AgentOffline && s.clock.Sub(a.LastSeen) < AgentActiveFor
+	if active {
+		s.sweepBy(a.LastSeen.Add(AgentActiveFor))
+	}
 	if active != a.Active {
 		a.Active = active
 		p := s.project(project)
@@ -736,10 +745,29 @@ func (s *State) openRun(ev Event, t time.Time) *openRun {
 	return r
 }
 
+// neverSweep stands for no deadline at all: later than any stored time.
+var neverSweep = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+
+// sweepBy makes the fold sweep once the clock reaches t, if not earlier.
+func (s *State) sweepBy(t time.Time) {
+	if t.Before(s.nextSweep) {
+		s.nextSweep = t
+	}
+}
+
 // sweep re-derives what depends on the clock alone: worker liveness, agent
-// activity and forgetting long-gone workers.
+// activity and forgetting long-gone workers. It then sets nextSweep to the
+// earliest time one of them can change again.
 func (s *State) sweep() {
-	s.lastSweep = s.clock
+	s.nextSweep = neverSweep
+	// after schedules the next sweep at the earliest of ts still to come.
+	after := func(ts ...time.Time) {
+		for _, t := range ts {
+			if t.After(s.clock) {
+				s.sweepBy(t)
+			}
+		}
+	}
 	for id, w := range s.workers {
 		age := s.clock.Sub(w.LastSeen)
 		status := WorkerOnline
@@ -753,7 +781,9 @@ func (s *State) sweep() {
 		if status == WorkerOffline && age >= ForgetWorkerFor {
 			delete(s.workers, id)
 			s.mark(collWorkers, id, w.Projects...)
+			continue
 		}
+		after(w.LastSeen.Add(s.staleAfter), w.LastSeen.Add(s.offlineAfter), w.LastSeen.Add(ForgetWorkerFor))
 	}
 	for _, a := range s.agents {
 		if a.Active && s.clock.Sub(a.LastSeen) >= AgentActiveFor {
@@ -762,6 +792,9 @@ func (s *State) sweep() {
 			p.ActiveAgents--
 			s.markProject(p)
 			s.mark(collAgents, a.ID, a.ProjectID)
+		}
+		if a.Active {
+			after(a.LastSeen.Add(AgentActiveFor))
 		}
 	}
 }

@@ -8,7 +8,8 @@ import (
 
 // Msg is one stream message: the subject and body a publisher sent, and At,
 // the time the stream stored it. Valid says whether fleet.DecodeEvent
-// accepts it (a duplicate is valid: the fold, not the decoder, drops it).
+// accepts it (a duplicate is valid: the fold, not the decoder, drops it; a
+// clock tick carries no event and is not).
 type Msg struct {
 	Subject string
 	Body    []byte

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,9 +16,23 @@ type Options struct {
 	// Projects are the tenants (default "acme", "globex", "initech").
 	Projects []string
 	// Start is about the stored time of the first message (default: a time
-	// between 16:00 and 00:30 UTC on 2026-11-27, chosen by the rng, so that
-	// many seeds cross a UTC midnight and some do not).
+	// between 16:00 and 00:30 UTC on the day of Epoch(), chosen by the rng,
+	// so that many seeds cross a UTC midnight and some do not).
 	Start time.Time
+	// ClockTicks mixes in clock ticks (fleet.ClockSubject) where the stream
+	// is quiet, as servers publish them: up to six in each gap of more than
+	// fleet.ClockEvery, on the interval boundaries, always the last one
+	// before the next message. Without it the stream has none.
+	ClockTicks bool
+	// SharedIDs gives every project the same agent, mission and run ids
+	// (agent-01, m-0001, r-00001, ...), so that tenants' ids collide the
+	// way they may in a real fleet, where nothing stops two tenants from
+	// naming things alike. Without it ids carry the project's name.
+	SharedIDs bool
+	// EdgeTimes stamps one event in a hundred about an hour (59 to 61
+	// minutes) and one in two hundred about a day before it is stored, so
+	// that late events land on the edges of the 1 h and 24 h windows.
+	EdgeTimes bool
 }
 
 // DefaultProjects are the projects of a generated stream when Options has none.
@@ -44,7 +59,7 @@ const UnknownType = "custom.thing"
 // workers go stale and offline, and some seeds run past a UTC midnight or a
 // whole day.
 func Generate(rng *rand.Rand, n int, opts Options) []Msg {
-	g := &gen{rng: rng, tag: randTag(rng)}
+	g := &gen{rng: rng, tag: randTag(rng), ticks: opts.ClockTicks, sharedIDs: opts.SharedIDs, edgeTimes: opts.EdgeTimes}
 	projects := opts.Projects
 	if len(projects) == 0 {
 		projects = DefaultProjects
@@ -54,7 +69,8 @@ func Generate(rng *rand.Rand, n int, opts Options) []Msg {
 	}
 	g.at = opts.Start
 	if g.at.IsZero() {
-		g.at = time.Date(2026, 11, 27, 16, 0, 0, 0, time.UTC).Add(time.Duration(rng.Int64N(int64(8*time.Hour + 30*time.Minute))))
+		e := Epoch().UTC()
+		g.at = time.Date(e.Year(), e.Month(), e.Day(), 16, 0, 0, 0, time.UTC).Add(time.Duration(rng.Int64N(int64(8*time.Hour + 30*time.Minute))))
 	}
 	g.shared = "w-pool-" + g.tag
 	for len(g.out) < n {
@@ -72,6 +88,10 @@ type gen struct {
 	out      []Msg
 	valid    []Msg // accepted messages so far, for duplicates
 	nextID   int
+
+	ticks     bool // mix in clock ticks
+	sharedIDs bool // every project names its agents, missions and runs alike
+	edgeTimes bool // some late events an hour or a day late
 }
 
 type proj struct {
@@ -137,6 +157,10 @@ func (g *gen) gap() time.Duration {
 // yesterday) and sometimes in the future (a fast clock).
 func (g *gen) eventTime() time.Time {
 	switch r := g.rng.Float64(); {
+	case g.edgeTimes && r < 0.01:
+		return g.at.Add(-time.Hour - time.Minute + time.Duration(g.rng.Int64N(int64(2*time.Minute))))
+	case g.edgeTimes && r < 0.015:
+		return g.at.Add(-24*time.Hour - time.Minute + time.Duration(g.rng.Int64N(int64(2*time.Minute))))
 	case r < 0.03:
 		return g.at.Add(-time.Duration(g.rng.Int64N(int64(3 * time.Hour))))
 	case r < 0.04:
@@ -195,7 +219,11 @@ func (g *gen) emitInvalid(subject string, body []byte) {
 }
 
 func (g *gen) step() {
-	g.at = g.at.Add(g.gap())
+	next := g.at.Add(g.gap())
+	if g.ticks {
+		g.clockTicks(next)
+	}
+	g.at = next
 	switch r := g.rng.Float64(); {
 	case r < 0.03 && len(g.valid) > 0:
 		g.duplicate()
@@ -206,6 +234,46 @@ func (g *gen) step() {
 	default:
 		g.normal(g.projects[g.pick(len(g.projects))])
 	}
+}
+
+// clockTicks emits the clock ticks of the quiet time between the last
+// message and the next one, stored at next: the interval boundaries in
+// between, or six of them (the last always) when there are more.
+func (g *gen) clockTicks(next time.Time) {
+	first := g.at.Truncate(fleet.ClockEvery).Add(fleet.ClockEvery)
+	if !first.Before(next) {
+		return
+	}
+	k := int(next.Sub(first)/fleet.ClockEvery) + 1
+	if first.Add(time.Duration(k-1) * fleet.ClockEvery).Equal(next) {
+		k-- // a tick stored with the next message is no quieter than it
+	}
+	picks := []int{}
+	if k <= 6 {
+		for i := range k {
+			picks = append(picks, i)
+		}
+	} else {
+		chosen := map[int]bool{k - 1: true}
+		for len(chosen) < 6 {
+			chosen[g.pick(k-1)] = true
+		}
+		for i := range chosen {
+			picks = append(picks, i)
+		}
+		slices.Sort(picks)
+	}
+	for _, i := range picks {
+		g.out = append(g.out, Msg{Subject: fleet.ClockSubject, Body: []byte("{}"), At: first.Add(time.Duration(i) * fleet.ClockEvery)})
+	}
+}
+
+// owner is the prefix of the ids p names its agents, missions and runs with.
+func (g *gen) owner(p *proj) string {
+	if g.sharedIDs {
+		return "t"
+	}
+	return p.id
 }
 
 // duplicate re-publishes an earlier message unchanged (same id), as a
@@ -448,7 +516,7 @@ func (g *gen) workerLeft(p *proj) {
 
 func (g *gen) agentCreated(p *proj) {
 	p.nagent++
-	a := &agent{id: fmt.Sprintf("%s-agent-%02d", p.id, p.nagent), model: g.pricedModel()}
+	a := &agent{id: fmt.Sprintf("%s-agent-%02d", g.owner(p), p.nagent), model: g.pricedModel()}
 	if g.chance(0.15) {
 		a.model = UnpricedModel
 	}
@@ -471,7 +539,7 @@ func (g *gen) agentState(p *proj) {
 
 func (g *gen) missionQueued(p *proj) {
 	p.nmission++
-	id := fmt.Sprintf("%s-m-%04d", p.id, p.nmission)
+	id := fmt.Sprintf("%s-m-%04d", g.owner(p), p.nmission)
 	p.queued = append(p.queued, id)
 	e := g.env(fleet.TypeMissionQueued, p)
 	e["mission_id"], e["team_id"], e["user_id"] = id, []string{"support", "research", "ops"}[g.pick(3)], fmt.Sprintf("u-%d", g.pick(20))
@@ -529,7 +597,7 @@ func (g *gen) missionRetrying(p *proj) {
 
 func (g *gen) runStarted(p *proj, a *agent) {
 	p.nrun++
-	r := &run{id: fmt.Sprintf("%s-r-%05d", p.id, p.nrun), agent: a, model: a.model}
+	r := &run{id: fmt.Sprintf("%s-r-%05d", g.owner(p), p.nrun), agent: a, model: a.model}
 	if len(p.active) > 0 && g.chance(0.7) {
 		r.mission = p.active[g.pick(len(p.active))].id
 	}

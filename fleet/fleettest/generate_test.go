@@ -128,7 +128,7 @@ func TestGenerateCoversTheFaults(t *testing.T) {
 }
 
 func TestGenerateIsDeterministic(t *testing.T) {
-	opts := fleettest.Options{Projects: []string{"p1", "p2"}, Start: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	opts := fleettest.Options{Projects: []string{"p1", "p2"}, Start: fleettest.Epoch().AddDate(0, -1, -25)}
 	a := fleettest.Generate(rand.New(rand.NewPCG(7, 7)), 500, opts)
 	b := fleettest.Generate(rand.New(rand.NewPCG(7, 7)), 500, opts)
 	if diff := cmp.Diff(a, b); diff != "" {
@@ -145,7 +145,7 @@ func TestGenerateIsDeterministic(t *testing.T) {
 }
 
 func TestConstructorsBuildWhatAWorkerSends(t *testing.T) {
-	at := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	at := fleettest.Epoch()
 	ev := fleettest.LLMCall("acme", "acme-a1", "r1", "gpt-5-mini", 100, 20, 3, 4, at)
 	want := fleet.Event{Type: fleet.TypeLLMCall, Time: at, ProjectID: "acme", AgentID: "acme-a1", RunID: "r1"}
 	if diff := cmp.Diff(want, ev, cmpopts.IgnoreUnexported(fleet.Event{}), cmpopts.IgnoreFields(fleet.Event{}, "ID", "Data")); diff != "" {
@@ -173,5 +173,59 @@ func TestConstructorsBuildWhatAWorkerSends(t *testing.T) {
 	bad := fleettest.E{Type: fleet.TypeLLMCall, ProjectID: "acme", Time: at, Data: map[string]any{"input_tokens": -1}}.Msg(at)
 	if bad.Valid {
 		t.Fatalf("an llm.call with negative tokens is marked valid")
+	}
+}
+
+// TestGenerateOptions checks what the opt-in shapes of a stream add: clock
+// ticks only in quiet time, ids that tenants share, and late events at
+// the edges of the windows; and that without them a stream is unchanged.
+func TestGenerateOptions(t *testing.T) {
+	plain := fleettest.Generate(rand.New(rand.NewPCG(3, 3)), 500, fleettest.Options{})
+	off := fleettest.Generate(rand.New(rand.NewPCG(3, 3)), 500, fleettest.Options{ClockTicks: false})
+	if diff := cmp.Diff(plain, off); diff != "" {
+		t.Fatalf("the zero options changed the stream:\n%s", diff)
+	}
+	msgs := fleettest.Generate(rand.New(rand.NewPCG(3, 3)), 2000, fleettest.Options{ClockTicks: true, SharedIDs: true, EdgeTimes: true})
+	ticks, hourLate, dayLate := 0, 0, 0
+	owners := map[string]map[string]bool{} // agent id → projects that use it
+	for i, m := range msgs {
+		if i > 0 && m.At.Before(msgs[i-1].At) {
+			t.Fatalf("At goes back at message %d", i)
+		}
+		if m.Subject == fleet.ClockSubject {
+			ticks++
+			if m.Valid || m.At.Truncate(fleet.ClockEvery) != m.At {
+				t.Fatalf("tick %d at %v, valid %v: want one on a %v boundary, not an event", i, m.At, m.Valid, fleet.ClockEvery)
+			}
+			if i+1 < len(msgs) && !msgs[i+1].At.After(m.At) {
+				t.Fatalf("tick %d at %v is not before the next message (%v)", i, m.At, msgs[i+1].At)
+			}
+			continue
+		}
+		ev, err := fleet.DecodeEvent(m.Subject, m.Body)
+		if err != nil {
+			continue
+		}
+		if ev.AgentID != "" {
+			if owners[ev.AgentID] == nil {
+				owners[ev.AgentID] = map[string]bool{}
+			}
+			owners[ev.AgentID][ev.ProjectID] = true
+		}
+		switch late := m.At.Sub(ev.Time); {
+		case late > 59*time.Minute && late < 61*time.Minute:
+			hourLate++
+		case late > 24*time.Hour-time.Minute && late < 24*time.Hour+time.Minute:
+			dayLate++
+		}
+	}
+	shared := 0
+	for _, ps := range owners {
+		if len(ps) > 1 {
+			shared++
+		}
+	}
+	if ticks < 20 || shared == 0 || hourLate < 10 || dayLate < 5 {
+		t.Errorf("%d ticks, %d agent ids used by several tenants, %d events an hour late, %d a day late: want some of each", ticks, shared, hourLate, dayLate)
 	}
 }
