@@ -21,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sagewai/observatory/dashboards"
+	"github.com/sagewai/observatory/fleet"
 )
 
 // Paths from this package's directory.
@@ -528,6 +529,7 @@ type alertRule struct {
 	Annotations map[string]string `yaml:"annotations"`
 	logs        bool
 	file        string
+	interval    string // the group's
 }
 
 func alertRules(t *testing.T) []alertRule {
@@ -561,7 +563,7 @@ func alertRules(t *testing.T) []alertRule {
 				t.Errorf("%s: group %s has type %q: the logs file's groups are vlogs, the other's are not", f, g.Name, g.Type)
 			}
 			for _, r := range g.Rules {
-				r.logs, r.file = g.Type == "vlogs", f
+				r.logs, r.file, r.interval = g.Type == "vlogs", f, g.Interval
 				out = append(out, r)
 			}
 		}
@@ -617,6 +619,82 @@ func TestAlertRules(t *testing.T) {
 	if r := byName["CrossTenantAccessAttemptLogs"]; !strings.Contains(r.Expr, `event:="tenant.cross_access_denied"`) || !r.logs {
 		t.Errorf("CrossTenantAccessAttemptLogs must read the tenant.cross_access_denied log records: %s", r.Expr)
 	}
+}
+
+// TestWorkersStaleCanFire: a worker is stale only between fleet.StaleAfter
+// and fleet.OfflineAfter after its last heartbeat, so WorkersStale's
+// condition holds for that long at most, shortened by the fold's clock
+// ticks (fleet.ClockEvery: the clock of a quiet fleet moves only on them)
+// and by one scrape interval (the data shows it from the first scrape
+// after it starts). The rule fires once the condition held for its for,
+// at the evaluation after that: for plus one evaluation interval must fit
+// in what is left, or a fleet whose workers all died never raises it (as
+// with for: 2m, longer than the whole 90 s). The end-to-end test in
+// vmstack evaluates the rules every 2 s; this checks the shipped interval
+// and scrape interval.
+func TestWorkersStaleCanFire(t *testing.T) {
+	var rule alertRule
+	for _, r := range alertRules(t) {
+		if r.Alert == "WorkersStale" {
+			rule = r
+		}
+	}
+	var cfg struct {
+		ScrapeConfigs []struct {
+			ScrapeInterval string `yaml:"scrape_interval"`
+		} `yaml:"scrape_configs"`
+	}
+	readYAML(t, scrapeConfig, &cfg)
+	durations := map[string]string{"for": rule.For, "interval": rule.interval}
+	if len(cfg.ScrapeConfigs) > 0 {
+		durations["scrape_interval"] = cfg.ScrapeConfigs[0].ScrapeInterval
+	}
+	d := map[string]time.Duration{}
+	for k, v := range durations {
+		var err error
+		if d[k], err = time.ParseDuration(v); err != nil || d[k] <= 0 {
+			t.Fatalf("WorkersStale's %s %q: want a duration (%v)", k, v, err)
+		}
+	}
+	visible := fleet.OfflineAfter - fleet.StaleAfter - fleet.ClockEvery - d["scrape_interval"]
+	if need := d["for"] + d["interval"]; need > visible {
+		t.Errorf("WorkersStale needs its condition to hold %s (for %s, evaluated every %s), but workers are stale for %s at most and the data shows it for as little as %s (scraped every %s, the fold's clock ticking every %s)",
+			need, d["for"], d["interval"], fleet.OfflineAfter-fleet.StaleAfter, visible, d["scrape_interval"], fleet.ClockEvery)
+	}
+}
+
+// TestOTelExportFailuresWindow: a failed export is counted when its
+// retries give up, after the export timeout (30 s by default, the
+// OpenTelemetry specification's OTEL_BSP_EXPORT_TIMEOUT and
+// OTEL_BLRP_EXPORT_TIMEOUT), so while exports keep failing the counter
+// moves every 30 s or so. OTelExportFailures' window must hold two such
+// moves, or its condition flickers and the for never completes; and it
+// must be shorter than the for, or a single failure fires the alert after
+// exports have recovered.
+func TestOTelExportFailuresWindow(t *testing.T) {
+	const exportTimeout = 30 * time.Second
+	for _, r := range alertRules(t) {
+		if r.Alert != "OTelExportFailures" {
+			continue
+		}
+		m := regexp.MustCompile(`sagewai_otel_export_failures_total\[([0-9]+[smh])\]`).FindStringSubmatch(r.Expr)
+		if m == nil {
+			t.Fatalf("OTelExportFailures does not take the increase of sagewai_otel_export_failures_total over a window: %s", r.Expr)
+		}
+		window, err := time.ParseDuration(m[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		forD, err := time.ParseDuration(r.For)
+		if err != nil {
+			t.Fatalf("OTelExportFailures' for %q: %v", r.For, err)
+		}
+		if window < 2*exportTimeout || window >= forD {
+			t.Errorf("OTelExportFailures' window is %s, want at least %s (two export timeouts) and less than its for, %s", window, 2*exportTimeout, forD)
+		}
+		return
+	}
+	t.Fatal("no alert OTelExportFailures")
 }
 
 // readYAML decodes a file of this directory into v.

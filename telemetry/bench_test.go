@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
 
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/fleet/fleettest"
@@ -37,7 +36,7 @@ func BenchmarkObserveFleet(b *testing.B) {
 			}
 			defer tel.Shutdown(context.Background())
 			st := fleet.NewState(nil)
-			t0 := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+			t0 := fleettest.Epoch()
 			ev := fleettest.LLMCall("acme", "a1", "r1", "claude-sonnet-4-5", 1200, 300, 5000, 0, t0)
 			res := st.Apply(1, t0, ev)
 			b.ReportAllocs()

@@ -24,6 +24,11 @@
 //     traces are exported, into spans (mission → run → chat/execute_tool);
 //     WatchFleet adds gauges read from the fold's state at each scrape.
 //
+// The package takes the current time from Options.Now (time.Now by
+// default), the one clock of its time decisions: the spacing of export
+// error lines, the hub's event lag and the observed time of OTLP log
+// records.
+//
 // Each exported signal has its own bounded queue: enqueueing never blocks,
 // a full queue drops and counts, and the sagewai_otel_* metrics report
 // exported, dropped and queued items and failed exports, at zero while a

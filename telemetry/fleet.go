@@ -63,7 +63,8 @@ var (
 type fleetObserver struct {
 	spans *fleetSpans // nil while traces are off
 	live  atomic.Pointer[func() bool]
-	log   *slog.Logger // business events from the stream (live ones only)
+	log   *slog.Logger     // business events from the stream (live ones only)
+	now   func() time.Time // the end of the lag of live events
 
 	// Owned by the hub goroutine.
 	projects, models, providers, tools *labelCap
@@ -113,10 +114,11 @@ var businessEvents = map[string]bool{
 	fleet.TypeAgentCreated: true, fleet.TypeRunStarted: true, fleet.TypeRunCompleted: true, fleet.TypeRunFailed: true,
 }
 
-func newFleetObserver(m metric.Meter, spans *fleetSpans, log *slog.Logger) (*fleetObserver, error) {
+func newFleetObserver(m metric.Meter, spans *fleetSpans, log *slog.Logger, now func() time.Time) (*fleetObserver, error) {
 	o := &fleetObserver{
 		spans:       spans,
 		log:         log,
+		now:         now,
 		projects:    newLabelCap(maxProjects),
 		models:      newLabelCap(maxModels),
 		providers:   newLabelCap(maxProviders),
@@ -240,7 +242,7 @@ func (o *fleetObserver) observe(ev fleet.Event, res fleet.Result, st *fleet.Stat
 			"run_id", ev.RunID, "mission_id", ev.MissionID, "worker_id", ev.WorkerID)
 	}
 	if live {
-		if lag := time.Since(st.Clock()).Seconds(); lag >= 0 {
+		if lag := o.now().Sub(st.Clock()).Seconds(); lag >= 0 {
 			o.lagSeconds.Record(ctx, lag)
 		}
 	}

@@ -27,6 +27,7 @@ type logHandler struct {
 	json  slog.Handler
 	otel  otellog.Logger // nil while OTLP logs are off
 	level slog.Leveler
+	now   func() time.Time // the observed time of OTel records
 
 	// What WithAttrs and WithGroup added, for the OTel record; prefix is
 	// the group path ("a.b.") new attributes go under.
@@ -36,11 +37,11 @@ type logHandler struct {
 	hasTrace, hasProject bool
 }
 
-func newLogHandler(w io.Writer, level slog.Leveler, otel otellog.Logger) *logHandler {
+func newLogHandler(w io.Writer, level slog.Leveler, otel otellog.Logger, now func() time.Time) *logHandler {
 	if level == nil {
 		level = slog.LevelInfo
 	}
-	return &logHandler{json: slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}), otel: otel, level: level}
+	return &logHandler{json: slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}), otel: otel, level: level, now: now}
 }
 
 func (h *logHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level.Level() }
@@ -79,7 +80,7 @@ func (h *logHandler) Handle(ctx context.Context, r slog.Record) error {
 func (h *logHandler) emit(ctx context.Context, r slog.Record, traced bool) {
 	var rec otellog.Record
 	rec.SetTimestamp(r.Time)
-	rec.SetObservedTimestamp(time.Now())
+	rec.SetObservedTimestamp(h.now())
 	rec.SetSeverity(severity(r.Level))
 	rec.SetSeverityText(r.Level.String())
 	rec.SetBody(attribute.StringValue(r.Message))

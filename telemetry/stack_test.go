@@ -25,6 +25,8 @@ func publishFleet(t *testing.T, st *stack, seed uint64, n int) []fleettest.Msg {
 	t.Helper()
 	ctx := context.Background()
 	msgs := fleettest.Generate(rand.New(rand.NewPCG(seed, 7)), n, fleettest.Options{Projects: projects})
+	// The budget events' times are the wall clock's, as NATS stamps the
+	// messages with it and the fold's clock is their stored time.
 	now := time.Now().UTC()
 	extra := []fleet.Event{
 		fleettest.E{Type: fleet.TypeBudgetExceeded, Time: now, ProjectID: "acme",
@@ -222,7 +224,7 @@ func TestSpansFromMixedTraffic(t *testing.T) {
 
 func TestMetricsAfterKnownTraffic(t *testing.T) {
 	st := newStack(t, false)
-	msgs := publishFleet(t, st, 2, 1500)
+	publishFleet(t, st, 2, 1500)
 	fleetOK := httpTraffic(t, st)
 	totals := foldTotals(t, st)
 	stats := st.nats.Hub.Stats()
@@ -311,42 +313,29 @@ func TestMetricsAfterKnownTraffic(t *testing.T) {
 		}
 	})
 
-	t.Run("spend by agent and team equals the cost rollup", func(t *testing.T) {
-		// The CFO board's spend by agent and by team: the same money as the
-		// costs API, attributed the same way (a call without a team is its
-		// mission's), to the micro-dollar.
-		coster := fleet.NewCoster(nil)
-		want := map[string]int64{}
-		for _, m := range msgs {
-			ev, err := fleet.DecodeEvent(m.Subject, m.Body)
-			if err != nil {
-				continue
-			}
-			ch, ok := coster.Apply(m.At, ev)
-			if !ok {
-				continue
-			}
-			agent, team := ch.AgentID, ch.TeamID
-			if agent == "" {
-				agent = "unknown"
-			}
-			if team == "" {
-				team = "unknown"
-			}
-			want[ch.ProjectID+" "+agent+" "+team] += int64(ch.Cost)
-		}
+	t.Run("spend by agent and team adds up to the fold's spend", func(t *testing.T) {
+		// The CFO board's spend by agent and by team loses and adds
+		// nothing: per project, it is the fold's spend to the micro-dollar.
+		// (TestSpendByAgentAndTeam checks the attribution itself.)
 		got := map[string]int64{}
-		teams := map[string]bool{}
+		want := map[string]int64{}
+		series, teams := 0, map[string]bool{}
 		for _, m := range fams["sagewai_llm_cost_by_agent_usd_total"].GetMetric() {
 			l := labels(m)
-			got[l["sagewai_project_id"]+" "+l["agent"]+" "+l["team"]] += micros(m.GetCounter().GetValue())
+			got[l["sagewai_project_id"]] += micros(m.GetCounter().GetValue())
 			teams[l["team"]] = true
+			series++
+		}
+		for p, v := range totals {
+			if v.SpendTotal != 0 {
+				want[p] = int64(v.SpendTotal)
+			}
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("spend by project, agent and team (-rollup +metrics):\n%s", diff)
+			t.Errorf("spend by agent and team, summed by project (-fold +metrics):\n%s", diff)
 		}
-		if len(got) < 6 || len(teams) < 3 {
-			t.Errorf("traffic too thin to prove anything: %d series, teams %v", len(got), teams)
+		if series < 6 || len(teams) < 3 {
+			t.Errorf("traffic too thin to prove anything: %d series, teams %v", series, teams)
 		}
 	})
 
@@ -443,6 +432,94 @@ func TestMetricsAfterKnownTraffic(t *testing.T) {
 			t.Errorf("only %d metric families documented", len(documented))
 		}
 	})
+}
+
+// TestSpendByAgentAndTeam: the CFO board's spend by agent and team, and
+// by model, from a stream whose costs are worked out by hand below from
+// the per-million prices of fleet/pricing.json (as of 2026-11-01), to the
+// micro-dollar. A call without a team is its mission's, the mission named
+// by the call or by its run's agent.run.started; a call without agent or
+// team is "unknown"'s; a duplicate is counted once; a model without a
+// price costs nothing.
+func TestSpendByAgentAndTeam(t *testing.T) {
+	st := newStack(t, false)
+	ctx := context.Background()
+	// Event times are the wall clock's, as NATS stamps the messages with
+	// it and the fold's clock is their stored time.
+	now := time.Now().UTC()
+	call := func(project, team, agent, mission, run, model string, in, out, cacheRead, cacheWrite int64) fleettest.E {
+		return fleettest.E{Type: fleet.TypeLLMCall, Time: now, ProjectID: project, TeamID: team, AgentID: agent, MissionID: mission, RunID: run,
+			Data: fleet.LLMCall{Provider: "test", Model: model, InputTokens: in, OutputTokens: out,
+				CacheReadTokens: cacheRead, CacheWriteTokens: cacheWrite, LatencyMS: 420, Status: "ok"}}
+	}
+	sonnet := call("acme", "", "acme-triager", "", "r-1", "claude-sonnet-4-5", 1000, 2000, 10000, 400)
+	sonnet.ID = fleettest.NextID()
+	evs := []fleettest.E{
+		{Type: fleet.TypeMissionQueued, Time: now, ProjectID: "acme", TeamID: "support", UserID: "u-ana", MissionID: "m-1",
+			Data: map[string]any{"title": "refund", "priority": 2}},
+		{Type: fleet.TypeRunStarted, Time: now, ProjectID: "acme", AgentID: "acme-triager", MissionID: "m-1", RunID: "r-1",
+			Data: fleet.RunStarted{Model: "claude-sonnet-4-5"}},
+		// claude-sonnet-4-5: $3.00, $15.00, $0.30 and $3.75 per million
+		// input, output, cache-read and cache-write tokens:
+		// 1000×3 + 2000×15 + 10000×0.30 + 400×3.75 = 3000 + 30000 + 3000 +
+		// 1500 = 37500 µ$, for support (run r-1's mission m-1's team).
+		sonnet,
+		sonnet, // the same event again: counted once
+		// claude-haiku-4-5: $1.00 and $5.00: 2500×1 + 300×5 = 4000 µ$, for
+		// the call's own team.
+		call("acme", "escalations", "acme-triager", "", "", "claude-haiku-4-5", 2500, 300, 0, 0),
+		// gpt-5-mini: $0.25 and $2.00: 333×0.25 + 77×2 = 237.25 µ$, 237
+		// rounded, for support (mission m-1's team).
+		call("acme", "", "acme-responder", "m-1", "", "gpt-5-mini", 333, 77, 0, 0),
+		// gpt-5: $1.25, $10.00 and $0.125: 10000×1.25 + 1000×10 +
+		// 2000×0.125 = 12500 + 10000 + 250 = 22750 µ$, nobody's.
+		call("globex", "", "", "", "", "gpt-5", 10000, 1000, 2000, 0),
+		// A fine-tune in no pricing table: nothing.
+		call("acme", "support", "acme-coder", "", "", "initech-coder-ft-v2", 5000, 5000, 0, 0),
+	}
+	var last uint64
+	for _, e := range evs {
+		// No message id: the duplicate reaches the fold, which must
+		// count it once.
+		seq, err := st.nats.Publisher.PublishRaw(ctx, e.Subject(), e.Body(), "")
+		if err != nil {
+			t.Fatalf("publish %s: %v", e.Type, err)
+		}
+		last = seq
+	}
+	streamtest.WaitSeq(t, st.nats.Hub, last)
+	fams := st.scrape(t)
+
+	byAgent := map[string]int64{}
+	for _, m := range fams["sagewai_llm_cost_by_agent_usd_total"].GetMetric() {
+		l := labels(m)
+		byAgent[l["sagewai_project_id"]+" "+l["agent"]+" "+l["team"]] += micros(m.GetCounter().GetValue())
+	}
+	wantByAgent := map[string]int64{
+		"acme acme-triager support":     37500,
+		"acme acme-triager escalations": 4000,
+		"acme acme-responder support":   237,
+		"acme acme-coder support":       0,
+		"globex unknown unknown":        22750,
+	}
+	if diff := cmp.Diff(wantByAgent, byAgent); diff != "" {
+		t.Errorf("spend by project, agent and team in µ$ (-by hand +metrics):\n%s", diff)
+	}
+	byModel := map[string]int64{}
+	for _, m := range fams["sagewai_llm_cost_usd_total"].GetMetric() {
+		l := labels(m)
+		byModel[l["sagewai_project_id"]+" "+l["model"]] += micros(m.GetCounter().GetValue())
+	}
+	wantByModel := map[string]int64{
+		"acme claude-sonnet-4-5":   37500,
+		"acme claude-haiku-4-5":    4000,
+		"acme gpt-5-mini":          237,
+		"acme initech-coder-ft-v2": 0,
+		"globex gpt-5":             22750,
+	}
+	if diff := cmp.Diff(wantByModel, byModel); diff != "" {
+		t.Errorf("spend by project and model in µ$ (-by hand +metrics):\n%s", diff)
+	}
 }
 
 // logEvents returns the JSON log lines whose event is one of types.
@@ -600,6 +677,8 @@ func documentedFamilies(t *testing.T) map[string]bool {
 func TestFleetBusinessEventLogs(t *testing.T) {
 	st := newStack(t, true)
 	ctx := context.Background()
+	// Event times are the wall clock's, as NATS stamps the messages with
+	// it and the fold's clock is their stored time.
 	now := time.Now().UTC()
 	evs := []fleet.Event{
 		fleettest.E{Type: fleet.TypeAgentCreated, Time: now, ProjectID: "acme", AgentID: "acme-triager",

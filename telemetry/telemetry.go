@@ -50,6 +50,12 @@ type Options struct {
 	MaxOpenRuns int
 	// ShutdownTimeout bounds Shutdown when its context has no deadline (5 s).
 	ShutdownTimeout time.Duration
+	// Now is the clock of what the package decides by the current time:
+	// how far apart export error lines are, the hub's event lag (from the
+	// time NATS stored an event, on its wall clock, to now) and the
+	// observed time of OTLP log records (time.Now). Spans and slog records
+	// take their times from the OpenTelemetry SDK and from slog.
+	Now func() time.Time
 }
 
 // Telemetry is the process's OpenTelemetry set-up: metrics through the
@@ -70,6 +76,7 @@ type Telemetry struct {
 	traceURL string
 	logURL   string
 	timeout  time.Duration
+	now      func() time.Time
 
 	// errMu guards lastErr, when each signal last logged an export error.
 	errMu   sync.Mutex
@@ -94,7 +101,10 @@ func Setup(ctx context.Context, getenv func(string) string, opts Options) (*Tele
 	if opts.MaxOpenRuns <= 0 {
 		opts.MaxOpenRuns = defaultMaxOpenRuns
 	}
-	t := &Telemetry{registry: prometheus.NewRegistry(), timeout: opts.ShutdownTimeout, lastErr: map[string]time.Time{}}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	t := &Telemetry{registry: prometheus.NewRegistry(), timeout: opts.ShutdownTimeout, lastErr: map[string]time.Time{}, now: opts.Now}
 	if t.timeout <= 0 {
 		t.timeout = 5 * time.Second
 	}
@@ -124,7 +134,7 @@ func Setup(ctx context.Context, getenv func(string) string, opts Options) (*Tele
 	t.meters = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithResource(res),
 		sdkmetric.WithExemplarFilter(exemplar.AlwaysOffFilter))
 	t.metrics = promhttp.HandlerFor(t.registry, promhttp.HandlerOpts{})
-	t.errLog = slog.New(newLogHandler(opts.LogOutput, opts.LogLevel, nil))
+	t.errLog = slog.New(newLogHandler(opts.LogOutput, opts.LogLevel, nil, opts.Now))
 
 	if traceCfg.URL == "" {
 		// Nothing would receive them: spans are not recorded, but still
@@ -158,14 +168,14 @@ func Setup(ctx context.Context, getenv func(string) string, opts Options) (*Tele
 		otelLogger = t.loggers.Logger("github.com/sagewai/observatory")
 		t.logURL = logCfg.URL
 	}
-	t.logger = slog.New(newLogHandler(opts.LogOutput, opts.LogLevel, otelLogger))
+	t.logger = slog.New(newLogHandler(opts.LogOutput, opts.LogLevel, otelLogger, opts.Now))
 
 	meter := t.meters.Meter(ScopeName)
 	var spans *fleetSpans
 	if t.traceURL != "" {
 		spans = newFleetSpans(t.tracers.Tracer("github.com/sagewai/observatory/fleet"), opts.MaxOpenRuns, opts.MaxOpenRuns)
 	}
-	if t.fleet, err = newFleetObserver(meter, spans, t.logger); err == nil {
+	if t.fleet, err = newFleetObserver(meter, spans, t.logger, opts.Now); err == nil {
 		err = t.registerPipelineMetrics(meter, spans)
 	}
 	if err != nil {
@@ -238,10 +248,10 @@ func readSampler(getenv func(string) string) (sdktrace.Sampler, error) {
 }
 
 // exportError logs a signal's export errors, at most one line per
-// exportErrorEvery, to the JSON lines only.
+// exportErrorEvery (on Options.Now), to the JSON lines only.
 func (t *Telemetry) exportError(signal string) func(error) {
 	return func(err error) {
-		now := time.Now()
+		now := t.now()
 		t.errMu.Lock()
 		quiet := now.Sub(t.lastErr[signal]) < exportErrorEvery
 		if !quiet {

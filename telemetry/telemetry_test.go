@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -92,71 +94,138 @@ func TestServiceResource(t *testing.T) {
 }
 
 // TestExportNeverBlocks: a receiver that never answers stalls nothing but
-// its own export: spans are dropped and counted when the queue is full,
-// and Shutdown returns when its context ends.
+// its own export. Ending spans never waits for it: what does not fit in
+// the queue is dropped and counted. Shutdown returns when its context
+// ends, having cut the stuck export. The exports' own timeouts are ten
+// minutes, so anything that waited for the receiver would hang, and the
+// hang bounds fail the test.
 func TestExportNeverBlocks(t *testing.T) {
+	const hangBound = time.Minute
 	release := make(chan struct{})
+	arrived := make(chan struct{}, 1) // a span export reached the receiver
+	cut := make(chan struct{}, 1)     // the client gave a span export up
 	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Read the request first: only then does the server notice the
+		// client going away, which cancels r's context.
+		_, _ = io.Copy(io.Discard, r.Body)
+		spans := r.URL.Path == "/v1/traces"
+		if spans {
+			select {
+			case arrived <- struct{}{}:
+			default:
+			}
+		}
 		select {
 		case <-release:
 		case <-r.Context().Done():
+			if spans {
+				select {
+				case cut <- struct{}{}:
+				default:
+				}
+			}
 		}
 	}))
 	t.Cleanup(hang.Close)
 	t.Cleanup(func() { close(release) })
 	tel, err := telemetry.Setup(context.Background(), envOf(map[string]string{
 		"OTEL_EXPORTER_OTLP_ENDPOINT": hang.URL, "OTEL_BSP_MAX_QUEUE_SIZE": "100", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "10",
-		"OTEL_BSP_SCHEDULE_DELAY": "10"}), telemetry.Options{LogOutput: &bytes.Buffer{}})
+		"OTEL_BSP_SCHEDULE_DELAY": "10", "OTEL_EXPORTER_OTLP_TIMEOUT": "600000", "OTEL_BSP_EXPORT_TIMEOUT": "600000"}),
+		telemetry.Options{LogOutput: &bytes.Buffer{}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tracer := tel.TracerProvider().Tracer("test")
-	start := time.Now()
-	for range 5000 {
-		_, s := tracer.Start(context.Background(), "work")
-		s.End()
+	const spans = 5000
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		tracer := tel.TracerProvider().Tracer("test")
+		for range spans {
+			_, s := tracer.Start(context.Background(), "work")
+			s.End()
+		}
+		tel.Logger().Info("still going", "event", "test.done")
+	}()
+	for what, ch := range map[string]chan struct{}{"ending 5000 spans and logging a line": ended, "the first span export to reach the receiver": arrived} {
+		select {
+		case <-ch:
+		case <-time.After(hangBound):
+			t.Fatalf("%s with a stuck receiver did not happen within %s", what, hangBound)
+		}
 	}
-	tel.Logger().Info("still fast", "event", "test.done")
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("5000 spans took %s with a stuck receiver", d)
-	}
+	// Every span is queued (100 at most), in the stuck export (one batch,
+	// 10 at most) or dropped and counted: none was waited for, and the
+	// receiver got nothing but that one export.
 	fams := scrapeHandler(t, tel.MetricsHandler())
-	if got := sum(fams, "sagewai_otel_spans_dropped_total", map[string]string{"reason": "queue_full"}); got < 4000 {
-		t.Errorf("spans dropped for a full queue: %v, want most of 5000", got)
+	dropped := sum(fams, "sagewai_otel_spans_dropped_total", map[string]string{"reason": "queue_full"})
+	queued := sum(fams, "sagewai_otel_spans_queued", nil)
+	if inExport := spans - dropped - queued; dropped < spans-100-10 || queued > 100 || inExport < 1 || inExport > 10 {
+		t.Errorf("spans dropped for a full queue %v, queued %v, so %v in the stuck export: want at least %d dropped, at most 100 queued and 1 to 10 in the export",
+			dropped, queued, inExport, spans-100-10)
 	}
-	if got := sum(fams, "sagewai_otel_spans_queued", nil); got < 1 || got > 100 {
-		t.Errorf("spans queued: %v, want 1..100", got)
+	for _, name := range []string{"sagewai_otel_spans_exported_total", "sagewai_otel_export_failures_total"} {
+		if got := sum(fams, name, nil); got != 0 {
+			t.Errorf("%s = %v while the only export is still stuck, want 0", name, got)
+		}
 	}
+
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	start = time.Now()
-	if err := tel.Shutdown(ctx); err == nil {
-		t.Error("Shutdown with a stuck receiver returned no error")
+	shut := make(chan error, 1)
+	go func() { shut <- tel.Shutdown(ctx) }()
+	select {
+	case err := <-shut:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Shutdown with a stuck receiver: %v, want its context's deadline", err)
+		}
+	case <-time.After(hangBound):
+		t.Fatalf("Shutdown did not return within %s; its context ended after 300ms", hangBound)
 	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("Shutdown took %s, its context allowed 300ms", d)
+	select {
+	case <-cut:
+	case <-time.After(hangBound):
+		t.Fatalf("the stuck span export was not cut within %s of Shutdown", hangBound)
 	}
 }
 
+// TestExportFailuresAreCounted: every failed export is counted, by
+// signal, with the items it dropped; the log says so once per signal and
+// 30 s (on the injected clock), never over OTLP.
 func TestExportFailuresAreCounted(t *testing.T) {
 	recv := newReceiver(t)
 	recv.fail(http.StatusBadRequest)
 	logs := &syncBuffer{}
-	// Only ForceFlush exports, so that each signal makes one export call.
+	clock := fleettest.NewClock()
+	// Only ForceFlush exports, so that each round makes one export call
+	// per signal.
 	tel, err := telemetry.Setup(context.Background(), envOf(map[string]string{
 		"OTEL_EXPORTER_OTLP_ENDPOINT": recv.srv.URL, "OTEL_BSP_SCHEDULE_DELAY": "600000", "OTEL_BLRP_SCHEDULE_DELAY": "600000"}),
-		telemetry.Options{LogOutput: logs})
+		telemetry.Options{LogOutput: logs, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tel.Shutdown(context.Background())
-	for range 3 {
+	failLines := func() int { return strings.Count(logs.String(), `"event":"otel.export.failed"`) }
+	round := func() {
+		t.Helper()
 		_, s := tel.TracerProvider().Tracer("test").Start(context.Background(), "work")
 		s.End()
 		tel.Logger().Info("a record", "event", "test.record")
+		if err := tel.ForceFlush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := tel.ForceFlush(context.Background()); err != nil {
-		t.Fatal(err)
+	// Three failures per signal: two within 30 s, a third 30 s later.
+	round()
+	clock.Advance(29 * time.Second)
+	round()
+	if n := failLines(); n != 2 {
+		t.Errorf("%d export failure lines after two failures per signal 29 s apart, want 2 (one per signal):\n%s", n, logs.String())
+	}
+	clock.Advance(time.Second)
+	round()
+	if n := failLines(); n != 4 {
+		t.Errorf("%d export failure lines after a third failure per signal 30 s after the first, want 4:\n%s", n, logs.String())
 	}
 	fams := scrapeHandler(t, tel.MetricsHandler())
 	for _, c := range []struct {
@@ -167,17 +236,12 @@ func TestExportFailuresAreCounted(t *testing.T) {
 		{"sagewai_otel_spans_dropped_total", map[string]string{"reason": "export_failed"}, 3},
 		{"sagewai_otel_spans_exported_total", nil, 0},
 		{"sagewai_otel_log_records_dropped_total", map[string]string{"reason": "export_failed"}, 3},
-		{"sagewai_otel_export_failures_total", map[string]string{"signal": "traces"}, 1},
-		{"sagewai_otel_export_failures_total", map[string]string{"signal": "logs"}, 1},
+		{"sagewai_otel_export_failures_total", map[string]string{"signal": "traces"}, 3},
+		{"sagewai_otel_export_failures_total", map[string]string{"signal": "logs"}, 3},
 	} {
 		if got := sum(fams, c.name, c.labels); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
-	}
-	// One line per signal, not per failure, and never sent over OTLP.
-	n := strings.Count(logs.String(), `"event":"otel.export.failed"`)
-	if n != 2 {
-		t.Errorf("%d export failure lines, want 2:\n%s", n, logs.String())
 	}
 	recv.fail(0)
 	tel.Logger().Info("recovered", "event", "test.recovered")
@@ -295,7 +359,7 @@ func TestOpenRunsAreBounded(t *testing.T) {
 	}
 	defer tel.Shutdown(context.Background())
 	st := fleet.NewState(nil)
-	t0 := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	t0 := fleettest.Epoch()
 	for i := range 50 {
 		observe(tel, st, fleettest.RunStarted("acme", "a1", runID(i), "", "claude-sonnet-4-5", t0.Add(time.Duration(i)*time.Second)))
 	}
@@ -325,11 +389,15 @@ func TestOpenRunsAreBounded(t *testing.T) {
 func runID(i int) string { return "r-" + string(rune('a'+i/26)) + string(rune('a'+i%26)) }
 
 // TestReplayMakesNoSpans: while the hub replays the stream at start, the
-// metrics count but no span is sent again.
+// metrics count but no span is sent again, and the lag from an event's
+// stored time to now (on the injected clock) is measured for live events
+// only.
 func TestReplayMakesNoSpans(t *testing.T) {
 	recv := newReceiver(t)
+	t0 := fleettest.Epoch()
+	clock := fleettest.NewClockAt(t0.Add(5 * time.Second))
 	tel, err := telemetry.Setup(context.Background(), envOf(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": recv.srv.URL}),
-		telemetry.Options{LogOutput: &bytes.Buffer{}})
+		telemetry.Options{LogOutput: &bytes.Buffer{}, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +410,6 @@ func TestReplayMakesNoSpans(t *testing.T) {
 		t.Error("a second WatchFleet was accepted")
 	}
 	st := fleet.NewState(nil)
-	t0 := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
 	observe(tel, st,
 		fleettest.RunStarted("acme", "a1", "r1", "", "gpt-5-mini", t0),
 		fleettest.LLMCall("acme", "a1", "r1", "gpt-5-mini", 1000, 200, 0, 0, t0.Add(time.Second)))
@@ -370,8 +437,15 @@ func TestReplayMakesNoSpans(t *testing.T) {
 	if got := sum(fams, "sagewai_llm_calls_total", map[string]string{"sagewai_project_id": "acme"}); got != 2 {
 		t.Errorf("llm calls counted: %v, want 2 (replayed ones too)", got)
 	}
-	if got := sum(fams, "sagewai_hub_event_lag_seconds", nil); got != 2 {
-		t.Errorf("lag samples: %v, want 2 (live events only)", got)
+	// The live events were stored (here: their own times) at t0+2s and
+	// t0+3s, and folded at t0+5s: lags of 3 s and 2 s.
+	var lag [2]float64
+	for _, m := range fams["sagewai_hub_event_lag_seconds"].GetMetric() {
+		lag[0] += float64(m.GetHistogram().GetSampleCount())
+		lag[1] += m.GetHistogram().GetSampleSum()
+	}
+	if diff := cmp.Diff([2]float64{2, 5}, lag); diff != "" {
+		t.Errorf("lag samples and their sum in seconds (-want +got), live events only:\n%s", diff)
 	}
 }
 
@@ -384,7 +458,7 @@ func TestCostIsExact(t *testing.T) {
 	}
 	defer tel.Shutdown(context.Background())
 	st := fleet.NewState(nil)
-	t0 := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	t0 := fleettest.Epoch()
 	for i := range 5000 {
 		observe(tel, st, fleettest.LLMCall("acme", "a1", "", "claude-sonnet-4-5", int64(1+i%7), int64(3+i%11), int64(i%5), 0, t0.Add(time.Duration(i)*time.Millisecond)))
 	}

@@ -1,18 +1,25 @@
 // Package vmstack runs real VictoriaMetrics, VictoriaLogs and vmalert
 // processes for tests, on loopback, each with its own temporary data
-// directory, and holds the end-to-end pipeline test of issue 7
+// directory, and holds the end-to-end pipeline test of issues 7 and 11
 // (TestPipelineEndToEnd): a real `observatory demo` scraped by
 // VictoriaMetrics, logging to VictoriaLogs over OTLP, watched by vmalert
-// with the rules of package dashboards.
+// with the rules of package dashboards, and the alert drills: faults made
+// to happen for real (a NATS and a log store going down under a second
+// observatory, budgets at and near their caps, a worker host killed, /ws
+// subscribers that stop reading), each of which must fire its alerts and
+// let them end.
 //
 // The binaries are the pinned releases `make deps` builds into
 // .cache/bin (victoria-metrics v1.151.0, victoria-logs v1.52.1, vmalert
 // v1.151.0). The directory is OBSERVATORY_VM_BIN when set (the Makefile
-// exports it), else .cache/bin under the repository root. A missing binary
+// exports it), else .cache/bin under the repository root. A missing
+// binary, or one whose Go build information names another module version,
 // fails the test with "run make deps"; it never skips.
 //
 // StartMetrics, StartLogs and StartAlerter each start one process, wait
-// until its /health answers, and register its stop with t.Cleanup. Each
+// until its /health answers, and register its stop with t.Cleanup
+// (Logs.Stop stops VictoriaLogs earlier, as an outage; StartLogs with the
+// same LogsConfig.Addr starts it again where its clients send). Each
 // listens on 127.0.0.1 port 0 and the harness reads the port the process
 // chose from its "started server at" log line, so there is no window in
 // which another process could take a port picked in advance. The query
@@ -27,8 +34,11 @@
 // VictoriaMetrics, one reading VictoriaLogs. Both write their alert state
 // (the ALERTS series) back to VictoriaMetrics.
 //
-// vmstack imports only the standard library; its test also imports the
-// repository's dashboards and fleet packages and builds cmd/observatory.
+// vmstack imports only the standard library. Its test also imports the
+// repository's dashboards, fleet, live, protocol, stream and worker
+// packages, the NATS server (a NATS it can stop and start) and
+// coder/websocket, builds cmd/observatory, and runs its own binary again
+// as a worker host (TestMain).
 //
 // # Concurrency
 //

@@ -9,8 +9,17 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"testing"
 )
+
+// LogsConfig configures StartLogs. Zero values mean the defaults.
+type LogsConfig struct {
+	// Addr is the host:port to listen on (default 127.0.0.1:0, a free
+	// port). A fixed one lets a test start VictoriaLogs again where a
+	// client already sends, after stopping it.
+	Addr string
+}
 
 // Logs is a running VictoriaLogs.
 type Logs struct {
@@ -22,15 +31,28 @@ type Logs struct {
 
 // StartLogs starts VictoriaLogs with an empty data directory and stops it
 // when t ends.
-func StartLogs(t testing.TB) *Logs {
+func StartLogs(t testing.TB, cfg LogsConfig) *Logs {
 	t.Helper()
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
 	bin := binary(t, binLogs)
 	dir := t.TempDir()
 	p, base := startProcess(t, binLogs, bin,
-		"-httpListenAddr=127.0.0.1:0",
+		"-httpListenAddr="+cfg.Addr,
 		"-storageDataPath="+filepath.Join(dir, "data"),
 	)
 	return &Logs{URL: base, proc: p}
+}
+
+// Addr is the host:port VictoriaLogs listens on.
+func (l *Logs) Addr() string { return strings.TrimPrefix(l.URL, "http://") }
+
+// Stop stops VictoriaLogs now (SIGTERM), as an outage of the log store
+// would; the end of the test then does nothing more.
+func (l *Logs) Stop(t testing.TB) {
+	t.Helper()
+	l.proc.stop(t)
 }
 
 // OTLPLogsURL is where OTLP/HTTP log records go (protobuf only), the value

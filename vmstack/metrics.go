@@ -23,9 +23,22 @@ type MetricsConfig struct {
 	// Targets are the host:port addresses whose GET /metrics the job
 	// scrapes.
 	Targets []string
-	// ScrapeInterval is the job's scrape_interval (default 2s, short for
-	// tests).
+	// ScrapeInterval is the scrape_interval of every job (default 2s,
+	// short for tests).
 	ScrapeInterval time.Duration
+	// Jobs are further scrape jobs, each with its own targets, so that
+	// queries can tell their series apart by the job label.
+	Jobs []ScrapeJob
+}
+
+// ScrapeJob is one more scrape job of MetricsConfig.
+type ScrapeJob struct {
+	Name    string
+	Targets []string
+	// Interval is the job's scrape_interval and scrape_timeout (default
+	// MetricsConfig.ScrapeInterval), longer for a target whose /metrics
+	// may take seconds.
+	Interval time.Duration
 }
 
 // DefaultScrapeInterval is the scrape interval of StartMetrics.
@@ -77,9 +90,15 @@ func StartMetrics(t testing.TB, cfg MetricsConfig) *Metrics {
 // strings are valid YAML scalars).
 func scrapeConfig(cfg MetricsConfig) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "scrape_configs:\n  - job_name: %q\n    scrape_interval: %s\n    static_configs:\n      - targets:\n", cfg.Job, cfg.ScrapeInterval)
-	for _, tg := range cfg.Targets {
-		fmt.Fprintf(&b, "          - %q\n", tg)
+	b.WriteString("scrape_configs:\n")
+	for _, j := range append([]ScrapeJob{{Name: cfg.Job, Targets: cfg.Targets}}, cfg.Jobs...) {
+		if j.Interval <= 0 {
+			j.Interval = cfg.ScrapeInterval
+		}
+		fmt.Fprintf(&b, "  - job_name: %q\n    scrape_interval: %s\n    scrape_timeout: %s\n    static_configs:\n      - targets:\n", j.Name, j.Interval, j.Interval)
+		for _, tg := range j.Targets {
+			fmt.Fprintf(&b, "          - %q\n", tg)
+		}
 	}
 	return b.String()
 }

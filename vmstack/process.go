@@ -3,6 +3,7 @@ package vmstack
 import (
 	"bytes"
 	"context"
+	"debug/buildinfo"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,6 +28,16 @@ const (
 	binLogs    = "victoria-logs"
 	binAlert   = "vmalert"
 )
+
+// pinned is the module and version each binary must be built from (`make
+// deps` installs them): their Go build information says so, as `go version
+// -m` prints it. (Built with go install, their own -version prints an
+// empty line.)
+var pinned = map[string]struct{ Module, Version string }{
+	binMetrics: {"github.com/VictoriaMetrics/VictoriaMetrics", "v1.151.0"},
+	binLogs:    {"github.com/VictoriaMetrics/VictoriaLogs", "v1.52.1"},
+	binAlert:   {"github.com/VictoriaMetrics/VictoriaMetrics", "v1.151.0"},
+}
 
 // startTimeout bounds how long a process may take to listen and answer
 // /health (they start in about 0.2 s here).
@@ -68,7 +80,7 @@ func BinDir() (string, error) {
 }
 
 // binary returns the path of the named binary, failing t when it is not
-// there.
+// there or not the pinned version.
 func binary(t testing.TB, name string) string {
 	t.Helper()
 	dir, err := BinDir()
@@ -80,7 +92,24 @@ func binary(t testing.TB, name string) string {
 	if err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
 		t.Fatalf("vmstack: %s is not at %s (%s=%q): run make deps", name, p, EnvBinDir, os.Getenv(EnvBinDir))
 	}
+	if err := checkVersion(name, p); err != nil {
+		t.Fatalf("vmstack: %v: run make deps", err)
+	}
 	return p
+}
+
+// checkVersion reads the Go build information of the binary at p and
+// checks it is the pinned module and version of name.
+func checkVersion(name, p string) error {
+	want := pinned[name]
+	bi, err := buildinfo.ReadFile(p)
+	if err != nil {
+		return fmt.Errorf("%s at %s: no Go build information (want %s %s): %w", name, p, want.Module, want.Version, err)
+	}
+	if bi.Main.Path != want.Module || bi.Main.Version != want.Version {
+		return fmt.Errorf("%s at %s is built from %s %s, want %s %s", name, p, bi.Main.Path, bi.Main.Version, want.Module, want.Version)
+	}
+	return nil
 }
 
 // process is one child process whose output goes to a log file.
@@ -92,6 +121,9 @@ type process struct {
 	// waitErr is set before.
 	exited  chan struct{}
 	waitErr error
+	// stopOnce makes stop run once: early, when a test stops the process
+	// on purpose, else in t.Cleanup.
+	stopOnce sync.Once
 }
 
 // listenRE matches the line the VictoriaMetrics HTTP server logs once it
@@ -186,22 +218,24 @@ func (p *process) tail() string {
 
 // stop ends the process: SIGTERM, then SIGKILL after stopTimeout. A
 // process that had exited on its own fails t (the harness never asks it
-// to).
+// to). Later calls do nothing.
 func (p *process) stop(t testing.TB) {
 	t.Helper()
-	select {
-	case <-p.exited:
-		t.Errorf("vmstack: %s exited before the test ended: %v\n%s", p.name, p.waitErr, p.tail())
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(stopTimeout):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
+	p.stopOnce.Do(func() {
+		select {
+		case <-p.exited:
+			t.Errorf("vmstack: %s exited before the test ended: %v\n%s", p.name, p.waitErr, p.tail())
+			return
+		default:
+		}
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(stopTimeout):
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+	})
 }
 
 // execOutput runs bin to completion and returns its combined output.
