@@ -143,6 +143,7 @@ func startProcess(t testing.TB, name, bin string, args ...string) (*process, str
 		t.Fatalf("vmstack: %s: %v", name, err)
 	}
 	p.cmd = exec.Command(bin, args...)
+	dieWithParent(p.cmd)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	if err := p.cmd.Start(); err != nil {
 		logFile.Close()
