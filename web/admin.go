@@ -1,12 +1,14 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -353,7 +355,7 @@ func decodeBody(c echo.Context, v any) error {
 		if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
 			var mbe *http.MaxBytesError
 			if errors.As(terr, &mbe) {
-				return errorf(CodeTooLarge, "request body exceeds %d bytes", adminMaxBody)
+				return errorf(CodeTooLarge, "request body exceeds %d bytes", mbe.Limit)
 			}
 			return errorf(CodeBadRequest, "trailing data after the JSON object")
 		}
@@ -366,7 +368,7 @@ func decodeBody(c echo.Context, v any) error {
 	)
 	switch {
 	case errors.As(err, &mbe):
-		return errorf(CodeTooLarge, "request body exceeds %d bytes", adminMaxBody)
+		return errorf(CodeTooLarge, "request body exceeds %d bytes", mbe.Limit)
 	case errors.Is(err, io.EOF):
 		return errorf(CodeBadRequest, "a JSON body is required")
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -377,28 +379,90 @@ func decodeBody(c echo.Context, v any) error {
 		if te.Field == "" {
 			return errorf(CodeBadRequest, "the body must be a JSON object")
 		}
-		return errorf(CodeBadRequest, "field %q must be %s, not %s", te.Field, jsonKind(te.Type.String()), te.Value)
+		return &Error{Code: CodeBadRequest, Message: fmt.Sprintf("field %q must be %s, not %s", te.Field, jsonKind(te.Type), jsonValue(te.Value)),
+			Details: map[string]any{"field": te.Field}}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return errorf(CodeBadRequest, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
 	default:
-		return errorf(CodeBadRequest, "bad JSON body: %v", err)
+		// A field's own decoder (an UnmarshalJSON method) failed, in Go's
+		// words rather than the API's. Request types read such fields
+		// after the body instead (parseAmount, parseLabels), so this is a
+		// last resort that names nothing it should not.
+		return &Error{Code: CodeBadRequest, Message: "the body does not fit this route's fields", Err: err}
 	}
 }
 
-// jsonKind names a Go type as a JSON one, for error messages.
-func jsonKind(goType string) string {
-	switch {
-	case goType == "string":
-		return "a string"
-	case strings.HasPrefix(goType, "[]"):
-		return "an array"
-	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"), strings.HasPrefix(goType, "float"):
-		return "a number"
-	case goType == "bool":
-		return "a boolean"
-	default:
-		return "a " + goType
+// jsonKind names the JSON a Go type decodes from, for error messages:
+// never the Go type itself.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
 	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return "a whole number in range"
+	case reflect.Float32, reflect.Float64:
+		return "a number in range"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	default:
+		return "another kind of JSON value"
+	}
+}
+
+// jsonValue names what the body held, from an UnmarshalTypeError's Value:
+// "number 1.5" (a number that did not fit) becomes 1.5, the others are a
+// JSON kind ("string", "array", ...).
+func jsonValue(v string) string {
+	if n, ok := strings.CutPrefix(v, "number "); ok {
+		return n
+	}
+	return v
+}
+
+// fieldError is a bad_request *Error about field.
+func fieldError(field, format string, args ...any) *Error {
+	return &Error{Code: CodeBadRequest, Message: fmt.Sprintf(format, args...), Details: map[string]any{"field": field}}
+}
+
+// amountRE is the shape of a decimal number, as JSON writes one or a
+// person might in a string ("25", "0.25", ".5", "1e-3").
+var amountRE = regexp.MustCompile(`^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$`)
+
+// parseAmount reads a dollar amount of field from its raw JSON: a number
+// or a string holding one (exact to the micro-dollar, fleet.ParseUSD);
+// absent or null is 0. Request types keep such fields as raw JSON and
+// read them here, after the body, so that a bad amount is told in the
+// API's words and names its field (decoding fleet.Micros inside the body
+// would pass fleet's and strconv's own words through, and no field).
+func parseAmount(field string, raw json.RawMessage) (fleet.Micros, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, nil
+	}
+	text := string(raw)
+	if raw[0] == '"' {
+		if err := json.Unmarshal(raw, &text); err != nil {
+			return 0, fieldError(field, "%s must be an amount of US dollars, e.g. 25 or \"25.00\"", field)
+		}
+		text = strings.TrimSpace(text)
+	}
+	if !amountRE.MatchString(text) {
+		return 0, fieldError(field, "%s must be an amount of US dollars, e.g. 25 or \"25.00\"", field)
+	}
+	m, err := fleet.ParseUSD(text)
+	if err != nil {
+		// The shape is a number's: only its size can be wrong.
+		return 0, fieldError(field, "%s is out of range: amounts must be under a trillion dollars", field)
+	}
+	return m, nil
 }
 
 // Field checks. Each returns a bad_request *Error naming the field.

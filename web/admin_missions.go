@@ -62,19 +62,20 @@ type budgetOutcome struct {
 }
 
 type missionRequest struct {
-	Title       string        `json:"title"`
-	Priority    string        `json:"priority"`
-	TeamID      string        `json:"team_id"`
-	UserID      string        `json:"user_id"`
-	AgentID     string        `json:"agent_id"`
-	Model       string        `json:"model"`
-	EstimateUSD *fleet.Micros `json:"estimate_usd"`
+	Title       string          `json:"title"`
+	Priority    string          `json:"priority"`
+	TeamID      string          `json:"team_id"`
+	UserID      string          `json:"user_id"`
+	AgentID     string          `json:"agent_id"`
+	Model       string          `json:"model"`
+	EstimateUSD json.RawMessage `json:"estimate_usd"` // parseEstimate
 	// Pool is optional (the default pool); Labels are optional, an object
 	// or a list (parseLabels).
 	Pool   string          `json:"pool"`
 	Labels json.RawMessage `json:"labels"`
 
-	labels map[string]string
+	estimate fleet.Micros
+	labels   map[string]string
 }
 
 func (r *missionRequest) check() error {
@@ -86,13 +87,15 @@ func (r *missionRequest) check() error {
 	if r.labels, err = parseLabels("labels", r.Labels); err != nil {
 		return err
 	}
+	if r.estimate, err = parseEstimate(r.EstimateUSD); err != nil {
+		return err
+	}
 	for _, err := range []error{
 		checkText("title", r.Title, 200, true, false),
 		checkMatch("team_id", r.TeamID, tagIDRE, false),
 		checkMatch("user_id", r.UserID, tagIDRE, false),
 		checkMatch("agent_id", r.AgentID, agentIDRE, false),
 		checkMatch("model", r.Model, modelRE, true),
-		checkEstimate(r.EstimateUSD),
 	} {
 		if err != nil {
 			return err
@@ -107,18 +110,14 @@ func (r *missionRequest) check() error {
 	return nil
 }
 
-func checkEstimate(m *fleet.Micros) error {
-	if m != nil && *m < 0 {
-		return errorf(CodeBadRequest, "estimate_usd must not be negative")
+// parseEstimate reads the optional estimate_usd of a mission or run: an
+// amount of US dollars, not negative; absent or null is 0.
+func parseEstimate(raw json.RawMessage) (fleet.Micros, error) {
+	m, err := parseAmount("estimate_usd", raw)
+	if err == nil && m < 0 {
+		err = fieldError("estimate_usd", "estimate_usd must not be negative")
 	}
-	return nil
-}
-
-func estimateOf(m *fleet.Micros) fleet.Micros {
-	if m == nil {
-		return 0
-	}
-	return *m
+	return m, err
 }
 
 // createMission is POST /api/v1/projects/{project}/missions: {title,
@@ -155,7 +154,7 @@ func (s *Server) createMission(c echo.Context) error {
 	now := s.cfg.Now().UTC()
 	rec := missionRecord{
 		ID: newWorkID("m", now), ProjectID: p.ID, Title: req.Title, Priority: req.Priority,
-		TeamID: req.TeamID, UserID: req.UserID, AgentID: req.AgentID, Model: req.Model, EstimateUSD: estimateOf(req.EstimateUSD),
+		TeamID: req.TeamID, UserID: req.UserID, AgentID: req.AgentID, Model: req.Model, EstimateUSD: req.estimate,
 		Pool: cmpOr(req.Pool, defaultPool), Labels: req.labels,
 		Status: fleet.MissionQueuedStatus, CreatedAt: now, CreatedBy: claimsOf(c).Subject,
 	}

@@ -37,13 +37,18 @@ func checkPool(field, pool string) (string, error) {
 }
 
 // checkPools validates a list of pools and returns it sorted, without
-// repeats, "default" for the default pool.
+// repeats, "default" for the default pool. In a list the default pool is
+// named: an empty entry is no pool id and is refused (where a single pool
+// is optional, as a mission's, "" is the field left out).
 func checkPools(field string, pools []string) ([]string, error) {
 	if len(pools) > maxLabels {
 		return nil, errorf(CodeBadRequest, "%s lists more than %d pools", field, maxLabels)
 	}
 	out := make([]string, 0, len(pools))
-	for _, p := range pools {
+	for i, p := range pools {
+		if p == "" {
+			return nil, errorf(CodeBadRequest, "%s[%d] is empty: name a pool, or %q for the default pool", field, i, defaultPool)
+		}
 		p, err := checkPool(field, p)
 		if err != nil {
 			return nil, err

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -51,22 +52,27 @@ type runRecord struct {
 }
 
 type runRequest struct {
-	AgentID     string        `json:"agent_id"`
-	MissionID   string        `json:"mission_id"`
-	Model       string        `json:"model"`
-	TeamID      string        `json:"team_id"`
-	UserID      string        `json:"user_id"`
-	EstimateUSD *fleet.Micros `json:"estimate_usd"`
+	AgentID     string          `json:"agent_id"`
+	MissionID   string          `json:"mission_id"`
+	Model       string          `json:"model"`
+	TeamID      string          `json:"team_id"`
+	UserID      string          `json:"user_id"`
+	EstimateUSD json.RawMessage `json:"estimate_usd"` // parseEstimate
+
+	estimate fleet.Micros
 }
 
 func (r *runRequest) check() error {
+	var err error
+	if r.estimate, err = parseEstimate(r.EstimateUSD); err != nil {
+		return err
+	}
 	for _, err := range []error{
 		checkMatch("agent_id", r.AgentID, agentIDRE, true),
 		checkMatch("mission_id", r.MissionID, agentIDRE, false),
 		checkMatch("model", r.Model, modelRE, false),
 		checkMatch("team_id", r.TeamID, tagIDRE, false),
 		checkMatch("user_id", r.UserID, tagIDRE, false),
-		checkEstimate(r.EstimateUSD),
 	} {
 		if err != nil {
 			return err
@@ -106,7 +112,7 @@ func (s *Server) createRun(c echo.Context) error {
 	rec := runRecord{
 		ID: newWorkID("r", now), ProjectID: p.ID, AgentID: agent.ID, MissionID: req.MissionID,
 		TeamID: req.TeamID, UserID: req.UserID, Model: cmp.Or(req.Model, agent.Model),
-		EstimateUSD: estimateOf(req.EstimateUSD), Status: runRunning, StartedAt: now, CreatedBy: claimsOf(c).Subject,
+		EstimateUSD: req.estimate, Status: runRunning, StartedAt: now, CreatedBy: claimsOf(c).Subject,
 	}
 	if req.MissionID != "" {
 		var m missionRecord
@@ -292,7 +298,11 @@ func (s *Server) settle(ctx context.Context, rec runRecord, seq uint64) *settlem
 	attrs := []any{"event", "admin.run.settle", "sagewai.project_id", rec.ProjectID, "run_id", rec.ID, "reservation", rec.Reservation}
 	view, err := s.viewAt(ctx, rec.ProjectID, seq)
 	if err != nil {
-		st.Error = "the run's cost is not known yet: " + err.Error()
+		// The cause itself is for the log, not the client.
+		st.Error = "the run's cost is not known yet: the fleet state is unavailable; the reservation is left to the gate's expiry"
+		if errors.Is(err, errFoldBehind) {
+			st.Error = "the run's cost is not known yet: the fold did not reach the run's end in time; the reservation is left to the gate's expiry"
+		}
 		s.log.WarnContext(ctx, "run reservation left unsettled", append(attrs, "error", err.Error())...)
 		return st
 	}
@@ -310,7 +320,7 @@ func (s *Server) settle(ctx context.Context, rec runRecord, seq uint64) *settlem
 		err = s.cfg.Budgets.Settle(ctx, rec.Reservation, cost)
 	}
 	if err != nil {
-		st.Error = "the budget gate failed: " + err.Error()
+		st.Error = "the budget gate failed; the reservation is left to its expiry"
 		s.log.ErrorContext(ctx, "settling a run's reservation failed", append(attrs, "error", err.Error())...)
 		return st
 	}

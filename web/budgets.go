@@ -89,10 +89,11 @@ func (r budgetRequest) limit() (fleet.BudgetLimit, error) {
 		return b, &Error{Code: CodeBadRequest, Message: "limit_usd is required: the cap in US dollars, e.g. 25 or \"25.00\"",
 			Details: map[string]any{"field": "limit_usd"}}
 	}
-	if err := b.LimitUSD.UnmarshalJSON(r.LimitUSD); err != nil {
-		return b, &Error{Code: CodeBadRequest, Message: "limit_usd must be an amount of US dollars, e.g. 25 or \"25.00\": " + err.Error(),
-			Details: map[string]any{"field": "limit_usd"}}
+	limit, err := parseAmount("limit_usd", r.LimitUSD)
+	if err != nil {
+		return b, err
 	}
+	b.LimitUSD = limit
 	if r.WarnPct != nil {
 		if *r.WarnPct <= 0 {
 			return b, &Error{Code: CodeBadRequest, Message: "warn_pct must be more than 0 and at most 100 (leave it out for 80)",
@@ -274,11 +275,11 @@ func (s *Server) deleteBudget(c echo.Context) error {
 
 // preflightRequest is the body of POST /api/v1/budgets/preflight.
 type preflightRequest struct {
-	ProjectID   string        `json:"project_id"`
-	TeamID      string        `json:"team_id"`
-	UserID      string        `json:"user_id"`
-	Model       string        `json:"model"`
-	EstimateUSD *fleet.Micros `json:"estimate_usd"`
+	ProjectID   string          `json:"project_id"`
+	TeamID      string          `json:"team_id"`
+	UserID      string          `json:"user_id"`
+	Model       string          `json:"model"`
+	EstimateUSD json.RawMessage `json:"estimate_usd"` // parseAmount
 }
 
 // preflightBudget is POST /api/v1/budgets/preflight: what the gate would
@@ -294,6 +295,10 @@ func (s *Server) preflightBudget(c echo.Context) error {
 	if err := decodeBody(c, &req); err != nil {
 		return err
 	}
+	estimate, err := parseAmount("estimate_usd", req.EstimateUSD)
+	if err != nil {
+		return err
+	}
 	ctx := c.Request().Context()
 	cl := claimsOf(c)
 	if req.ProjectID == "" && cl.Role != auth.RoleAdmin {
@@ -306,10 +311,7 @@ func (s *Server) preflightBudget(c echo.Context) error {
 		return err
 	}
 	setProject(c, req.ProjectID)
-	br := fleet.BudgetRequest{ProjectID: req.ProjectID, TeamID: req.TeamID, UserID: req.UserID, Model: req.Model}
-	if req.EstimateUSD != nil {
-		br.Estimate = *req.EstimateUSD
-	}
+	br := fleet.BudgetRequest{ProjectID: req.ProjectID, TeamID: req.TeamID, UserID: req.UserID, Model: req.Model, Estimate: estimate}
 	d, err := bs.Preflight(ctx, br)
 	if err != nil {
 		return budgetError(err)

@@ -52,7 +52,9 @@ type issuedEnrollmentKey struct {
 
 // createEnrollmentKey is POST /api/v1/enrollment-keys (admins):
 // {projects, pools?, ttl?} → 201 {key, key_id, projects, pools,
-// expires_at}. The projects must exist; no pools means the default pool.
+// expires_at}. The projects must exist; no pools means the default pool,
+// which a list names "default" (an empty pool id is refused). The body is
+// checked whole before the projects are looked up.
 // Each project gets an auth.enrollment_key.issued audit event naming the
 // key's id; the key itself is never logged.
 func (s *Server) createEnrollmentKey(c echo.Context) error {
@@ -66,20 +68,9 @@ func (s *Server) createEnrollmentKey(c echo.Context) error {
 	projects := slices.Clone(req.Projects)
 	slices.Sort(projects)
 	projects = slices.Compact(projects)
-	ctx := c.Request().Context()
-	if s.cfg.Records == nil {
-		return unavailable("the project registry")
-	}
 	for _, p := range projects {
 		if !fleet.ValidProjectID(p) {
 			return errorf(CodeBadRequest, "%q is not a project id (%s)", p, "^[a-z0-9][a-z0-9_-]{0,62}$")
-		}
-		found, _, err := getRecord(ctx, s.cfg.Records, projectKey(p), &projectRecord{})
-		if err != nil {
-			return err
-		}
-		if !found {
-			return errorf(CodeNotFound, "project %q not found", p)
 		}
 	}
 	pools, err := checkPools("pools", req.Pools)
@@ -92,6 +83,20 @@ func (s *Server) createEnrollmentKey(c echo.Context) error {
 	ttl, err := parseTTL(req.TTL)
 	if err != nil {
 		return err
+	}
+	// The body is well formed: now the projects must exist.
+	ctx := c.Request().Context()
+	if s.cfg.Records == nil {
+		return unavailable("the project registry")
+	}
+	for _, p := range projects {
+		found, _, err := getRecord(ctx, s.cfg.Records, projectKey(p), &projectRecord{})
+		if err != nil {
+			return err
+		}
+		if !found {
+			return errorf(CodeNotFound, "project %q not found", p)
+		}
 	}
 	cl := claimsOf(c)
 	key, k, err := s.enrollmentKey(cl.Subject, projects, pools, ttl)

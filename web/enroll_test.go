@@ -58,6 +58,8 @@ func TestEnrollment(t *testing.T) {
 		`{"projects":["acme"],"pools":["GPU"]}`:      "bad_request",
 		`{"projects":["acme"],"ttl":"forever"}`:      "bad_request",
 		`{"projects":["acme"],"scope":"everything"}`: "bad_request",
+		// An empty pool id is no pool id: the default pool is named.
+		`{"projects":["acme"],"pools":[""]}`: "bad_request",
 	} {
 		if res := a.call(t, "POST", path, a.admin, body); res.errorCode(t) != code {
 			t.Errorf("%s: %d %s, want %s", body, res.status, res.body, code)
@@ -107,6 +109,9 @@ func TestEnrollment(t *testing.T) {
 		{`{"key":"` + k.Key + `","worker_id":"W 1"}`, "bad_request"},
 		{body(`,"labels":42`), "bad_request"},
 		{body(`,"capacity":-1`), "bad_request"},
+		// An empty pool id is no pool id, not the default pool.
+		{body(`,"pools":[""]`), "bad_request"},
+		{body(`,"pools":["gpu",""]`), "bad_request"},
 	} {
 		if res := a.call(t, "POST", enroll, "", tc.body); res.errorCode(t) != tc.code {
 			t.Errorf("%s: %d %s, want %s", tc.body, res.status, res.body, tc.code)

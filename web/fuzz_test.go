@@ -32,8 +32,9 @@ import (
 // a refusal has the JSON error shape with a code that maps to its status;
 // and a refused body writes nothing: no stream, bucket or audit event
 // changes, except the audit events a route documents for a refusal (a
-// failed login, a denied enrollment). A body that is accepted answers
-// JSON. Their seeds (valid bodies and near misses) run under plain go
+// failed login, a denied enrollment), and the message says what was wrong
+// in the API's words, never Go's (no Go type, no json or strconv error
+// text). A body that is accepted answers JSON. Their seeds (valid bodies and near misses) run under plain go
 // test; `go test -fuzz FuzzX ./web` explores further.
 
 // fuzzServer is the server the fuzz targets post to.
@@ -181,6 +182,9 @@ type fuzzRoute struct {
 	// accepted checks a 2xx answer beyond its being JSON; nil checks
 	// nothing more.
 	accepted func(s *fuzzServer, t *testing.T, body []byte)
+	// answered checks every answer against the request body sent; nil
+	// checks nothing more.
+	answered func(t *testing.T, req []byte, status int, res []byte)
 }
 
 func fixedPath(p string) func(*fuzzServer, *testing.T) string {
@@ -209,9 +213,12 @@ func fuzzBody(f *testing.F, r fuzzRoute, seeds ...string) {
 		case status >= 500 || status < 200 || status >= 300 && status < 400:
 			t.Fatalf("%s %s with %q: status %d: %s", r.method, path, body, status, res)
 		case status >= 400:
-			code := response{status: status, body: res}.errorCode(t)
+			code, msg := response{status: status, body: res}.errorOf(t)
 			if web.StatusOf(code) != status || ct != "application/json" {
 				t.Fatalf("%d (%s) with code %q, which is %d", status, ct, code, web.StatusOf(code))
+			}
+			if leak := goInternals(msg); leak != "" {
+				t.Fatalf("%q refused with %q, which speaks Go (%q), not the API", body, msg, leak)
 			}
 			if diff := cmp.Diff(before, s.written(t)); diff != "" {
 				t.Fatalf("a body refused with %d %s wrote (-before +after):\n%s\nbody %q", status, res, diff, body)
@@ -229,7 +236,25 @@ func fuzzBody(f *testing.F, r fuzzRoute, seeds ...string) {
 				r.accepted(s, t, res)
 			}
 		}
+		if r.answered != nil {
+			r.answered(t, body, status, res)
+		}
 	})
+}
+
+// emptyPoolRefused checks the answer to a body whose pools list an empty
+// pool id: it is no pool id (not the default pool, which is named
+// "default"), so the body is refused with 400, or 413 when it is too
+// large to read. The body is read as the server reads it, field names
+// matched without regard to case.
+func emptyPoolRefused(t *testing.T, req []byte, status int, res []byte) {
+	var b struct{ Pools []string }
+	if json.Unmarshal(req, &b) != nil || !slices.Contains(b.Pools, "") {
+		return
+	}
+	if status != http.StatusBadRequest && status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("pools %q answered %d %s; an empty pool id must be refused with 400", b.Pools, status, res)
+	}
 }
 
 func FuzzProjectBody(f *testing.F) {
@@ -269,6 +294,10 @@ func FuzzMissionBody(f *testing.F) {
 		`{"title":"x","model":"m","agent_id":"nobody"}`,
 		`{"title":"x","model":"m","estimate_usd":-1}`,
 		`{"title":"x","model":"m","estimate_usd":true}`,
+		`{"title":"x","model":"m","estimate_usd":"lots"}`,
+		`{"title":"x","model":"m","estimate_usd":"1e5x"}`,
+		`{"title":"x","model":"m","estimate_usd":1e400}`,
+		`{"title":"x","model":"m","labels":42}`,
 		`{"title":"x","model":"m","priority":"asap"}`,
 		`{"title":"x","model":"m","labels":["a=1","a=2"]}`,
 		`{"title":"x","model":"m","pool":"GPU"}`,
@@ -284,6 +313,7 @@ func FuzzRunBody(f *testing.F) {
 		`{"agent_id":"nobody"}`,
 		`{"agent_id":7}`,
 		`{"agent_id":"acme-triager","cost_usd":1}`,
+		`{"agent_id":"acme-triager","estimate_usd":"1e5x"}`,
 		`{}`,
 	)
 }
@@ -354,12 +384,15 @@ func FuzzPreflightBody(f *testing.F) {
 		`{"project_id":"Acme Inc","estimate_usd":1}`,
 		`{"project_id":"acme","estimate_usd":-1}`,
 		`{"project_id":"acme","estimate_usd":"a lot"}`,
+		`{"project_id":"acme","estimate_usd":"2e"}`,
 	)
 }
 
 func FuzzEnrollmentKeyBody(f *testing.F) {
-	fuzzBody(f, fuzzRoute{method: "POST", path: fixedPath("/api/v1/enrollment-keys")},
+	fuzzBody(f, fuzzRoute{method: "POST", path: fixedPath("/api/v1/enrollment-keys"), answered: emptyPoolRefused},
 		`{"projects":["globex","acme"],"pools":["gpu","default"],"ttl":"1h"}`,
+		`{"projects":["acme"],"pools":[""]}`,
+		`{"projects":["nope"],"pools":["gpu",""]}`,
 		`{"projects":["acme"]}`,
 		`{"projects":["acme","acme"],"ttl":"30d"}`,
 		`{"projects":["nope"]}`,
@@ -373,7 +406,7 @@ func FuzzEnrollmentKeyBody(f *testing.F) {
 
 func FuzzEnrollBody(f *testing.F) {
 	r := fuzzRoute{method: "POST", path: fixedPath("/api/v1/workers/enroll"), public: true,
-		refusalAudits: []string{web.TypeWorkerEnrollDenied},
+		refusalAudits: []string{web.TypeWorkerEnrollDenied}, answered: emptyPoolRefused,
 		accepted: func(s *fuzzServer, t *testing.T, body []byte) {
 			// A grant never exceeds the key's scope.
 			var g grantOut
@@ -405,6 +438,7 @@ func FuzzEnrollBody(f *testing.F) {
 		`{"key":"`+key+`","worker_id":"W 1"}`,
 		`{"key":"`+key+`","worker_id":"w-1","capacity":-1}`,
 		`{"key":"`+key+`","worker_id":"w-1","labels":null,"pools":[""]}`,
+		`{"key":"`+key+`","worker_id":"w-1","pools":["gpu",""]}`,
 		`{"key":"`+key[:len(key)-2]+`xx","worker_id":"w-1"}`,
 		`{"key":"","worker_id":""}`,
 		`[]`,
@@ -437,6 +471,9 @@ func FuzzLoginBody(f *testing.F) {
 		`{"username":"ad\nmin","password":"x"}`,
 		`{"username":"admin","password":"`+strings.Repeat("x", 100)+`"}`,
 		`{"username":"admin"}`,
+		`{"username":"admin","pasword":"x"}`,
+		`{"username":"admin","password":42}`,
+		`42`,
 		`{"username":"admin","password":"x"} {}`,
 		`{"username":"admin",`,
 		`["admin"]`,

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -341,7 +342,15 @@ type response struct {
 
 // errorCode returns the code of a JSON error body, failing the test if the
 // body does not have the error shape.
-func (r response) errorCode(t *testing.T) string {
+func (r response) errorCode(t testing.TB) string {
+	t.Helper()
+	code, _ := r.errorOf(t)
+	return code
+}
+
+// errorOf returns the code and message of a JSON error body, failing the
+// test if the body does not have the error shape.
+func (r response) errorOf(t testing.TB) (code, message string) {
 	t.Helper()
 	var b struct {
 		Error struct {
@@ -355,7 +364,22 @@ func (r response) errorCode(t *testing.T) string {
 	if err := dec.Decode(&b); err != nil || b.Error.Code == "" || b.Error.Message == "" {
 		t.Fatalf("body %q is not {\"error\":{\"code\",\"message\"}}: %v", r.body, err)
 	}
-	return b.Error.Code
+	return b.Error.Code, b.Error.Message
+}
+
+// goWords matches what an error message says in Go's words rather than
+// the API's: a Go type (web.loginRequest, map[string]string, int64), the
+// text of a json or strconv error, fleet's own parse errors.
+var goWords = regexp.MustCompile(`Go (value|struct)|json: |strconv\.|\bweb\.[a-zA-Z]|\bfleet\.[A-Z]|parse usd|map\[|\[\][a-z]|\b(u?int(8|16|32|64)?|float(32|64)|bool)\b`)
+
+// quoted matches a double-quoted string as %q writes it: the part of a
+// message that echoes the client's input, which may say anything.
+var quoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+
+// goInternals returns the first Go words in msg outside the input it
+// quotes, or "".
+func goInternals(msg string) string {
+	return goWords.FindString(quoted.ReplaceAllString(msg, `""`))
 }
 
 func (e *env) do(t *testing.T, method, path, body string, header http.Header) response {

@@ -30,6 +30,7 @@ func TestLogin(t *testing.T) {
 		body       string
 		wantStatus int
 		wantCode   string
+		wantSays   string // a fragment of the error message
 		wantAudit  []auditRecord
 	}{
 		{
@@ -47,13 +48,19 @@ func TestLogin(t *testing.T) {
 			wantStatus: 401, wantCode: "unauthorized",
 			wantAudit: []auditRecord{{fleet.TypeLoginFailed, "global", "root", map[string]string{"addr": "127.0.0.1", "reason": "bad_credentials"}}},
 		},
-		{name: "bad JSON", body: `{"username":"admin",`, wantStatus: 400, wantCode: "bad_request"},
-		{name: "not an object", body: `["admin"]`, wantStatus: 400, wantCode: "bad_request"},
-		{name: "two values", body: `{"username":"admin","password":"x"} {}`, wantStatus: 400, wantCode: "bad_request"},
-		{name: "no body", body: ``, wantStatus: 400, wantCode: "bad_request"},
-		{name: "no password", body: `{"username":"admin"}`, wantStatus: 400, wantCode: "bad_request"},
-		{name: "control characters in the name", body: `{"username":"ad\nmin","password":"x"}`, wantStatus: 400, wantCode: "bad_request"},
-		{name: "too large", body: `{"username":"admin","password":"` + strings.Repeat("x", 2<<10) + `"}`, wantStatus: 413, wantCode: "too_large"},
+		{name: "bad JSON", body: `{"username":"admin",`, wantStatus: 400, wantCode: "bad_request", wantSays: "malformed JSON"},
+		{name: "not an object", body: `["admin"]`, wantStatus: 400, wantCode: "bad_request", wantSays: "the body must be a JSON object"},
+		{name: "two values", body: `{"username":"admin","password":"x"} {}`, wantStatus: 400, wantCode: "bad_request", wantSays: "trailing data"},
+		{name: "no body", body: ``, wantStatus: 400, wantCode: "bad_request", wantSays: "a JSON body is required"},
+		{name: "no password", body: `{"username":"admin"}`, wantStatus: 400, wantCode: "bad_request", wantSays: "username and password are required"},
+		// A misspelt field is named, not taken for a missing one, and
+		// nothing is checked or audited.
+		{name: "a misspelt field", body: `{"username":"admin","pasword":"x"}`, wantStatus: 400, wantCode: "bad_request", wantSays: `unknown field "pasword"`},
+		{name: "an extra field", body: `{"username":"admin","password":"` + adminPassword + `","remember":true}`, wantStatus: 400, wantCode: "bad_request", wantSays: `unknown field "remember"`},
+		{name: "a password not a string", body: `{"username":"admin","password":42}`, wantStatus: 400, wantCode: "bad_request", wantSays: `field "password" must be a string, not number`},
+		{name: "a number for a body", body: `42`, wantStatus: 400, wantCode: "bad_request", wantSays: "the body must be a JSON object"},
+		{name: "control characters in the name", body: `{"username":"ad\nmin","password":"x"}`, wantStatus: 400, wantCode: "bad_request", wantSays: "username must be at most 128 bytes of UTF-8 text without control characters"},
+		{name: "too large", body: `{"username":"admin","password":"` + strings.Repeat("x", 2<<10) + `"}`, wantStatus: 413, wantCode: "too_large", wantSays: "request body exceeds 1024 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, func(c *web.Config) { c.MaxBodyBytes = 1 << 10 })
@@ -62,8 +69,12 @@ func TestLogin(t *testing.T) {
 				t.Fatalf("status %d, want %d: %s", res.status, tc.wantStatus, res.body)
 			}
 			if tc.wantCode != "" {
-				if got := res.errorCode(t); got != tc.wantCode {
-					t.Errorf("code %q, want %q", got, tc.wantCode)
+				code, msg := res.errorOf(t)
+				if code != tc.wantCode || !strings.Contains(msg, tc.wantSays) {
+					t.Errorf("error %s %q, want %s saying %q", code, msg, tc.wantCode, tc.wantSays)
+				}
+				if leak := goInternals(msg); leak != "" {
+					t.Errorf("message %q speaks Go (%q), not the API", msg, leak)
 				}
 			} else {
 				var tr struct {
