@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 
 	"github.com/sagewai/observatory/fleet"
 )
@@ -75,6 +77,35 @@ type Subscribe struct {
 // ErrBadFrame is wrapped by every error DecodeSubscribe returns.
 var ErrBadFrame = errors.New("bad client frame")
 
+// frameError says what is wrong with a client frame in the protocol's
+// words: the field and what it must be, never a Go type.
+func frameError(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("not JSON (at byte %d)", se.Offset)
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			return "want a JSON object"
+		}
+		switch field {
+		case "resume":
+			return "resume must be an object {\"epoch\",\"seq\"}"
+		case "resume.seq":
+			return "resume.seq must be a whole number"
+		}
+		return field + " must be a string"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "empty or truncated frame"
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return "unknown field " + name
+	}
+	return "not a subscribe frame"
+}
+
 // DecodeSubscribe parses and validates a client frame.
 func DecodeSubscribe(b []byte) (Subscribe, error) {
 	var s Subscribe
@@ -84,7 +115,7 @@ func DecodeSubscribe(b []byte) (Subscribe, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
-		return Subscribe{}, fmt.Errorf("%w: %v", ErrBadFrame, err)
+		return Subscribe{}, fmt.Errorf("%w: %s", ErrBadFrame, frameError(err))
 	}
 	if dec.More() {
 		return Subscribe{}, fmt.Errorf("%w: trailing data", ErrBadFrame)

@@ -16,25 +16,40 @@ func TestDecodeSubscribe(t *testing.T) {
 		name, in string
 		want     protocol.Subscribe
 		wantErr  bool
+		says     string // in the error's text, when set
 	}{
-		{"all", `{"op":"subscribe","scope":"*"}`, protocol.Subscribe{Op: "subscribe", Scope: "*"}, false},
+		{"all", `{"op":"subscribe","scope":"*"}`, protocol.Subscribe{Op: "subscribe", Scope: "*"}, false, ""},
 		{"project with resume", `{"op":"subscribe","scope":"acme","resume":{"epoch":"E","seq":1234}}`,
-			protocol.Subscribe{Op: "subscribe", Scope: "acme", Resume: &protocol.Resume{Epoch: "E", Seq: 1234}}, false},
-		{"wrong op", `{"op":"unsubscribe","scope":"*"}`, protocol.Subscribe{}, true},
-		{"no scope", `{"op":"subscribe"}`, protocol.Subscribe{}, true},
-		{"bad scope", `{"op":"subscribe","scope":"ACME!"}`, protocol.Subscribe{}, true},
-		{"resume without epoch", `{"op":"subscribe","scope":"*","resume":{"seq":3}}`, protocol.Subscribe{}, true},
-		{"unknown field", `{"op":"subscribe","scope":"*","token":"x"}`, protocol.Subscribe{}, true},
-		{"trailing data", `{"op":"subscribe","scope":"*"} {}`, protocol.Subscribe{}, true},
-		{"not json", `subscribe *`, protocol.Subscribe{}, true},
-		{"negative seq", `{"op":"subscribe","scope":"*","resume":{"epoch":"E","seq":-1}}`, protocol.Subscribe{}, true},
-		{"too large", `{"op":"subscribe","scope":"*","resume":{"epoch":"` + strings.Repeat("e", protocol.MaxClientFrame) + `","seq":1}}`, protocol.Subscribe{}, true},
+			protocol.Subscribe{Op: "subscribe", Scope: "acme", Resume: &protocol.Resume{Epoch: "E", Seq: 1234}}, false, ""},
+		{"wrong op", `{"op":"unsubscribe","scope":"*"}`, protocol.Subscribe{}, true, ""},
+		{"no scope", `{"op":"subscribe"}`, protocol.Subscribe{}, true, ""},
+		{"bad scope", `{"op":"subscribe","scope":"ACME!"}`, protocol.Subscribe{}, true, ""},
+		{"resume without epoch", `{"op":"subscribe","scope":"*","resume":{"seq":3}}`, protocol.Subscribe{}, true, ""},
+		{"unknown field", `{"op":"subscribe","scope":"*","token":"x"}`, protocol.Subscribe{}, true, ""},
+		{"trailing data", `{"op":"subscribe","scope":"*"} {}`, protocol.Subscribe{}, true, ""},
+		{"not json", `subscribe *`, protocol.Subscribe{}, true, ""},
+		{"negative seq", `{"op":"subscribe","scope":"*","resume":{"epoch":"E","seq":-1}}`, protocol.Subscribe{}, true, "resume.seq must be a whole number"},
+		{"number scope", `{"op":"subscribe","scope":5}`, protocol.Subscribe{}, true, "scope must be a string"},
+		{"resume not an object", `{"op":"subscribe","scope":"*","resume":"E"}`, protocol.Subscribe{}, true, "resume must be an object"},
+		{"an array", `[1,2]`, protocol.Subscribe{}, true, "want a JSON object"},
+		{"empty", ``, protocol.Subscribe{}, true, "empty or truncated frame"},
+		{"named unknown field", `{"op":"subscribe","scope":"*","tokn":"x"}`, protocol.Subscribe{}, true, `unknown field "tokn"`},
+		{"too large", `{"op":"subscribe","scope":"*","resume":{"epoch":"` + strings.Repeat("e", protocol.MaxClientFrame) + `","seq":1}}`, protocol.Subscribe{}, true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := protocol.DecodeSubscribe([]byte(tc.in))
 			if tc.wantErr {
 				if !errors.Is(err, protocol.ErrBadFrame) {
 					t.Fatalf("err = %v, want ErrBadFrame", err)
+				}
+				// The text reaches the client: the protocol's words only.
+				for _, leak := range []string{"Go ", "unmarshal", "struct", "uint64", "json:"} {
+					if strings.Contains(err.Error(), leak) {
+						t.Errorf("error %q leaks %q", err, leak)
+					}
+				}
+				if tc.says != "" && !strings.Contains(err.Error(), tc.says) {
+					t.Errorf("error %q, want it to say %q", err, tc.says)
 				}
 				return
 			}

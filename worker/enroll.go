@@ -2,6 +2,7 @@ package worker
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/sagewai/observatory/stream"
 )
 
 // ErrEnrollRefused wraps the answer of an enrollment the server refused
@@ -99,8 +102,13 @@ func EnrollHTTP(baseURL, key string, client *http.Client) func(context.Context, 
 // enroll asks Config.Enroll for the worker's scope and narrows the
 // configuration to the grant.
 func (w *Worker) enroll(ctx context.Context) error {
+	// Config.Pools names the default pool ""; the API names it "default".
+	pools := make([]string, len(w.cfg.Pools))
+	for i, p := range w.cfg.Pools {
+		pools[i] = cmp.Or(p, stream.DefaultPool)
+	}
 	g, err := w.cfg.Enroll(ctx, EnrollRequest{
-		WorkerID: w.cfg.ID, Projects: w.cfg.Projects, Pools: w.cfg.Pools, Models: w.cfg.Models,
+		WorkerID: w.cfg.ID, Projects: w.cfg.Projects, Pools: pools, Models: w.cfg.Models,
 		Labels: w.cfg.Labels, Host: w.cfg.Host, Version: w.cfg.Version, Capacity: w.cfg.Capacity,
 	})
 	if err != nil {
