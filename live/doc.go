@@ -16,15 +16,27 @@
 // Figures counts them, with per-tenant missions enqueued, refused by a
 // budget, throttled, completed and failed (read from the server's fold).
 //
-// The package imports fleet (ids, money, pricing) and synth (the call
-// profiles that give each model a realistic worst-case estimate), and
-// speaks HTTP; nothing imports it but commands and tests.
+// Print, PrintLinks and StartProgress are the command's output: the proof
+// block, where to look, and the progress line.
+//
+// The package imports fleet (ids, money, pricing), protocol (the fleet
+// snapshot) and synth (the call profiles that give each model a realistic
+// worst-case estimate), and speaks HTTP; nothing imports it but commands,
+// the example packages' rig and tests.
+//
+// # Time
+//
+// Config.Now (default time.Now) dates the run's start and end, from which
+// the figures' duration and rate come. The waits (the server catching up
+// in Setup, Drain's bound, the grace of requests in flight) are timers.
 //
 // # Concurrency
 //
 // Run owns every goroutine it starts and returns after they have stopped:
 // one scheduling loop and, per request, a short-lived goroutine bounded by
-// a semaphore, so that a slow answer never delays the schedule. Counters
-// are atomic; the tokens are guarded by a mutex; Figures is safe to call at
-// any time, also while Run is running.
+// a semaphore, so that a slow answer never delays the schedule. When Run's
+// context ends the schedule stops and the requests in flight get
+// InflightGrace to finish, so that the figures count every answer the
+// server gave. Counters are atomic; the tokens are guarded by a mutex;
+// Figures is safe to call at any time, also while Run is running.
 package live

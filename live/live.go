@@ -149,6 +149,10 @@ type TenantFigures struct {
 // catching up.
 const setupWait = 30 * time.Second
 
+// InflightGrace is how long the requests in flight when Run's context ends
+// get to finish; after it they are cancelled and not counted.
+const InflightGrace = 5 * time.Second
+
 // Workload is the mixed-tenant HTTP workload. Create it with New, then
 // Setup and Run.
 type Workload struct {
@@ -229,16 +233,20 @@ func (w *Workload) Setup(ctx context.Context) error {
 	// A server that has just started answers 503 until its fold has caught
 	// up with the stream: wait for it a little.
 	var base map[string]fleet.Project
-	deadline := time.Now().Add(setupWait)
+	wait := time.NewTimer(setupWait)
+	defer wait.Stop()
+catchUp:
 	for {
 		base, err = w.readFleet(ctx)
 		var ae *APIError
-		if err == nil || !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+		if err == nil || !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable {
 			break
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-wait.C:
+			break catchUp
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -337,7 +345,8 @@ func (w *Workload) readFleet(ctx context.Context) (map[string]fleet.Project, err
 }
 
 // Run sends the workload until cfg.Duration has passed or ctx is
-// cancelled, then waits for the requests in flight. Call Setup first. It
+// cancelled, then waits for the requests in flight (for at most
+// InflightGrace after ctx ends). Call Setup first. It
 // returns nil when the duration ended or ctx was cancelled; the figures
 // say whether the server answered as it should.
 func (w *Workload) Run(ctx context.Context) error {
@@ -368,6 +377,22 @@ func (w *Workload) Run(ctx context.Context) error {
 			t.Stop()
 		}
 	}()
+	// Requests in flight when ctx ends get InflightGrace to finish, so
+	// that the figures count every answer the server gave.
+	reqs, cancelReqs := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelReqs()
+	graceStop := make(chan struct{})
+	defer close(graceStop)
+	stopAfter := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(InflightGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancelReqs()
+		case <-graceStop:
+		}
+	})
+	defer stopAfter()
 	sem := make(chan struct{}, 32)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -381,7 +406,7 @@ func (w *Workload) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			f(ctx)
+			f(reqs)
 		}()
 	}
 
@@ -660,7 +685,8 @@ func (w *Workload) crossTenant(ctx context.Context, i int) {
 // Drain waits up to d for the missions of the run to end on the fold
 // (for as long as the server's workers need), reading the fold's figures.
 func (w *Workload) Drain(ctx context.Context, d time.Duration) {
-	deadline := time.Now().Add(d)
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
 	for {
 		p, err := w.readFleet(ctx)
 		if err == nil {
@@ -672,11 +698,13 @@ func (w *Workload) Drain(ctx context.Context, d time.Duration) {
 		for _, tf := range w.Figures().ByTenant {
 			done = done && tf.Completed+tf.Failed >= tf.Enqueued
 		}
-		if done || err != nil || time.Now().After(deadline) {
+		if done || err != nil {
 			return
 		}
 		select {
 		case <-ctx.Done():
+			return
+		case <-deadline.C:
 			return
 		case <-time.After(250 * time.Millisecond):
 		}

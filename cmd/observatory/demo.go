@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -13,7 +15,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sagewai/observatory/costreport"
 	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/fleetload"
 	"github.com/sagewai/observatory/live"
 	"github.com/sagewai/observatory/stream"
 	"github.com/sagewai/observatory/worker"
@@ -40,11 +44,14 @@ type demoRun struct {
 	base     string
 	password string
 	log      *slog.Logger
+	// began is when the command started, the origin of the time to alive.
+	began time.Time
 
 	// mu guards what run leaves for proof.
 	mu      sync.Mutex
 	started time.Time
 	stopped time.Time
+	alive   time.Duration // 0 until the demo is alive
 	load    *live.Workload
 	workers []*worker.Worker
 	before  map[string]fleet.Project
@@ -110,7 +117,7 @@ func (d *demoRun) run(ctx context.Context) error {
 	workers := make([]*worker.Worker, d.o.workers)
 	for i := range workers {
 		workers[i] = worker.New(d.js, d.pub, worker.Config{
-			ID: fmt.Sprintf("w-demo-%02d", i+1), Projects: enrolment(tenants, i), Capacity: 1, Agent: agent, Host: "demo", Logger: d.log,
+			ID: fmt.Sprintf("w-demo-%02d", i+1), Projects: fleetload.Enrolment(tenants, i), Capacity: 1, Agent: agent, Host: "demo", Logger: d.log,
 			Enroll: enroll,
 		})
 		w := workers[i]
@@ -125,8 +132,16 @@ func (d *demoRun) run(ctx context.Context) error {
 	d.mu.Lock()
 	d.started, d.load, d.workers, d.before = time.Now(), load, workers, before.Projects
 	d.mu.Unlock()
+	actx, stopAlive := context.WithCancel(ctx)
+	defer stopAlive()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.awaitAlive(actx, tenants, before.Projects)
+	}()
 
 	err = load.Run(ctx)
+	stopAlive()
 	// The workers stop cleanly (worker.left) if their missions end within
 	// a grace period, else abruptly: their leases expire and the next
 	// run's workers take the missions over.
@@ -154,14 +169,55 @@ func (d *demoRun) run(ctx context.Context) error {
 // when it stops.
 const demoStopGrace = 3 * time.Second
 
-// enrolment gives worker i its projects: one tenant each in turn, and
-// every third worker a second one, as shared workers are.
-func enrolment(tenants []string, i int) []string {
-	projects := []string{tenants[i%len(tenants)]}
-	if i%3 == 2 && len(tenants) > 1 {
-		projects = append(projects, tenants[(i+1)%len(tenants)])
+// aliveEvery is how often the demo looks whether it is alive yet: the
+// resolution of the time to alive.
+const aliveEvery = 20 * time.Millisecond
+
+// awaitAlive measures the demo's time to alive: from the start of the
+// command to the first moment the fold, which the HUD shows, has the hub
+// caught up with the stream (the HUD is live), every demo worker online,
+// and in every tenant a mission completed and money spent since the demo
+// began. It records it and logs it (event demo.alive), once; it returns
+// then, or when ctx ends.
+func (d *demoRun) awaitAlive(ctx context.Context, tenants []string, before map[string]fleet.Project) {
+	t := time.NewTicker(aliveEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if d.hub.Ready() != nil {
+			continue
+		}
+		v, _, err := d.hub.View(ctx, fleet.ScopeAll)
+		if err != nil || !demoAlive(v, d.o.workers, tenants, before) {
+			continue
+		}
+		alive := time.Since(d.began)
+		d.mu.Lock()
+		d.alive = alive
+		d.mu.Unlock()
+		d.log.Info("the demo is alive: workers online, missions completed and money spent in every tenant", "event", "demo.alive",
+			"time_to_alive_ms", alive.Milliseconds(), "workers_online", v.Posture.WorkersOnline)
+		return
 	}
-	return projects
+}
+
+// demoAlive says whether v shows the demo alive: workers online, and in
+// every tenant a mission completed and money spent since before.
+func demoAlive(v fleet.View, workers int, tenants []string, before map[string]fleet.Project) bool {
+	if v.Posture.WorkersOnline < workers {
+		return false
+	}
+	for _, p := range tenants {
+		now, then := v.Projects[p], before[p]
+		if now.MissionsDone <= then.MissionsDone || now.SpendTotal <= then.SpendTotal {
+			return false
+		}
+	}
+	return true
 }
 
 // waitHubReady waits until the hub has folded the stream up to where it
@@ -179,6 +235,21 @@ func waitHubReady(ctx context.Context, hub *stream.Hub) error {
 	return nil
 }
 
+// demoFigures are the demo's own figures in its proof block, as JSON.
+type demoFigures struct {
+	// TimeToAliveSec is the time to alive (see awaitAlive); 0 if the demo
+	// stopped before it was alive.
+	TimeToAliveSec float64 `json:"time_to_alive_sec"`
+	Workers        int     `json:"workers"`
+	Claims         int64   `json:"claims"`
+	Completed      int64   `json:"missions_completed"`
+	Failed         int64   `json:"missions_failed"`
+	Leaks          int64   `json:"cross_tenant_leaks"`
+	RanSec         float64 `json:"ran_sec"`
+}
+
+func round2(v float64) float64 { return math.Round(v*100) / 100 }
+
 // proof prints what the demo did: the workload's proof, the workers', and
 // the CFO's line. It prints nothing if the demo never started.
 func (d *demoRun) proof(w io.Writer) {
@@ -188,7 +259,7 @@ func (d *demoRun) proof(w io.Writer) {
 		return
 	}
 	f := d.load.Figures()
-	printLive(w, f)
+	live.Print(w, f)
 	var st worker.Stats
 	for _, wk := range d.workers {
 		s := wk.Stats()
@@ -199,6 +270,18 @@ func (d *demoRun) proof(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  workers             %d: %d claims, %d missions completed, %d failed, %d cross-tenant leaks\n",
 		len(d.workers), st.Claimed, st.Completed, st.Failed, st.Leaks)
+	df := demoFigures{Workers: len(d.workers), Claims: st.Claimed, Completed: st.Completed, Failed: st.Failed, Leaks: st.Leaks,
+		RanSec: round2(d.stopped.Sub(d.started).Seconds())}
+	if d.alive > 0 {
+		df.TimeToAliveSec = round2(d.alive.Seconds())
+		fmt.Fprintf(w, "  time to alive       %.2f s (HUD live, %d workers online, a mission completed and money spent in every tenant)\n",
+			df.TimeToAliveSec, len(d.workers))
+	} else {
+		fmt.Fprintf(w, "  time to alive       not reached (HUD live, %d workers online, a mission completed and money spent in every tenant)\n",
+			len(d.workers))
+	}
+	b, _ := json.Marshal(df)
+	fmt.Fprintf(w, "  %s\n", b)
 	if d.after == nil {
 		fmt.Fprintln(w, "\n(the fold could not be read at the end: no spend figures)")
 		return
@@ -208,10 +291,10 @@ func (d *demoRun) proof(w io.Writer) {
 		projects = append(projects, p)
 	}
 	sort.Strings(projects)
-	spent := make([]projectSpend, 0, len(projects))
+	spent := make([]costreport.ProjectSpend, 0, len(projects))
 	for _, p := range projects {
 		if s := d.after[p].SpendTotal - d.before[p].SpendTotal; s > 0 {
-			spent = append(spent, projectSpend{p, s})
+			spent = append(spent, costreport.ProjectSpend{Project: p, Spent: s})
 		}
 	}
 	fmt.Fprintf(w, "  ran                 %s\n\n", d.stopped.Sub(d.started).Round(time.Second))
@@ -219,5 +302,5 @@ func (d *demoRun) proof(w io.Writer) {
 		fmt.Fprintln(w, "Nothing was spent this run.")
 		return
 	}
-	fmt.Fprintln(w, cfoLine(spent))
+	fmt.Fprintln(w, costreport.CFOLine(spent))
 }

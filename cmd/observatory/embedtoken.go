@@ -12,14 +12,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/rig"
 	"github.com/sagewai/observatory/stream"
 	"github.com/sagewai/observatory/web"
-)
-
-// Where `observatory serve` keeps the token signing key (see signingKey).
-const (
-	credentialsBucket = "OBSERVATORY_CREDENTIALS"
-	signingKeyName    = "signing-key"
 )
 
 // embedTokenCmd runs `observatory embed-token`: it reads the signing key
@@ -79,14 +74,14 @@ func readSigningKey(ctx context.Context, natsURL string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	kv, err := js.KeyValue(ctx, credentialsBucket)
+	kv, err := js.KeyValue(ctx, rig.CredentialsBucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, fmt.Errorf("no signing key at %s yet: start `observatory serve` first", natsURL)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("credentials bucket: %w", err)
 	}
-	e, err := kv.Get(ctx, signingKeyName)
+	e, err := kv.Get(ctx, rig.SigningKeyName)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, fmt.Errorf("no signing key at %s yet: start `observatory serve` first", natsURL)
 	}

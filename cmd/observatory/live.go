@@ -74,8 +74,8 @@ func liveCmd(ctx context.Context, args []string, getenv func(string) string, std
 	if err := w.Setup(ctx); err != nil {
 		return err
 	}
-	printLinks(out, base, o.grafana)
-	stop := startLiveProgress(stderr, w, o.duration)
+	live.PrintLinks(out, base, o.grafana)
+	stop := live.StartProgress(stderr, isTerminal(stderr), w, o.duration)
 	err = w.Run(ctx)
 	stop()
 	if err != nil {
@@ -92,8 +92,8 @@ func liveCmd(ctx context.Context, args []string, getenv func(string) string, std
 			return err
 		}
 	} else {
-		printLive(stdout, f)
-		printLinks(stdout, base, o.grafana)
+		live.Print(stdout, f)
+		live.PrintLinks(stdout, base, o.grafana)
 	}
 	if p := f.Problems(); len(p) > 0 {
 		return errors.New("live: " + strings.Join(p, "; "))
@@ -115,77 +115,4 @@ func crossEvery(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
-}
-
-func printLinks(w io.Writer, base, grafana string) {
-	fmt.Fprintf(w, "  HUD      %s/hud\n", base)
-	fmt.Fprintf(w, "  metrics  %s/metrics\n", base)
-	fmt.Fprintf(w, "  Grafana  %s/d/observatory-sre (SRE) and %s/d/observatory-cfo (CFO), with the compose stack\n", grafana, grafana)
-}
-
-// startLiveProgress prints a progress line every second (in place on a
-// terminal) until the returned stop is called.
-func startLiveProgress(w io.Writer, wl *live.Workload, total time.Duration) (stop func()) {
-	done, stopped := make(chan struct{}), make(chan struct{})
-	tty := isTerminal(w)
-	line := func() string {
-		f := wl.Figures()
-		var enq, refused int64
-		for _, t := range f.ByTenant {
-			enq += t.Enqueued
-			refused += t.Refused
-		}
-		of := ""
-		if total > 0 {
-			of = " / " + total.String()
-		}
-		return fmt.Sprintf("live %s%s  http %d (%.1f/s)  4xx %d  5xx %d  missions %d queued, %d refused by budget  cross-tenant %d/%d refused",
-			(time.Duration(f.DurationSec) * time.Second).Round(time.Second), of, f.HTTPCalls, f.RatePerSec, f.Status4xx, f.Status5xx,
-			enq, refused, f.CrossTenantDenied, f.CrossTenantAttempts)
-	}
-	go func() {
-		defer close(stopped)
-		every := 5 * time.Second
-		if tty {
-			every = time.Second
-		}
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				if tty {
-					fmt.Fprintf(w, "\r\033[K%s\n", line())
-				}
-				return
-			case <-t.C:
-				if tty {
-					fmt.Fprintf(w, "\r\033[K%s", line())
-				} else {
-					fmt.Fprintln(w, line())
-				}
-			}
-		}
-	}()
-	return func() { close(done); <-stopped }
-}
-
-// printLive prints the per-tenant table and the proof block of a workload.
-func printLive(w io.Writer, f live.Figures) {
-	fmt.Fprintln(w, "\nPer tenant")
-	for _, t := range f.ByTenant {
-		fmt.Fprintf(w, "  %-8s %4d missions enqueued  %4d completed  %3d failed  %3d refused by budget  %3d throttled  spent $%s\n",
-			t.ProjectID, t.Enqueued, t.Completed, t.Failed, t.Refused, t.Throttled, t.SpendUSD.Cents())
-	}
-	fmt.Fprintln(w, "\nProof")
-	fmt.Fprintf(w, "  HTTP calls          %d in %.0f s (%.1f/s)\n", f.HTTPCalls, f.DurationSec, f.RatePerSec)
-	fmt.Fprintf(w, "  answers             %d 2xx, %d 4xx, %d 5xx\n", f.Status2xx, f.Status4xx, f.Status5xx)
-	fmt.Fprintf(w, "  probes refused      %d with 401, %d with 404; %d wrong passwords refused\n", f.Probes401, f.Probes404, f.LoginsRefused)
-	fmt.Fprintf(w, "  cross-tenant        %d attempts, %d refused with 403\n", f.CrossTenantAttempts, f.CrossTenantDenied)
-	fmt.Fprintf(w, "  unexpected answers  %d\n", f.Unexpected)
-	if f.FirstUnexpected != "" {
-		fmt.Fprintf(w, "    the first: %s\n", f.FirstUnexpected)
-	}
-	b, _ := json.Marshal(f)
-	fmt.Fprintf(w, "  %s\n", b)
 }

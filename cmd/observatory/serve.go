@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,12 +14,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sagewai/observatory/budget"
 	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/rig"
 	"github.com/sagewai/observatory/stream"
 	"github.com/sagewai/observatory/telemetry"
 	"github.com/sagewai/observatory/web"
@@ -82,6 +81,7 @@ func envDuration(getenv func(string) string, name string, def time.Duration) tim
 // serveCmd runs `observatory serve`, or `observatory demo` with the
 // synthetic fleet publishing into the same stream.
 func serveCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, demo bool) error {
+	began := time.Now() // the demo's time to alive counts from here
 	name := "serve"
 	if demo {
 		name = "demo"
@@ -153,7 +153,7 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if err := stream.EnsureStreams(setupCtx, js, stream.StreamsConfig{FleetMaxAge: c.fleetMaxAge}); err != nil {
 		return err
 	}
-	key, err := signingKey(setupCtx, js)
+	key, err := rig.SigningKey(setupCtx, js)
 	if err != nil {
 		return err
 	}
@@ -238,7 +238,7 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	})
 	var d *demoRun
 	if demo {
-		d = &demoRun{o: c.demo, nc: nc, js: js, pub: pub, hub: hub, base: "http://" + displayAddr(ln.Addr()), password: c.adminPassword, log: log}
+		d = &demoRun{o: c.demo, nc: nc, js: js, pub: pub, hub: hub, base: "http://" + displayAddr(ln.Addr()), password: c.adminPassword, log: log, began: began}
 		g.Go(func() error {
 			defer stopServe()
 			dctx, cancel := context.WithCancel(ctx)
@@ -256,7 +256,7 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	}
 
 	err = g.Wait()
-	drain(nc)
+	rig.Drain(nc)
 	if d != nil {
 		d.proof(stdout)
 	}
@@ -317,39 +317,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-func drain(nc *nats.Conn) {
-	done := make(chan struct{})
-	nc.SetClosedHandler(func(*nats.Conn) { close(done) })
-	if err := nc.Drain(); err != nil {
-		return
-	}
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-	}
-}
-
-// signingKey returns the key that signs tokens, shared by every replica
-// through a KV bucket and created once.
-func signingKey(ctx context.Context, js jetstream.JetStream) ([]byte, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "OBSERVATORY_CREDENTIALS", Storage: jetstream.FileStorage, History: 1})
-	if err != nil {
-		return nil, fmt.Errorf("credentials bucket: %w", err)
-	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, fmt.Errorf("signing key: %w", err)
-	}
-	if _, err := kv.Create(ctx, "signing-key", key); err == nil {
-		return key, nil
-	} else if !errors.Is(err, jetstream.ErrKeyExists) {
-		return nil, fmt.Errorf("signing key: %w", err)
-	}
-	e, err := kv.Get(ctx, "signing-key")
-	if err != nil {
-		return nil, fmt.Errorf("signing key: %w", err)
-	}
-	return e.Value(), nil
 }
