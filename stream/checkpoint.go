@@ -28,8 +28,14 @@ type checkpointFile struct {
 func (c *Checkpoints) path() string { return filepath.Join(c.dir, "hub-checkpoint.json") }
 
 // Load returns the checkpointed state of epoch, or nil if there is none
-// for that epoch.
+// for that epoch. It removes the temporary files a crash during Save left
+// behind.
 func (c *Checkpoints) Load(epoch string, p *fleet.Pricing) (*fleet.State, error) {
+	if stale, _ := filepath.Glob(filepath.Join(c.dir, ".hub-checkpoint-*")); len(stale) > 0 {
+		for _, f := range stale {
+			_ = os.Remove(f)
+		}
+	}
 	b, err := os.ReadFile(c.path())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -51,9 +57,11 @@ func (c *Checkpoints) Load(epoch string, p *fleet.Pricing) (*fleet.State, error)
 	return st, nil
 }
 
-// Save writes a checkpoint atomically: a crash leaves the old one or the new
-// one, never a torn file. sync also flushes it to disk.
-func (c *Checkpoints) Save(epoch string, state []byte, sync bool) error {
+// Save writes a checkpoint atomically and durably: the file is written
+// beside the old one, synced, renamed over it, and the directory synced,
+// so a process crash or a power loss leaves the old checkpoint or the new
+// one, never a torn or empty file.
+func (c *Checkpoints) Save(epoch string, state []byte) error {
 	if err := os.MkdirAll(c.dir, 0o700); err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
@@ -70,17 +78,23 @@ func (c *Checkpoints) Save(epoch string, state []byte, sync bool) error {
 		tmp.Close()
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
-	if sync {
-		if err := tmp.Sync(); err != nil {
-			tmp.Close()
-			return fmt.Errorf("save checkpoint: %w", err)
-		}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("save checkpoint: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
 	}
 	if err := os.Rename(tmp.Name(), c.path()); err != nil {
 		return fmt.Errorf("save checkpoint: %w", err)
+	}
+	d, err := os.Open(c.dir)
+	if err != nil {
+		return fmt.Errorf("save checkpoint: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("save checkpoint: sync %s: %w", c.dir, err)
 	}
 	return nil
 }

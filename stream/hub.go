@@ -525,7 +525,7 @@ func (h *Hub) checkpoint(final bool) {
 	}
 	b, err := h.state.MarshalCheckpoint()
 	if err == nil {
-		err = h.cfg.Checkpoints.Save(h.epoch, b, final)
+		err = h.cfg.Checkpoints.Save(h.epoch, b)
 	}
 	if err != nil {
 		h.stat.checkpointErrors.Add(1)
