@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -454,17 +455,33 @@ func TestUnservedPoolFails(t *testing.T) {
 	gone := f.start(t, worker.Config{ID: "w-gpu", Projects: []string{"acme"}, Pools: []string{"gpu"}, Agent: fast(-1)})
 	gone.stop(t)
 	f.start(t, worker.Config{ID: "w-default", Projects: []string{"acme"}, Agent: fast(-1)})
-	const after = 300 * time.Millisecond
-	d := f.runDispatcherWith(t, worker.DispatcherConfig{UnservedAfter: after, SweepEvery: 20 * time.Millisecond})
+	// The dispatcher's clock stands still until the test moves it, so
+	// "not before UnservedAfter" is decided by the test, not by timing.
+	// It starts at the wall clock: the sweep compares it with MISSIONS'
+	// stored times, which NATS stamps with the wall clock.
+	const after = time.Hour
+	clk := fleettest.NewClockAt(time.Now())
+	var reads atomic.Int64
+	now := func() time.Time { reads.Add(1); return clk.Now() }
+	d := f.runDispatcherWith(t, worker.DispatcherConfig{UnservedAfter: after, SweepEvery: 20 * time.Millisecond, Now: now})
 	f.enqueueQ(t, "acme", "m-nobody", fleet.MissionQueued{Pool: "nobody"})
 	f.enqueueQ(t, "globex", "m-no-project", fleet.MissionQueued{})
 	f.enqueueQ(t, "acme", "m-gpu", fleet.MissionQueued{Pool: "gpu"})
 	f.enqueueQ(t, "acme", "m-default", fleet.MissionQueued{})
-	queuedAt := time.Now()
-	f.rec.waitEnded(t, 20*time.Second, []string{"m-nobody", "m-no-project", "m-default"})
-	if waited := time.Since(queuedAt); waited < after {
-		t.Errorf("unserved missions failed after %s, before %s", waited, after)
+	f.rec.waitEnded(t, 20*time.Second, []string{"m-default"})
+	// Several sweeps (each reads the clock) see the unserved missions
+	// before they waited UnservedAfter: none may fail them.
+	seen := reads.Load()
+	streamtest.Eventually(t, 20*time.Second, func() bool { return reads.Load() >= seen+3 }, "the dispatcher does not sweep")
+	for _, id := range []string{"m-nobody", "m-no-project"} {
+		if n := len(f.rec.ends()[id]); n != 0 {
+			t.Fatalf("%s ended before it waited %s", id, after)
+		}
 	}
+	// Every mission was stored before now: UnservedAfter later, each has
+	// waited that long.
+	clk.Set(time.Now().Add(after))
+	f.rec.waitEnded(t, 20*time.Second, []string{"m-nobody", "m-no-project"})
 	for id, want := range map[string]string{
 		"m-nobody":     "no worker serves pool nobody of project acme: waited ",
 		"m-no-project": "no worker serves pool default of project globex: waited ",
