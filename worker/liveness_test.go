@@ -48,7 +48,6 @@ func TestKilledWorkerGoesStaleThenOffline(t *testing.T) {
 	}, "three workers online")
 
 	victim.kill(t)
-	killedAt := time.Now()
 	// Watch the victim's status as the HUD sees it, recording each change.
 	var seen []string
 	var online []int
@@ -61,17 +60,15 @@ func TestKilledWorkerGoesStaleThenOffline(t *testing.T) {
 		}
 		return st == fleet.WorkerOffline
 	}, "the killed worker never showed offline")
-	wentOffline := time.Since(killedAt)
 	if want := []string{fleet.WorkerOnline, fleet.WorkerStale, fleet.WorkerOffline}; !slices.Equal(seen, want) {
 		t.Errorf("the killed worker showed %v, want %v", seen, want)
 	}
 	if want := []int{3, 2, 2}; !slices.Equal(online, want) {
 		t.Errorf("workers online %v as it went %v, want %v", online, seen, want)
 	}
-	// Its last heartbeat was at most one interval before the kill.
-	if wentOffline < offline-hb {
-		t.Errorf("offline %s after the kill, before the threshold of %s", wentOffline, offline)
-	}
+	// When each status begins, to the instant, is the fold's rule on the
+	// stream's clock, proven against an independent model of the fold
+	// (fleet's TestFoldAgreesWithTheModel); here the order is what counts.
 	v := hubView()
 	for i := range 2 {
 		if st := v.Workers[fmt.Sprintf("w-survivor-%d", i)].Status; st != fleet.WorkerOnline {
