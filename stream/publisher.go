@@ -21,7 +21,7 @@ type Publisher struct {
 func NewPublisher(js jetstream.JetStream) *Publisher { return &Publisher{js: js} }
 
 // Publish validates ev and writes it to FLEET on fleet.<project>.<type>,
-// with the event id as the dedupe key. It returns the stream sequence.
+// with MsgID(ev) as the dedupe key. It returns the stream sequence.
 func (p *Publisher) Publish(ctx context.Context, ev fleet.Event) (uint64, error) {
 	if err := ev.Validate(); err != nil {
 		return 0, fmt.Errorf("publish %s: %w", ev.Type, err)
@@ -51,12 +51,19 @@ func (p *Publisher) publish(ctx context.Context, subject string, ev fleet.Event)
 	if err != nil {
 		return 0, fmt.Errorf("publish %s: %w", subject, err)
 	}
-	ack, err := p.js.Publish(ctx, subject, body, jetstream.WithMsgID(ev.ID))
+	ack, err := p.js.Publish(ctx, subject, body, jetstream.WithMsgID(MsgID(ev)))
 	if err != nil {
 		return 0, fmt.Errorf("publish %s: %w", subject, err)
 	}
 	return ack.Sequence, nil
 }
+
+// MsgID is the dedupe key (Nats-Msg-Id) of ev on FLEET and AUDIT:
+// "<project>/<id>". JetStream dedupes message ids across the whole stream,
+// so the bare event id would let one project's event suppress another's
+// that happens to carry the same id; the fold, likewise, keeps each
+// project's ids apart.
+func MsgID(ev fleet.Event) string { return ev.ProjectID + "/" + ev.ID }
 
 // PublishRaw writes body as it is to subject, for tools and tests that must
 // send what a broken worker would.

@@ -149,7 +149,7 @@ func (q *MissionQueue) Enqueue(ctx context.Context, ev fleet.Event) (uint64, err
 		return 0, fmt.Errorf("enqueue mission %s: bad pool %q", ev.MissionID, routing.Pool)
 	}
 	ack, err := q.js.Publish(ctx, PoolSubject(ev.ProjectID, routing.Pool), body,
-		jetstream.WithMsgID("mission:"+ev.MissionID), jetstream.WithExpectStream(MissionsStream))
+		jetstream.WithMsgID("mission:"+ev.ProjectID+"/"+ev.MissionID), jetstream.WithExpectStream(MissionsStream))
 	if err != nil {
 		return 0, fmt.Errorf("enqueue mission %s: %w", ev.MissionID, err)
 	}
