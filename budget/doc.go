@@ -9,7 +9,11 @@
 // table, drawing it from the work's hold and releasing the rest when the
 // mission or run ends. It publishes budget.warning, budget.throttled and
 // budget.exceeded (AUDIT and FLEET) and a periodic budget.status per budget
-// (FLEET), so the HUD shows every budget's standing.
+// (FLEET), so the HUD shows every budget's standing. A global budget's
+// events go under the project whose work or spend reached it, with the
+// cap and the fleet's spend for the admin; the fold and the audit route
+// withhold those figures from the project's own scope (DESIGN §11.2), and
+// no budget.status is published for a global budget.
 //
 // Any number of Ledgers, in any number of processes, may share the
 // buckets: every write is a compare-and-swap on one ledger entry, so two

@@ -824,8 +824,8 @@ func (l *Ledger) notify(typ string, st fleet.BudgetStanding, project string, req
 	}
 	data := budgetEventData{
 		BudgetNotice: fleet.BudgetNotice{Scope: b.Scope, ScopeID: b.ScopeID, Period: b.Period, LimitUSD: b.LimitUSD,
-			SpentUSD: st.Spent, Action: b.Action, Model: b.ThrottleModel},
-		BudgetID: b.ID, ReservedUSD: st.Reserved, Window: st.Window.Key, ResetsAt: st.Window.End,
+			SpentUSD: st.Spent, Action: b.Action, Model: b.ThrottleModel, ResetsAt: st.Window.End},
+		BudgetID: b.ID, ReservedUSD: st.Reserved, Window: st.Window.Key,
 		WarnPct: b.WarnPct,
 	}
 	ev := fleet.Event{ID: fleet.NewID(now), Type: typ, Time: now, ProjectID: project}
@@ -846,14 +846,18 @@ func (l *Ledger) notify(typ string, st fleet.BudgetStanding, project string, req
 }
 
 // budgetEventData is the data of budget.* events: what the fold reads
-// (fleet.BudgetNotice) and more for the audit trail.
+// (fleet.BudgetNotice, with resets_at) and more for the audit trail.
+//
+// A global budget's events are published under the project whose work
+// reached it, with the cap and the spend of every project: the fold shows
+// them in the whole fleet's view only, and GET /api/v1/audit gives a
+// project's token their data without the figures (DESIGN §11.2).
 type budgetEventData struct {
 	fleet.BudgetNotice
 	BudgetID       string       `json:"budget_id"`
 	ReservedUSD    fleet.Micros `json:"reserved_usd"`
 	WarnPct        float64      `json:"warn_pct"`
 	Window         string       `json:"window"`
-	ResetsAt       time.Time    `json:"resets_at"`
 	EstimateUSD    fleet.Micros `json:"estimate_usd,omitzero"`
 	RequestedModel string       `json:"requested_model,omitempty"`
 	Ref            string       `json:"ref,omitempty"`

@@ -63,14 +63,15 @@ func (l *Ledger) publishStatusRound(ctx context.Context, last map[string]string)
 }
 
 // statusEvent is the budget.status event of standing st at now; false for
-// a budget of no project (global), which no tenant's HUD shows.
+// a budget of no project (global): it has no project to be published
+// under, and none of its figures may reach a tenant (DESIGN §11.2).
 func statusEvent(st fleet.BudgetStanding, now time.Time, every time.Duration) (fleet.Event, bool) {
 	b := st.Budget
 	if !fleet.ValidProjectID(b.ProjectID) {
 		return fleet.Event{}, false
 	}
 	data, err := json.Marshal(fleet.BudgetNotice{Scope: b.Scope, ScopeID: b.ScopeID, Period: b.Period, LimitUSD: b.LimitUSD,
-		SpentUSD: st.Spent, Action: b.Action, Model: b.ThrottleModel, WarnPct: b.WarnPct})
+		SpentUSD: st.Spent, Action: b.Action, Model: b.ThrottleModel, WarnPct: b.WarnPct, ResetsAt: st.Window.End})
 	if err != nil {
 		return fleet.Event{}, false
 	}

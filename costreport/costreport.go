@@ -128,6 +128,9 @@ type Config struct {
 	// NATSURL runs on this NATS (a running server's) instead of an
 	// embedded one in a temporary directory.
 	NATSURL string
+	// NATSCreds is the credentials file of a NATSURL user allowed what
+	// serve's own user is (an operator-mode NATS admits nobody else).
+	NATSCreds string
 	// Pricing prices the calls (default fleet.DefaultPricing).
 	Pricing *fleet.Pricing
 	// Missions per tenant (default 12).
@@ -165,7 +168,7 @@ func (c *Config) defaults() {
 // whether the three counts of the money agree.
 func Run(ctx context.Context, cfg Config) (Figures, error) {
 	cfg.defaults()
-	p, err := rig.Start(ctx, rig.Config{NATSURL: cfg.NATSURL, Pricing: cfg.Pricing, Logger: cfg.Logger, Now: cfg.Now})
+	p, err := rig.Start(ctx, rig.Config{NATSURL: cfg.NATSURL, NATSCreds: cfg.NATSCreds, Pricing: cfg.Pricing, Logger: cfg.Logger, Now: cfg.Now})
 	if err != nil {
 		return Figures{}, err
 	}

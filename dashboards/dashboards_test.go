@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"io/fs"
+	"net"
+	"net/netip"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -595,7 +598,8 @@ func TestAlertRules(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"CrossTenantAccessAttempt", "CrossTenantAccessAttemptLogs", "BudgetExceeded", "BudgetNearCap",
-		"High5xxRate", "RouteP95Regression", "OTelExportFailures", "HubSlowSubscriberStorm", "WorkersStale"} {
+		"High5xxRate", "RouteP95Regression", "OTelExportFailures", "HubSlowSubscriberStorm", "WorkersStale",
+		"FoldLimitReached", "FoldNearLimit"} {
 		if _, ok := byName[name]; !ok {
 			t.Errorf("no alert %s", name)
 		}
@@ -619,6 +623,69 @@ func TestAlertRules(t *testing.T) {
 	if r := byName["CrossTenantAccessAttemptLogs"]; !strings.Contains(r.Expr, `event:="tenant.cross_access_denied"`) || !r.logs {
 		t.Errorf("CrossTenantAccessAttemptLogs must read the tenant.cross_access_denied log records: %s", r.Expr)
 	}
+}
+
+// TestFoldBoundsCovered: FoldNearLimit and the SRE board's fold bounds
+// panel watch exactly the bounds that refuse events (fleet.LimitReasons):
+// one per project for agents, missions, workers and budgets, and the two
+// bounds on projects. A new bound in fleet without them would be hit
+// unannounced; adding open_runs or finished_missions, whose bounds drop
+// the oldest instead of refusing (and which a busy project always fills),
+// would keep the alert firing for nothing. FoldLimitReached reads every
+// limit_* reason.
+func TestFoldBoundsCovered(t *testing.T) {
+	var perProject []string
+	for _, r := range fleet.LimitReasons {
+		kind, ok := strings.CutPrefix(string(r), "limit_")
+		if !ok {
+			t.Fatalf("limit reason %q does not start with limit_, which FoldLimitReached matches", r)
+		}
+		if kind != "projects" {
+			perProject = append(perProject, kind)
+		}
+	}
+	sort.Strings(perProject)
+	kinds := regexp.MustCompile(`sagewai_hub_fold_largest_project\{kind=~"([a-z_|]+)"\}`)
+	check := func(where, expr string) {
+		t.Helper()
+		m := kinds.FindStringSubmatch(expr)
+		if m == nil {
+			t.Errorf("%s does not read sagewai_hub_fold_largest_project{kind=~\"...\"}: %s", where, expr)
+			return
+		}
+		got := strings.Split(m[1], "|")
+		sort.Strings(got)
+		if diff := cmp.Diff(perProject, got); diff != "" {
+			t.Errorf("%s watches kinds %v, want the per-project bounds that refuse events (-fleet +rule):\n%s", where, got, diff)
+		}
+		for _, k := range []string{`kind="projects"`, `kind="announced_projects"`} {
+			if !strings.Contains(expr, k) {
+				t.Errorf("%s does not watch the bound of %s", where, k)
+			}
+		}
+	}
+	byName := map[string]alertRule{}
+	for _, r := range alertRules(t) {
+		byName[r.Alert] = r
+	}
+	check("alert FoldNearLimit", byName["FoldNearLimit"].Expr)
+	if e := byName["FoldLimitReached"].Expr; !strings.Contains(e, `sagewai_hub_events_rejected_total{reason=~"limit_.*"}`) {
+		t.Errorf("FoldLimitReached does not read every limit_* rejection: %s", e)
+	}
+	qs, err := dashboards.PanelQueries(".*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var panel []string
+	for _, q := range qs {
+		if q.Panel == "Fold bounds: fullest project / limit" {
+			panel = append(panel, q.Expr)
+		}
+	}
+	if len(panel) == 0 {
+		t.Fatal("the SRE board has no panel Fold bounds: fullest project / limit")
+	}
+	check("the Fold bounds panel", strings.Join(panel, "\n"))
 }
 
 // TestWorkersStaleCanFire: a worker is stale only between fleet.StaleAfter
@@ -869,22 +936,37 @@ func TestScrapeConfig(t *testing.T) {
 	}
 	sc := cfg.ScrapeConfigs[0]
 	if sc.JobName != "observatory" || sc.ScrapeInterval != "15s" || len(sc.StaticConfigs) != 1 ||
-		!slices.Equal(sc.StaticConfigs[0].Targets, []string{"observatory:3001"}) {
-		t.Errorf("scrape config %+v, want job observatory, target observatory:3001, every 15s", sc)
+		!slices.Equal(sc.StaticConfigs[0].Targets, []string{"observatory:9464"}) {
+		t.Errorf("scrape config %+v, want job observatory, target observatory:9464, every 15s", sc)
 	}
-	// observatory:3001 is the compose service and the port it listens on.
+	// observatory:9464 is the compose service and its --metrics-addr
+	// listener, which serves /metrics without a token: the compose network
+	// alone may reach it, so the port is not published.
 	obs := composeProject(t).Services["observatory"]
-	if !slices.Contains(obs.Command, ":3001") {
-		t.Errorf("observatory listens on %v, not :3001 as scraped", obs.Command)
+	if i := slices.Index(obs.Command, "--metrics-addr"); i < 0 || i+1 >= len(obs.Command) || obs.Command[i+1] != ":9464" {
+		t.Errorf("observatory's command %v has no --metrics-addr :9464, where it is scraped", obs.Command)
+	}
+	for _, p := range obs.Ports {
+		if p.Target == 9464 || p.Published == "9464" {
+			t.Errorf("the unauthenticated metrics port is published: %+v", p)
+		}
 	}
 }
 
 // composeProject loads the compose file with the compose-spec library,
-// which validates it against the compose schema.
+// which validates it against the compose schema, in an empty environment
+// (every ${VAR:-default} takes its default).
 func composeProject(t *testing.T) *types.Project {
 	t.Helper()
+	return composeProjectEnv(t)
+}
+
+// composeProjectEnv is composeProject with environment variables (K=V) for
+// the file's interpolation, as the shell running `docker compose up` has.
+func composeProjectEnv(t *testing.T, environ ...string) *types.Project {
+	t.Helper()
 	opts, err := cli.NewProjectOptions([]string{composeFile},
-		cli.WithWorkingDirectory(repoRoot), cli.WithResolvedPaths(true), cli.WithEnv([]string{}))
+		cli.WithWorkingDirectory(repoRoot), cli.WithResolvedPaths(true), cli.WithEnv(environ))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -955,7 +1037,7 @@ func readmeURLs(t *testing.T) map[string]string {
 
 func TestComposeFile(t *testing.T) {
 	p := composeProject(t)
-	for _, name := range []string{"nats", "observatory", "otel-collector", "victoriametrics", "victorialogs", "vmalert", "grafana"} {
+	for _, name := range []string{"observatory", "otel-collector", "victoriametrics", "victorialogs", "vmalert", "grafana"} {
 		if _, ok := p.Services[name]; !ok {
 			t.Errorf("no service %s", name)
 		}
@@ -1042,7 +1124,7 @@ func TestComposeFile(t *testing.T) {
 				targets[name+":"+strconv.Itoa(int(port.Target))] = true
 			}
 		}
-		targets["nats:4222"], targets["jaeger:4317"] = true, true
+		targets["jaeger:4317"] = true
 		var urls []string
 		for _, ds := range provisionedDatasources(t) {
 			urls = append(urls, ds.URL)
@@ -1075,7 +1157,8 @@ func TestComposeFile(t *testing.T) {
 	t.Run("observatory", func(t *testing.T) {
 		s := p.Services["observatory"]
 		cmd := strings.Join(s.Command, " ")
-		for _, want := range []string{"serve", "--nats-url nats://nats:4222", "--addr :3001", "--embed-origins http://localhost:8080"} {
+		for _, want := range []string{"serve", "--addr :3001", "--public-url http://localhost:3001", "--public-url http://observatory:3001",
+			"--embed-origins http://localhost:8080", "--nats-listen 0.0.0.0:4222"} {
 			if !strings.Contains(cmd, want) {
 				t.Errorf("command %q lacks %q", cmd, want)
 			}
@@ -1083,12 +1166,111 @@ func TestComposeFile(t *testing.T) {
 		if got := env(s, "OTEL_EXPORTER_OTLP_ENDPOINT"); got != "http://otel-collector:4318" {
 			t.Errorf("OTEL_EXPORTER_OTLP_ENDPOINT = %q", got)
 		}
+		// The data dir the image names is a volume: the streams and the
+		// keys (NATS's, the signing keys) outlive the container.
+		dataDir := dockerfileEnv(t)["OBSERVATORY_DATA_DIR"]
+		mounted := false
+		for _, v := range s.Volumes {
+			mounted = mounted || v.Type == types.VolumeTypeVolume && v.Target == dataDir
+		}
+		if dataDir == "" || !mounted {
+			t.Errorf("observatory mounts no volume at the image's data dir %q: %+v", dataDir, s.Volumes)
+		}
+	})
+
+	t.Run("NATS is embedded and authenticated", func(t *testing.T) {
+		// Finding 1 of issue 12: a NATS service without authentication,
+		// its port published on every interface. NATS is now observatory's
+		// own, in operator mode; no other NATS runs in the stack.
+		for name, s := range p.Services {
+			if strings.HasPrefix(s.Image[strings.LastIndex(s.Image, "/")+1:], "nats:") {
+				t.Errorf("service %s runs a NATS of its own (%s): observatory embeds NATS in operator mode", name, s.Image)
+			}
+			for _, port := range s.Ports {
+				if port.Target == 4222 && !loopbackHost(port.HostIP) {
+					t.Errorf("%s publishes NATS (%d) on %q: want 127.0.0.1 at most", name, port.Target, port.HostIP)
+				}
+			}
+		}
+		obs := p.Services["observatory"]
+		if slices.Contains(obs.Command, "--nats-url") {
+			t.Errorf("observatory dials an external NATS: %v", obs.Command)
+		}
+		// What enrolled workers are told to dial: observatory's NATS on
+		// the compose network, and the port published on this machine's
+		// loopback.
+		i := slices.Index(obs.Command, "--nats-advertise")
+		if i < 0 || i+1 >= len(obs.Command) {
+			t.Fatalf("observatory's command %v has no --nats-advertise: enrolled workers would be told an address inside its container", obs.Command)
+		}
+		listens := map[string]bool{}
+		for _, port := range obs.Ports {
+			if port.Target == 4222 {
+				listens["localhost:"+port.Published] = true
+			}
+		}
+		listens["observatory:4222"] = true
+		for _, u := range strings.Split(obs.Command[i+1], ",") {
+			host, ok := strings.CutPrefix(u, "nats://")
+			if !ok || !listens[host] {
+				t.Errorf("--nats-advertise names %q, which is neither observatory:4222 nor a port it publishes on this machine (%v)", u, listens)
+			}
+		}
+	})
+
+	t.Run("ports are published on loopback only", func(t *testing.T) {
+		// The metrics and log stores, Jaeger, vmalert and the collector's
+		// OTLP receivers take no credentials, and VictoriaMetrics holds
+		// every tenant's series: none of them may be published on every
+		// interface, and the HUD, Grafana and NATS need not be.
+		n := 0
+		for name, s := range p.Services {
+			for _, port := range s.Ports {
+				n++
+				if !loopbackHost(port.HostIP) {
+					t.Errorf("%s publishes port %s (target %d) on %q: want 127.0.0.1", name, port.Published, port.Target, cmpOr(port.HostIP, "all interfaces"))
+				}
+			}
+		}
+		if n < 10 {
+			t.Errorf("only %d published ports: the README's table lists more", n)
+		}
+	})
+
+	t.Run("no default password", func(t *testing.T) {
+		raw, err := os.ReadFile(composeFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := regexp.MustCompile(`(?i)admin\s*/\s*admin\b`).Find(raw); m != nil {
+			t.Errorf("the compose file still says %q", m)
+		}
+		for name, s := range p.Services {
+			for k, v := range s.Environment {
+				if strings.Contains(k, "PASSWORD") && (v == nil || *v == "" || *v == "admin") {
+					t.Errorf("%s: %s is %q: want a password that is not the default", name, k, env(s, k))
+				}
+			}
+		}
+		// Each password comes from the shell's environment when it has one.
+		set := composeProjectEnv(t, "OBSERVATORY_ADMIN_PASSWORD=obs-secret-1", "GRAFANA_ADMIN_PASSWORD=grafana-secret-2")
+		for svc, kv := range map[string][2]string{
+			"observatory": {"OBSERVATORY_ADMIN_PASSWORD", "obs-secret-1"},
+			"grafana":     {"GF_SECURITY_ADMIN_PASSWORD", "grafana-secret-2"},
+		} {
+			if got := env(set.Services[svc], kv[0]); got != kv[1] {
+				t.Errorf("%s: %s = %q with the password set in the environment, want %q", svc, kv[0], got, kv[1])
+			}
+			if got := env(p.Services[svc], kv[0]); got == "" || got == "admin" {
+				t.Errorf("%s: %s defaults to %q", svc, kv[0], got)
+			}
+		}
 	})
 
 	t.Run("grafana", func(t *testing.T) {
 		s := p.Services["grafana"]
 		for k, want := range map[string]string{
-			"GF_SECURITY_ADMIN_USER": "admin", "GF_SECURITY_ADMIN_PASSWORD": "admin",
+			"GF_SECURITY_ADMIN_USER":    "admin",
 			"GF_AUTH_ANONYMOUS_ENABLED": "false", "GF_SECURITY_ALLOW_EMBEDDING": "true",
 		} {
 			if got := env(s, k); got != want {
@@ -1132,6 +1314,44 @@ func TestComposeFile(t *testing.T) {
 	})
 }
 
+// loopbackHost reports whether a published port's host_ip is a loopback
+// address ("" means every interface).
+func loopbackHost(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	return err == nil && a.IsLoopback()
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// dockerfileEnv returns the variables the Dockerfile's ENV instructions
+// set (KEY=VALUE pairs, lines continued with a backslash).
+func dockerfileEnv(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(dockerfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	text := strings.ReplaceAll(string(b), "\\\n", " ")
+	for _, line := range strings.Split(text, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "ENV ")
+		if !ok {
+			continue
+		}
+		for _, kv := range strings.Fields(rest) {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				out[k] = v
+			}
+		}
+	}
+	return out
+}
+
 func TestDockerfile(t *testing.T) {
 	b, err := os.ReadFile(dockerfile)
 	if err != nil {
@@ -1166,8 +1386,92 @@ func TestDockerfile(t *testing.T) {
 	if m := regexp.MustCompile(`(?m)^USER (\S+)`).FindStringSubmatch(final); m == nil || m[1] == "root" || strings.HasPrefix(m[1], "0") {
 		t.Errorf("the final stage does not run as a non-root user: %v", m)
 	}
+	checkHealthcheck(t, string(b))
+	checkRunExample(t, string(b))
 	ignore, err := os.ReadFile(filepath.Join(repoRoot, ".dockerignore"))
 	if err != nil || !strings.Contains(string(ignore), ".git") {
 		t.Errorf(".dockerignore: %v; want it to keep .git out of the build context", err)
+	}
+}
+
+// checkHealthcheck: the image's HEALTHCHECK runs the binary's healthcheck
+// without --url, so that the environment decides what it asks
+// (OBSERVATORY_HEALTHCHECK_URL, and OBSERVATORY_HEALTHCHECK_INSECURE under
+// TLS, which a flag would override); the image's URL is /readyz on the
+// port serve listens on (OBSERVATORY_ADDR), by loopback IP. And the image
+// bakes in no admin password.
+func checkHealthcheck(t *testing.T, dockerfileText string) {
+	t.Helper()
+	joined := strings.ReplaceAll(dockerfileText, "\\\n", " ")
+	m := regexp.MustCompile(`(?m)^HEALTHCHECK\s.*\sCMD\s+(\[.*\])\s*$`).FindStringSubmatch(joined)
+	if m == nil {
+		t.Fatal("no HEALTHCHECK ... CMD [...] (exec form) in the Dockerfile")
+	}
+	var argv []string
+	if err := json.Unmarshal([]byte(m[1]), &argv); err != nil {
+		t.Fatalf("HEALTHCHECK CMD %s: %v", m[1], err)
+	}
+	if len(argv) < 2 || argv[0] != "/usr/local/bin/observatory" || argv[1] != "healthcheck" {
+		t.Errorf("HEALTHCHECK runs %q, want /usr/local/bin/observatory healthcheck", argv)
+	}
+	for _, a := range argv {
+		if strings.HasPrefix(a, "--url") || strings.HasPrefix(a, "-url") {
+			t.Errorf("HEALTHCHECK passes %q: the flag would override OBSERVATORY_HEALTHCHECK_URL, which TLS deployments set to https", a)
+		}
+	}
+	envs := dockerfileEnv(t)
+	if _, ok := envs["OBSERVATORY_ADMIN_PASSWORD"]; ok {
+		t.Error("the image sets OBSERVATORY_ADMIN_PASSWORD: a password baked into an image is everyone's")
+	}
+	_, port, err := net.SplitHostPort(envs["OBSERVATORY_ADDR"])
+	if err != nil {
+		t.Fatalf("OBSERVATORY_ADDR %q: %v", envs["OBSERVATORY_ADDR"], err)
+	}
+	u, err := url.Parse(envs["OBSERVATORY_HEALTHCHECK_URL"])
+	if err != nil || u.Scheme != "http" || u.Hostname() != "127.0.0.1" || u.Port() != port || u.Path != "/readyz" {
+		t.Errorf("OBSERVATORY_HEALTHCHECK_URL %q (%v): want http://127.0.0.1:%s/readyz, serve's own port", envs["OBSERVATORY_HEALTHCHECK_URL"], err, port)
+	}
+	for _, want := range []string{"OBSERVATORY_HEALTHCHECK_INSECURE=true", "https://127.0.0.1:" + port + "/readyz"} {
+		if !strings.Contains(dockerfileText, want) {
+			t.Errorf("the Dockerfile does not say how to probe under TLS (%s)", want)
+		}
+	}
+}
+
+// checkRunExample: the Dockerfile's `docker run` example starts a server
+// on :3001 in the container, beyond loopback, which serve and demo refuse
+// without a non-default admin password and a public URL; so the example
+// sets both, and publishes the port on the host's loopback.
+func checkRunExample(t *testing.T, dockerfileText string) {
+	t.Helper()
+	var cmd []string
+	in := false
+	for _, line := range strings.Split(dockerfileText, "\n") {
+		c, ok := strings.CutPrefix(line, "#")
+		if !ok {
+			break
+		}
+		c = strings.TrimSpace(c)
+		if strings.HasPrefix(c, "docker run") {
+			in = true
+		}
+		if in {
+			cmd = append(cmd, strings.TrimSuffix(c, "\\"))
+			if !strings.HasSuffix(c, "\\") {
+				break
+			}
+		}
+	}
+	run := strings.Join(strings.Fields(strings.Join(cmd, " ")), " ")
+	if run == "" {
+		t.Fatal("the Dockerfile's header has no docker run example")
+	}
+	for _, want := range []string{"-p 127.0.0.1:3001:3001", "-e OBSERVATORY_ADMIN_PASSWORD=", "-e OBSERVATORY_PUBLIC_URL=http://localhost:3001", "-v observatory-data:/var/lib/observatory"} {
+		if !strings.Contains(run, want) {
+			t.Errorf("the docker run example %q lacks %q", run, want)
+		}
+	}
+	if strings.Contains(run, "OBSERVATORY_ADMIN_PASSWORD=admin ") {
+		t.Errorf("the docker run example uses the default password: %q", run)
 	}
 }

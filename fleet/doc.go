@@ -20,6 +20,27 @@
 // the clock on them, so a fleet where nothing else is published still
 // sees its quiet workers turn stale and offline.
 //
+// Tenants are kept apart in the fold itself: each project's agents,
+// missions, runs, budgets and records of workers are its own, keyed by the
+// ids it publishes, so the same id in two projects names two entities and
+// no event of one project changes what another's view shows (a worker
+// serving several projects has a record in each, and the whole fleet's
+// view merges them). An event id is unique within its project. The whole
+// fleet's view keys an agent or a mission "<project>/<id>" while its id is
+// shared (docs/protocol.md). A global budget's notices, which the budget
+// gate publishes under the project whose work reached it, carry the cap
+// and every project's spend: a project's own scope shows that budget with
+// its figures withheld and a ticker line without them (budget_view.go).
+//
+// Limits bound everything the fold grows from ids that events choose,
+// per project where the entities are a project's (DefaultLimits: 1,000
+// projects no project.created announced, 10,000 announced ones; per
+// project 10,000 agents, 10,000 missions in flight, 1,000 workers, 1,000
+// budgets, 4,096 open runs and finished mission ids; agents forgotten after
+// 7 days without an event). An event past a bound is rejected with a
+// reason (Effect) and changes nothing else. State.SetLimits sets them;
+// like the liveness thresholds they are configuration that replicas share.
+//
 // fleet imports only the standard library and does no I/O.
 //
 // # Concurrency

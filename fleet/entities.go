@@ -134,18 +134,26 @@ type BudgetStatus struct {
 
 // Budget is the last known standing of one budget scope, from budget.* events.
 type Budget struct {
-	ID        string    `json:"id"` // project/scope:scope_id:period
-	ProjectID string    `json:"project_id"`
-	Scope     string    `json:"scope"`
-	ScopeID   string    `json:"scope_id,omitempty"`
-	Period    string    `json:"period,omitempty"`
+	ID        string `json:"id"` // project/scope:scope_id:period
+	ProjectID string `json:"project_id"`
+	Scope     string `json:"scope"`
+	ScopeID   string `json:"scope_id,omitempty"`
+	Period    string `json:"period,omitempty"`
+	// LimitUSD, SpentUSD and Pct are the budget's figures. A project's
+	// scope never sees those of a global budget, which sum every project's
+	// spend: there they are zero, FiguresWithheld is true, and the JSON of
+	// the view or diff has no limit_usd, spent_usd or pct at all
+	// (BudgetMap).
 	LimitUSD  Micros    `json:"limit_usd"`
 	SpentUSD  Micros    `json:"spent_usd"`
 	Pct       float64   `json:"pct"`
 	Action    string    `json:"action"`
-	Status    string    `json:"status"` // warning, exceeded or throttled
+	Status    string    `json:"status"` // warning, exceeded, throttled; or ok, warning, reached from budget.status
 	Model     string    `json:"model,omitempty"`
+	ResetsAt  time.Time `json:"resets_at,omitzero"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// FiguresWithheld is true in a project's scope for a global budget.
+	FiguresWithheld bool `json:"figures_withheld,omitempty"`
 }
 
 // Project is the per-project aggregate row.
@@ -208,7 +216,7 @@ type View struct {
 	Agents   map[string]Agent   `json:"agents"`
 	Workers  map[string]Worker  `json:"workers"`
 	Missions map[string]Mission `json:"missions"`
-	Budgets  map[string]Budget  `json:"budgets"`
+	Budgets  BudgetMap          `json:"budgets"`
 	Ticker   []TickerEntry      `json:"ticker"`
 }
 
@@ -221,7 +229,7 @@ type Set struct {
 	Agents   map[string]Agent   `json:"agents,omitempty"`
 	Workers  map[string]Worker  `json:"workers,omitempty"`
 	Missions map[string]Mission `json:"missions,omitempty"`
-	Budgets  map[string]Budget  `json:"budgets,omitempty"`
+	Budgets  BudgetMap          `json:"budgets,omitempty"`
 }
 
 // Delta is what changed in one scope between two frames. Applying it to

@@ -1,44 +1,44 @@
 package fleet
 
-// fifo is a bounded queue of ids; pushing onto a full one evicts the oldest.
+// fifo is a queue of ids, oldest first. It grows as ids come, so that an
+// empty one costs nothing: the fold keeps two per project.
 type fifo struct {
-	cap   int
-	items []string // ring
-	head  int      // index of the oldest item when full
+	items []string
+	head  int // index of the oldest item
 }
 
-func (f *fifo) init(capacity int) {
-	f.cap, f.items, f.head = capacity, make([]string, 0, min(capacity, 1024)), 0
-}
-
-// push appends id and returns the evicted id, if any.
-func (f *fifo) push(id string) (evicted string, ok bool) {
-	if len(f.items) < f.cap {
-		f.items = append(f.items, id)
-		return "", false
+// push appends id, then drops the oldest items while more than max are
+// held, calling evict with each.
+func (f *fifo) push(id string, max int, evict func(string)) {
+	f.items = append(f.items, id)
+	for f.len() > max {
+		old := f.items[f.head]
+		f.items[f.head] = ""
+		f.head++
+		if evict != nil {
+			evict(old)
+		}
 	}
-	evicted = f.items[f.head]
-	f.items[f.head] = id
-	f.head = (f.head + 1) % f.cap
-	return evicted, true
+	if f.head > 64 && f.head*2 > len(f.items) {
+		n := copy(f.items, f.items[f.head:])
+		clear(f.items[n:])
+		f.items, f.head = f.items[:n], 0
+	}
 }
+
+func (f *fifo) len() int { return len(f.items) - f.head }
 
 // list returns the items oldest first.
 func (f *fifo) list() []string {
-	out := make([]string, 0, len(f.items))
-	out = append(out, f.items[f.head:]...)
-	return append(out, f.items[:f.head]...)
+	out := make([]string, f.len())
+	copy(out, f.items[f.head:])
+	return out
 }
 
-// fifoSet is a set that remembers only its newest cap members.
+// fifoSet is a set that remembers only its newest members.
 type fifoSet struct {
 	order fifo
 	m     map[string]struct{}
-}
-
-func (s *fifoSet) init(capacity int) {
-	s.order.init(capacity)
-	s.m = make(map[string]struct{}, min(capacity, 1024))
 }
 
 func (s *fifoSet) has(id string) bool {
@@ -46,12 +46,16 @@ func (s *fifoSet) has(id string) bool {
 	return ok
 }
 
-func (s *fifoSet) add(id string) {
+// add adds id, forgetting the oldest members past max.
+func (s *fifoSet) add(id string, max int) {
 	if s.has(id) {
 		return
 	}
-	s.m[id] = struct{}{}
-	if old, ok := s.order.push(id); ok {
-		delete(s.m, old)
+	if s.m == nil {
+		s.m = make(map[string]struct{})
 	}
+	s.m[id] = struct{}{}
+	s.order.push(id, max, func(old string) { delete(s.m, old) })
 }
+
+func (s *fifoSet) len() int { return len(s.m) }

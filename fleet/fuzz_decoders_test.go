@@ -30,10 +30,16 @@ func FuzzRestoreState(f *testing.F) {
 	s.Tick(uint64(len(msgs)+1), s.Clock().Add(25*time.Hour))
 	f.Add(checkpointOf(f, s))
 	for _, b := range []string{
-		`{}`, `null`, `[]`, `{"version":2}`, `{"version":2,"pricing_as_of":"x"}`,
-		`{"version":1,"pricing_as_of":"2026-11-01"}`,
-		`{"version":2,"pricing_as_of":"` + fleet.DefaultPricing().AsOf + `","agents":{"a":null}}`,
-		`{"version":2,"pricing_as_of":"` + fleet.DefaultPricing().AsOf + `","projects":{"acme":{"id":"acme","win":{"head":1,"buckets":{"1":null}}}}}`,
+		`{}`, `null`, `[]`, `{"version":3}`, `{"version":3,"pricing_as_of":"x"}`,
+		`{"version":2,"pricing_as_of":"2026-11-01"}`,
+		`{"version":3,"pricing_as_of":"` + fleet.DefaultPricing().AsOf + `","projects":{"acme":{"row":{"id":"acme"},"agents":{"a":null}}}}`,
+		`{"version":3,"pricing_as_of":"` + fleet.DefaultPricing().AsOf + `","projects":{"acme":{"row":{"id":"acme","win":{"head":1,"buckets":{"1":null}}}}}}`,
+		// Entities that disagree with where they are kept, and an id two
+		// projects share.
+		`{"version":3,"pricing_as_of":"` + fleet.DefaultPricing().AsOf + `","projects":{"acme":{"row":{"id":"globex","agents":7},` +
+			`"agents":{"a":{"id":"b","project_id":"initech","active":true}},"missions":{"m":{"id":"n","agent_id":"a"}},` +
+			`"workers":{"w":{"id":"v","status":"online","projects":["x","y"]}},"runs":[{"id":"r"},{"id":"r"}],"finished":["m","m"]},` +
+			`"globex":{"row":{"id":"globex","announced":true},"agents":{"a":{}},"missions":{"m":{}},"workers":{"w":{}}}}}`,
 	} {
 		f.Add([]byte(b))
 	}
@@ -185,16 +191,17 @@ func exactCost(price fleet.Price, n int64) *big.Int {
 func TestRestoreStateRefusesDamage(t *testing.T) {
 	asOf := fleet.DefaultPricing().AsOf
 	for name, body := range map[string]string{
-		"a null agent":   `{"agents":{"a":null}}`,
-		"a null worker":  `{"workers":{"w":null}}`,
-		"a null mission": `{"missions":{"m":null}}`,
-		"a null project": `{"projects":{"acme":null}}`,
-		"a null budget":  `{"budgets":{"b":null}}`,
-		"a null run":     `{"runs":{"r":null}}`,
-		"a null bucket":  `{"projects":{"acme":{"id":"acme","win":{"head":1,"buckets":{"1":null}}}}}`,
+		"a null project":            `{"projects":{"acme":null}}`,
+		"a project without its row": `{"projects":{"acme":{}}}`,
+		"a null agent":              `{"projects":{"acme":{"row":{"id":"acme"},"agents":{"a":null}}}}`,
+		"a null worker":             `{"projects":{"acme":{"row":{"id":"acme"},"workers":{"w":null}}}}`,
+		"a null mission":            `{"projects":{"acme":{"row":{"id":"acme"},"missions":{"m":null}}}}`,
+		"a null budget":             `{"projects":{"acme":{"row":{"id":"acme"},"budgets":{"b":null}}}}`,
+		"a null run":                `{"projects":{"acme":{"row":{"id":"acme"},"runs":[null]}}}`,
+		"a null bucket":             `{"projects":{"acme":{"row":{"id":"acme","win":{"head":1,"buckets":{"1":null}}}}}}`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			b := `{"version":2,"pricing_as_of":"` + asOf + `",` + body[1:]
+			b := `{"version":3,"pricing_as_of":"` + asOf + `",` + body[1:]
 			s, err := fleet.RestoreState([]byte(b), nil)
 			if err == nil || s != nil || errors.Is(err, fleet.ErrCheckpointVersion) {
 				t.Fatalf("RestoreState(%s) = %v, %v; want a damage error", b, s, err)

@@ -30,6 +30,8 @@ func FuzzDecodeEvent(f *testing.F) {
 		`{"id":"q","type":"mission.queued","time":"2026-11-27T15:04:05Z","project_id":"acme","mission_id":"m","data":{"title":"t","priority":"high"}}`,
 		`{"id":"q","type":"mission.queued","time":"2026-11-27T15:04:05+14:00","project_id":"acme","mission_id":"m","data":{"priority":1e3}}`,
 		`{"id":"b","type":"budget.exceeded","time":"2026-11-27T15:04:05Z","project_id":"acme","data":{"scope":"project","scope_id":"acme","limit_usd":"10","spent_usd":12.5,"action":"stop"}}`,
+		`{"id":"g","type":"budget.exceeded","time":"2026-11-27T15:04:05Z","project_id":"acme","data":{"scope":"global","period":"daily","limit_usd":0.37,"spent_usd":0.2468,"action":"stop","resets_at":"2026-11-28T00:00:00Z"}}`,
+		`{"id":"g","type":"budget.warning","time":"2026-11-27T15:04:05Z","project_id":"acme","data":{"scope":"global","resets_at":"0000-01-01T00:00:00+01:00"}}`,
 		`{"id":"x","type":"custom.thing","time":"2026-11-27T15:04:05Z","project_id":"acme","data":null}`,
 		`{"id":"t","type":"tool.call","time":"2026-11-27T15:04:05Z","project_id":"acme","agent_id":"a","data":{"latency_ms":1e300}}`,
 		`{"id":"t","type":"llm.call","time":"2026-11-27T15:04:05Z","project_id":"acme","agent_id":"a","data":{"model":"gpt-5","latency_ms":1.7e308}}`,

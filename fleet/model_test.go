@@ -18,14 +18,17 @@ import (
 // list of messages folded so far (windows by scanning for the events in
 // them, liveness from last-seen times, spend today from the calls of the
 // clock's day). On random streams with duplicates, late and future event
-// times (some right at the edges of the windows), invalid messages, unknown types, clock ticks and, in half of them,
-// ids that collide across tenants, and with three liveness settings, every field the HUD shows (posture,
-// projects, agents, workers, missions in flight, budgets, ticker) must be
-// the same in every scope after every one of the first messages, at
-// the end of every quiet spell, at random points, and at the very instants
-// where a figure changes with time alone (a worker turning stale, an error
-// leaving the hour, midnight) and a nanosecond before them: there the
-// test moves the clock with ticks of its own.
+// times (some right at the edges of the windows), invalid messages,
+// unknown types, clock ticks and, in half of them, ids that collide
+// across tenants (agents, missions, runs and workers), in some with limits
+// small enough that every bound is hit, and with three liveness settings,
+// every field the HUD shows (posture, projects, agents, workers, missions
+// in flight, budgets, ticker) must be the same in every scope after every
+// one of the first messages, at the end of every quiet spell, at random
+// points, and at the very instants where a figure changes with time alone
+// (a worker turning stale, an error leaving the hour, midnight, an agent
+// forgotten) and a nanosecond before them: there the test moves the clock
+// with ticks of its own.
 func TestFoldAgreesWithTheModel(t *testing.T) {
 	t.Parallel()
 	for seed := range modelSeeds() {
@@ -39,11 +42,20 @@ func TestFoldAgreesWithTheModel(t *testing.T) {
 		case 3:
 			model.StaleAfter, model.OfflineAfter = 10*time.Minute, 2*time.Hour
 		}
-		t.Run(fmt.Sprintf("seed=%d/shared_ids=%v/stale=%v", seed, opts.SharedIDs, model.StaleAfter), func(t *testing.T) {
+		// Some streams run into every bound: a third project that only an
+		// announcement lets in, agents, missions, workers and budgets
+		// refused, open runs dropped, agents forgotten after quiet spells.
+		limited := seed%3 == 1
+		if limited {
+			model.Limits = fleet.Limits{Projects: 2, AnnouncedProjects: 1, Agents: 4, Missions: 5, Workers: 3, Budgets: 3,
+				OpenRuns: 2, ForgetAgentsAfter: 20 * time.Minute}
+		}
+		t.Run(fmt.Sprintf("seed=%d/shared_ids=%v/stale=%v/limited=%v", seed, opts.SharedIDs, model.StaleAfter, limited), func(t *testing.T) {
 			msgs := fleettest.Generate(newRand(seed+5000), modelStreamLen(), opts)
 			rng := newRand(seed + 6000)
 			s := fleet.NewState(nil)
 			s.SetLiveness(model.StaleAfter, model.OfflineAfter)
+			s.SetLimits(model.Limits)
 			var recs []fleettest.Record
 			feed := func(m fleettest.Msg) {
 				seq := uint64(len(recs) + 1)
@@ -91,6 +103,9 @@ func TestFoldAgreesWithTheModel(t *testing.T) {
 			}
 			if edges < 20 {
 				t.Errorf("only %d checks at edges; the test proves little about boundaries", edges)
+			}
+			if refused := s.Counts().Limited; limited != (refused > 0) {
+				t.Errorf("%d events refused by the limits %+v; want some exactly when the limits are small", refused, model.Limits)
 			}
 		})
 	}

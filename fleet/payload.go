@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"time"
 )
 
 // Payloads of the known event types (DESIGN §4). Unknown fields are ignored.
@@ -125,6 +126,9 @@ type BudgetNotice struct {
 	Model    string `json:"model,omitempty"`
 	// WarnPct is the budget's warn threshold in percent (0: DefaultWarnPct).
 	WarnPct float64 `json:"warn_pct,omitempty"`
+	// ResetsAt is the end of the budget's current period window, when its
+	// spend starts again from zero (absent: not reported).
+	ResetsAt time.Time `json:"resets_at,omitzero"`
 }
 
 // Priority accepts a JSON number or string and keeps it as text.
@@ -222,6 +226,12 @@ func checkPayload(p any) error {
 	case *Outcome:
 		if v.DurationMS < 0 {
 			return reject(ReasonBadField, "negative duration")
+		}
+	case *BudgetNotice:
+		// A time JSON cannot carry would make every frame and checkpoint
+		// fail to encode.
+		if y := v.ResetsAt.UTC().Year(); !v.ResetsAt.IsZero() && (y < 0 || y > 9999) {
+			return reject(ReasonBadField, "resets_at %d is out of range", y)
 		}
 	case *MissionProgress:
 		if v.Pct < 0 || v.Pct > 100 {

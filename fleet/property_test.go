@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -200,7 +201,8 @@ func canonical(t *testing.T, v map[string]any) []byte {
 	return b
 }
 
-// leak returns what of another project a scope's delta carries, if anything.
+// leak returns what of another project a scope's delta carries, or of a
+// global budget's figures, if anything.
 func leak(scope string, d fleet.Delta) string {
 	if scope == fleet.ScopeAll {
 		return ""
@@ -224,6 +226,9 @@ func leak(scope string, d fleet.Delta) string {
 		if b.ProjectID != scope {
 			return "budget " + id + " of " + b.ProjectID
 		}
+		if b.Scope == fleet.BudgetScopeGlobal && (!b.FiguresWithheld || b.LimitUSD != 0 || b.SpentUSD != 0 || b.Pct != 0) {
+			return "the figures of global budget " + id
+		}
 	}
 	for id, w := range d.Set.Workers {
 		if !slices.Contains(w.Projects, scope) {
@@ -234,6 +239,9 @@ func leak(scope string, d fleet.Delta) string {
 		if e.ProjectID != scope {
 			return "ticker event " + e.ID + " of " + e.ProjectID
 		}
+		if strings.HasPrefix(e.Type, "budget.") && strings.Contains(e.Text, ": global ") {
+			return "the figures of a global budget in ticker line " + e.Text
+		}
 	}
 	return ""
 }
@@ -242,13 +250,19 @@ func leak(scope string, d fleet.Delta) string {
 // streams: a client that starts from a scope's View and applies each
 // Delta (set replaces whole entries, del removes, posture replaces, ticker
 // appends and keeps the newest 50) holds exactly the scope's View after
-// every batch, and never sees another project's data.
+// every batch, and never sees another project's data. Half the streams
+// share ids across tenants, so the whole fleet's keys change as ids become
+// shared and stop being; some run into every bound of the limits.
 func TestDeltaKeepsClientsExact(t *testing.T) {
 	t.Parallel()
 	for seed := range seeds() {
-		msgs := generated(seed, 1500)
+		msgs := fleettest.Generate(newRand(seed), 1500, fleettest.Options{SharedIDs: seed%2 == 1})
 		rng := newRand(seed + 1000)
 		s := fleet.NewState(nil)
+		if seed%3 == 2 {
+			s.SetLimits(fleet.Limits{Projects: 2, AnnouncedProjects: 1, Agents: 4, Missions: 5, Workers: 3, Budgets: 3,
+				OpenRuns: 2, ForgetAgentsAfter: 20 * time.Minute})
+		}
 		s.TakeChanges()
 		var clients []*client
 		for _, scope := range append([]string{fleet.ScopeAll}, fleettest.DefaultProjects...) {
@@ -313,7 +327,9 @@ func TestDeltaOfNothing(t *testing.T) {
 func TestCheckpointRestoreFoldsOnIdentically(t *testing.T) {
 	t.Parallel()
 	for seed := range seeds() {
-		msgs := generated(seed, 1500)
+		// Half the streams share ids across tenants: the indexes of
+		// shared ids are rebuilt from the checkpoint.
+		msgs := fleettest.Generate(newRand(seed), 1500, fleettest.Options{SharedIDs: seed%2 == 1})
 		final := fleettest.Fold(msgs)
 		rng := newRand(seed + 2000)
 		cuts := []int{0, len(msgs), rng.IntN(len(msgs)), rng.IntN(len(msgs)), rng.IntN(len(msgs))}
@@ -410,10 +426,23 @@ func TestRestoreStateRefusesOtherLayouts(t *testing.T) {
 func TestFoldIsDeterministic(t *testing.T) {
 	t.Parallel()
 	for seed := range seeds() {
-		msgs := generated(seed, 1500)
-		a := fleettest.Fold(msgs)
+		// Half the streams share ids across tenants, and some run into
+		// the limits: which entity is refused or keyed how must not
+		// depend on the order a map is walked in.
+		msgs := fleettest.Generate(newRand(seed), 1500, fleettest.Options{SharedIDs: seed%2 == 1})
+		var lim fleet.Limits
+		if seed%3 == 2 {
+			lim = fleet.Limits{Projects: 2, AnnouncedProjects: 1, Agents: 4, Missions: 5, Workers: 3, Budgets: 3, OpenRuns: 2,
+				ForgetAgentsAfter: 20 * time.Minute}
+		}
+		a := fleet.NewState(nil)
+		a.SetLimits(lim)
+		for i, m := range msgs {
+			fleettest.Feed(a, uint64(i+1), m)
+		}
 
 		b := fleet.NewState(nil)
+		b.SetLimits(lim)
 		rng := newRand(seed + 3000)
 		for i, m := range msgs {
 			fleettest.Feed(b, uint64(i+1), m)

@@ -28,17 +28,17 @@ type Charge struct {
 	Priced bool
 }
 
-// Bounds of the Coster's memory, as the fold's.
+// Bounds of the Coster's memory.
 const (
 	costerSeenCap     = seenCap
-	costerMissionsCap = finishedCap
-	costerRunsCap     = openRunsCap
+	costerMissionsCap = 1 << 14
+	costerRunsCap     = 1 << 14
 )
 
 type who struct{ team, user string }
 
 // Coster turns the event stream into Charges exactly as the fold prices it:
-// the same validation, the same dedupe by event id, the same clock (the
+// the same validation, the same dedupe by event id (within its project), the same clock (the
 // newest stored time seen; an event's time is never later), the same
 // Price.Cost per call, unpriced calls free. It also remembers each
 // mission's team and user and each run's mission, so that a call that
@@ -60,11 +60,7 @@ func NewCoster(p *Pricing) *Coster {
 	if p == nil {
 		p = DefaultPricing()
 	}
-	c := &Coster{pricing: p, missions: make(map[string]who), runs: make(map[string]string)}
-	c.seen.init(costerSeenCap)
-	c.missionOrder.init(costerMissionsCap)
-	c.runOrder.init(costerRunsCap)
-	return c
+	return &Coster{pricing: p, missions: make(map[string]who), runs: make(map[string]string)}
 }
 
 // Pricing returns the table the Coster prices calls with.
@@ -92,10 +88,11 @@ func (c *Coster) Apply(at time.Time, ev Event) (Charge, bool) {
 	if at.After(c.clock) {
 		c.clock = at.UTC()
 	}
-	if c.seen.has(ev.ID) {
+	key := ev.ProjectID + "/" + ev.ID // an id is unique within its project
+	if c.seen.has(key) {
 		return Charge{}, false
 	}
-	c.seen.add(ev.ID)
+	c.seen.add(key, costerSeenCap)
 	c.learn(ev)
 	call, ok := ev.payload.(*LLMCall)
 	if !ok {
@@ -130,9 +127,7 @@ func (c *Coster) learn(ev Event) {
 	if ev.RunID != "" && ev.MissionID != "" {
 		k := ev.ProjectID + "/" + ev.RunID
 		if _, ok := c.runs[k]; !ok {
-			if old, ok := c.runOrder.push(k); ok {
-				delete(c.runs, old)
-			}
+			c.runOrder.push(k, costerRunsCap, func(old string) { delete(c.runs, old) })
 		}
 		c.runs[k] = ev.MissionID
 	}
@@ -142,9 +137,7 @@ func (c *Coster) learn(ev Event) {
 	k := ev.ProjectID + "/" + mission
 	w, ok := c.missions[k]
 	if !ok {
-		if old, ok := c.missionOrder.push(k); ok {
-			delete(c.missions, old)
-		}
+		c.missionOrder.push(k, costerMissionsCap, func(old string) { delete(c.missions, old) })
 	}
 	if ev.TeamID != "" {
 		w.team = ev.TeamID

@@ -1,10 +1,10 @@
 package fleet
 
 import (
+	"container/list"
 	"maps"
 	"math"
 	"slices"
-	"sort"
 	"strconv"
 	"time"
 )
@@ -24,48 +24,51 @@ const (
 	Ticked                  // a clock tick: only the sequence and the clock moved
 )
 
-// Bounds of the fold's memory.
-const (
-	seenCap     = 1 << 16 // event ids remembered for dedupe
-	finishedCap = 1 << 14 // finished mission ids remembered, so late events don't revive them
-	openRunsCap = 1 << 14 // runs in progress tracked for the dossier
-)
+// seenCap is how many event ids the fold remembers for dedupe.
+const seenCap = 1 << 16
 
 // State is the fleet as folded from the event stream. It is a pure,
 // deterministic function of the sequence of (seq, stored time, event)
 // applied to it: two States fed the same sequence are equal. State is not
 // safe for concurrent use; one goroutine owns it.
+//
+// Each project's entities are its own: the same agent, mission or run id in
+// two projects names two entities, and no event of one project changes
+// another project's entities or figures. A worker that serves several
+// projects has one record per project, fed by that project's events only;
+// the whole fleet's view merges them (see View).
 type State struct {
 	pricing *Pricing
 
 	seq   uint64
 	clock time.Time // the newest stored time seen; windows and liveness use it
-	// nextSweep is the earliest clock at which a worker's liveness or an
-	// agent's activity can change (never later than the true one): the
-	// fold sweeps as soon as the clock reaches it, so that liveness is
-	// exact on every message, and not more often.
+	// nextSweep is the earliest clock at which a worker's liveness, an
+	// agent's activity or an agent's memory can change (never later than
+	// the true one): the fold sweeps as soon as the clock reaches it, so
+	// that liveness is exact on every message, and not more often.
 	nextSweep time.Time
 
 	// staleAfter and offlineAfter are the liveness thresholds (StaleAfter
-	// and OfflineAfter unless SetLiveness changed them).
+	// and OfflineAfter unless SetLiveness changed them); limits are the
+	// bounds of SetLimits. Configuration, not state.
 	staleAfter, offlineAfter time.Duration
+	limits                   Limits
 
-	agents   map[string]*Agent
-	workers  map[string]*Worker
-	missions map[string]*Mission
-	projects map[string]*projectRec
-	budgets  map[string]*Budget
-	runs     map[string]*openRun
-	runOrder fifo
+	projects  map[string]*projectRec
+	announced int // projects announced by project.created
 
-	seen     fifoSet
-	finished fifoSet
+	// The projects that use each agent and mission id, and those with a
+	// record of each worker id (sorted): the whole fleet's view keys an
+	// agent or a mission by "<project>/<id>" while its id is used by more
+	// than one project, and merges a worker's records.
+	agentUse, missionUse, workerUse map[string][]string
 
-	ticker    []TickerEntry            // newest last, at most TickerSize
-	tickerFor map[string][]TickerEntry // per project
+	seen   fifoSet       // project/id of the events folded, newest seenCap
+	ticker []TickerEntry // newest last, at most TickerSize
 
 	counts Counts
 	ch     Changes
+	effect Effect
 }
 
 // Counts are the fold's own counters since it started from an empty state.
@@ -73,14 +76,37 @@ type Counts struct {
 	Applied    int64 `json:"applied"`
 	Duplicates int64 `json:"duplicates"`
 	Unknown    int64 `json:"unknown"`
-	Rejected   int64 `json:"rejected"`
-	Unpriced   int64 `json:"unpriced"`
+	// Rejected counts the messages not folded: invalid ones and, among
+	// them, Limited, those refused by a bound of Limits.
+	Rejected int64 `json:"rejected"`
+	Limited  int64 `json:"limited"`
+	Unpriced int64 `json:"unpriced"`
 }
 
+// projectRec is a project: its aggregate row and everything that is its own.
 type projectRec struct {
 	Project
 	Win      window `json:"win"`
 	SpendDay int64  `json:"spend_day"` // the UTC day (unix days) SpendToday belongs to
+	// Announced is true once a project.created named the project.
+	Announced bool `json:"announced,omitempty"`
+
+	agents   map[string]*agentRec
+	missions map[string]*Mission
+	workers  map[string]*Worker // this project's record of each worker
+	budgets  map[string]*Budget
+	runs     map[string]*openRun
+	runOrder list.List // of *openRun, oldest first
+	finished fifoSet   // ids of finished missions
+	ticker   []TickerEntry
+}
+
+// agentRec is an agent and when an event last named it.
+type agentRec struct {
+	Agent
+	// At is the stored time of the last event that named the agent; the
+	// fold forgets it Limits.ForgetAgentsAfter later.
+	At time.Time `json:"at"`
 }
 
 type openRun struct {
@@ -93,6 +119,8 @@ type openRun struct {
 	Calls     int64     `json:"calls"`
 	Tokens    int64     `json:"tokens"`
 	Spend     Micros    `json:"spend"`
+
+	elem *list.Element // in its project's runOrder
 }
 
 // NewState returns an empty fleet priced by p (nil means DefaultPricing).
@@ -100,8 +128,12 @@ func NewState(p *Pricing) *State {
 	if p == nil {
 		p = DefaultPricing()
 	}
-	s := &State{pricing: p, staleAfter: StaleAfter, offlineAfter: OfflineAfter}
-	s.init()
+	s := &State{pricing: p, staleAfter: StaleAfter, offlineAfter: OfflineAfter, limits: DefaultLimits}
+	s.projects = make(map[string]*projectRec)
+	s.agentUse = make(map[string][]string)
+	s.missionUse = make(map[string][]string)
+	s.workerUse = make(map[string][]string)
+	s.ch.reset()
 	return s
 }
 
@@ -121,25 +153,22 @@ func (s *State) SetLiveness(stale, offline time.Duration) {
 // Liveness returns the thresholds SetLiveness set.
 func (s *State) Liveness() (stale, offline time.Duration) { return s.staleAfter, s.offlineAfter }
 
+// SetLimits sets the bounds of the fold (zero fields: DefaultLimits). Like
+// the liveness thresholds they are configuration: not in checkpoints, the
+// same on every replica. The next event and the next sweep apply them.
+func (s *State) SetLimits(l Limits) {
+	s.limits = l.WithDefaults()
+	s.nextSweep = time.Time{}
+}
+
+// Limits returns the bounds SetLimits set.
+func (s *State) Limits() Limits { return s.limits }
+
 func cmpOr(d, def time.Duration) time.Duration {
 	if d <= 0 {
 		return def
 	}
 	return d
-}
-
-func (s *State) init() {
-	s.agents = make(map[string]*Agent)
-	s.workers = make(map[string]*Worker)
-	s.missions = make(map[string]*Mission)
-	s.projects = make(map[string]*projectRec)
-	s.budgets = make(map[string]*Budget)
-	s.runs = make(map[string]*openRun)
-	s.tickerFor = make(map[string][]TickerEntry)
-	s.seen.init(seenCap)
-	s.finished.init(finishedCap)
-	s.runOrder.init(openRunsCap)
-	s.ch.reset()
 }
 
 // Seq returns the stream sequence of the last message folded or skipped.
@@ -151,12 +180,23 @@ func (s *State) Clock() time.Time { return s.clock }
 // Counts returns the fold's counters.
 func (s *State) Counts() Counts { return s.counts }
 
+// Effect returns what the last Apply did beyond its Result (zero after
+// Skip and Tick).
+func (s *State) Effect() Effect { return s.effect }
+
 // Pricing returns the table the fold prices calls with.
 func (s *State) Pricing() *Pricing { return s.pricing }
+
+// Announced reports whether a project.created announced project.
+func (s *State) Announced(project string) bool {
+	p := s.projects[project]
+	return p != nil && p.Announced
+}
 
 // Skip advances over a message that was rejected before the fold (bad JSON,
 // oversize, ...): the sequence and the clock move, nothing else does.
 func (s *State) Skip(seq uint64, at time.Time) {
+	s.effect = Effect{}
 	s.counts.Rejected++
 	s.advance(seq, at)
 }
@@ -165,6 +205,7 @@ func (s *State) Skip(seq uint64, at time.Time) {
 // clock move, so liveness and windows follow time when nothing else is
 // published; nothing is counted.
 func (s *State) Tick(seq uint64, at time.Time) {
+	s.effect = Effect{}
 	s.advance(seq, at)
 }
 
@@ -201,35 +242,40 @@ func (s *State) advance(seq uint64, at time.Time) {
 func dayOf(t time.Time) int64 { return int64(math.Floor(float64(t.Unix()) / 86400)) }
 
 // Apply folds one event taken from stream position seq and stored at at.
-// A zero at means the event's own time. Events that fail validation are
-// counted as rejected and change nothing but seq and the clock.
+// A zero at means the event's own time. Events that fail validation, and
+// events that would make an entity past a bound of Limits, are counted as
+// rejected and change nothing but seq and the clock; Effect says why.
 func (s *State) Apply(seq uint64, at time.Time, ev Event) Result {
+	s.effect = Effect{}
 	if at.IsZero() {
 		at = ev.Time
 	}
-	if ev.payload == nil && Known(ev.Type) {
-		if err := ev.Validate(); err != nil {
-			s.Skip(seq, at)
-			return Rejected
+	if ev.payload == nil {
+		err := ev.Validate()
+		if err == nil && Known(ev.Type) {
+			ev.payload, err = decodePayload(&ev)
 		}
-		p, err := decodePayload(&ev)
 		if err != nil {
 			s.Skip(seq, at)
-			return Rejected
-		}
-		ev.payload = p
-	} else if ev.payload == nil {
-		if err := ev.Validate(); err != nil {
-			s.Skip(seq, at)
+			s.effect.Reason = RejectReason(err)
 			return Rejected
 		}
 	}
 	s.advance(seq, at)
-	if s.seen.has(ev.ID) {
+	// An event id is unique within its project: another project's event
+	// of the same id is not a duplicate of it.
+	key := ev.ProjectID + "/" + ev.ID
+	if s.seen.has(key) {
 		s.counts.Duplicates++
 		return Duplicate
 	}
-	s.seen.add(ev.ID)
+	if r := s.refusal(&ev); r != "" {
+		s.counts.Rejected++
+		s.counts.Limited++
+		s.effect.Reason = r
+		return Rejected
+	}
+	s.seen.add(key, seenCap)
 
 	// The event's own time, never later than the clock: a worker with a
 	// fast clock cannot move the windows.
@@ -239,11 +285,12 @@ func (s *State) Apply(seq uint64, at time.Time, ev Event) Result {
 	}
 	p := s.project(ev.ProjectID)
 	res := Applied
-	level, text := "info", ""
+	// own is the ticker line the event's own project sees, when it differs
+	// from the whole fleet's (a global budget's figures are withheld).
+	level, text, own := "info", "", ""
 	switch d := ev.payload.(type) {
 	case *WorkerJoined:
-		w := s.worker(ev.WorkerID, ev.ProjectID, at)
-		if w != nil {
+		if w := s.worker(p, ev.WorkerID, at); w != nil {
 			w.Host, w.Version, w.Capacity = d.Host, d.Version, d.Capacity
 			if d.Pools != nil {
 				w.Pools = slices.Clone(d.Pools)
@@ -256,27 +303,26 @@ func (s *State) Apply(seq uint64, at time.Time, ev Event) Result {
 			}
 			w.JoinedAt, w.LeftReason = t, ""
 			w.State = "idle"
-			s.setWorkerStatus(w, WorkerOnline)
+			s.setWorkerStatus(p, w, WorkerOnline)
 			text = "worker " + ev.WorkerID + " joined from " + d.Host
 		}
 	case *WorkerHeartbeat:
-		if w := s.worker(ev.WorkerID, ev.ProjectID, at); w != nil {
+		if w := s.worker(p, ev.WorkerID, at); w != nil {
 			w.State, w.ActiveMissions, w.Load = d.State, d.ActiveMissions, d.Load
 		}
 	case *WorkerLeft:
-		if w := s.worker(ev.WorkerID, ev.ProjectID, at); w != nil {
+		if w := s.worker(p, ev.WorkerID, at); w != nil {
 			w.LeftReason = d.Reason
 			if w.LeftReason == "" {
 				w.LeftReason = "left"
 			}
 			w.State = "left"
-			s.setWorkerStatus(w, WorkerOffline)
+			s.setWorkerStatus(p, w, WorkerOffline)
 			text = "worker " + ev.WorkerID + " left: " + w.LeftReason
 			level = "warn"
 		}
 	case *AgentCreated:
-		a := s.agent(ev, at)
-		if a != nil {
+		if a := s.agent(p, ev, at); a != nil {
 			a.Name, a.Role, a.Model, a.Version, a.Description = d.Name, d.Role, d.Model, d.Version, d.Description
 			a.Tools, a.Skills = cloneOrEmpty(d.Tools), cloneOrEmpty(d.Skills)
 			if a.Name == "" {
@@ -286,16 +332,16 @@ func (s *State) Apply(seq uint64, at time.Time, ev Event) Result {
 		}
 	case *AgentStateChange:
 		text = "agent " + ev.AgentID + " is " + orDash(d.State)
-		if a := s.agent(ev, at); a != nil {
+		if a := s.agent(p, ev, at); a != nil {
 			text = "agent " + a.Name + " is " + orDash(d.State)
 			a.State = d.State
-			s.touchAgent(a, ev.ProjectID) // the new state decides whether it is active
+			s.touchAgent(p, a) // the new state decides whether it is active
 			if d.State == AgentError {
 				level = "warn"
 			}
 		}
 	case *MissionQueued:
-		if m := s.mission(ev, t); m != nil {
+		if m := s.mission(p, ev, t); m != nil {
 			m.Title, m.Priority, m.Pool = d.Title, d.Priority, d.Pool
 			if m.QueuedAt.IsZero() {
 				m.QueuedAt = t
@@ -305,15 +351,19 @@ func (s *State) Apply(seq uint64, at time.Time, ev Event) Result {
 	case nil:
 		switch ev.Type {
 		case TypeMissionRetrying:
-			if m := s.mission(ev, t); m != nil {
+			if m := s.mission(p, ev, t); m != nil {
 				text = "mission " + ev.MissionID + " lost its lease; retrying"
 				level = "warn"
 			}
 		case TypeProjectCreated:
 			// The project row exists from here on, with zero figures.
+			if !p.Announced {
+				p.Announced = true
+				s.announced++
+			}
 			text = "project " + ev.ProjectID + " created"
 		case TypeMissionClaimed:
-			if m := s.mission(ev, t); m != nil {
+			if m := s.mission(p, ev, t); m != nil {
 				m.Status = MissionClaimedStatus
 				m.Attempts++
 				text = "mission " + ev.MissionID + " claimed by " + ev.WorkerID
@@ -331,55 +381,58 @@ func (s *State) Apply(seq uint64, at time.Time, ev Event) Result {
 		if d.Step != "" {
 			text += ": " + d.Step
 		}
-		if m := s.mission(ev, t); m != nil {
+		if m := s.mission(p, ev, t); m != nil {
 			m.Status = MissionRunningStatus
 			m.Pct, m.Step = d.Pct, d.Step
 		}
 	case *Outcome:
 		switch ev.Type {
 		case TypeMissionCompleted, TypeMissionFailed:
-			text = s.finishMission(ev, p, d, t)
+			text = s.finishMission(p, ev, d)
 			if ev.Type == TypeMissionFailed {
 				level = "error"
-				p.Win.add(minuteOf(t), bucket{Errors: 1})
+				if s.effect.Finished {
+					// Once per mission: a repeated failure changes nothing.
+					p.Win.add(minuteOf(t), bucket{Errors: 1})
+				}
 			}
 		case TypeRunCompleted, TypeRunFailed:
-			text = s.finishRun(ev, p, d, t)
+			text = s.finishRun(p, ev, d, t, at)
 			if ev.Type == TypeRunFailed {
 				level = "error"
 				p.Win.add(minuteOf(t), bucket{Errors: 1})
 			}
 		}
 	case *RunStarted:
-		r := s.openRun(ev, t)
+		r := s.openRun(p, ev, t)
 		if d.Model != "" {
 			r.Model = d.Model
 		}
 		p.RunsTotal++
 		p.Win.add(minuteOf(t), bucket{Runs: 1})
-		if a := s.agent(ev, at); a != nil {
+		if a := s.agent(p, ev, at); a != nil {
 			a.RunID, a.MissionID = ev.RunID, ev.MissionID
 			a.State = AgentThinking
 			a.Runs++
 		}
 		if ev.MissionID != "" {
-			if m := s.mission(ev, t); m != nil {
+			if m := s.mission(p, ev, t); m != nil {
 				m.Status, m.RunID, m.AgentID = MissionRunningStatus, ev.RunID, ev.AgentID
 			}
 		}
 		text = "run " + ev.RunID + " started on " + orDash(d.Model)
 	case *LLMCall:
-		text, level = s.llmCall(ev, p, d, t, at)
+		text, level = s.llmCall(p, ev, d, t, at)
 	case *ToolCall:
-		if a := s.agent(ev, at); a != nil {
+		if a := s.agent(p, ev, at); a != nil {
 			a.ToolCalls++
 			a.LatencyMS = ewma(a.LatencyMS, d.LatencyMS, a.LLMCalls+a.ToolCalls)
 			if !statusOK(d.Status) {
 				a.CallErrors++
 			}
 		}
-		if r := s.runs[ev.RunID]; r != nil && r.ProjectID == ev.ProjectID {
-			r.Calls++ // another tenant's run of the same id is not this call's
+		if r := p.runs[ev.RunID]; r != nil {
+			r.Calls++
 		}
 		if !statusOK(d.Status) {
 			p.Win.add(minuteOf(t), bucket{Errors: 1})
@@ -387,16 +440,75 @@ func (s *State) Apply(seq uint64, at time.Time, ev Event) Result {
 		}
 		text = "tool " + d.Tool + " " + orDash(d.Status)
 	case *BudgetNotice:
-		text, level = s.budget(ev, p, d, t)
+		text, own, level = s.budget(p, ev, d, t)
 	}
 	s.markProject(p)
 	if ev.Type != TypeWorkerHeartbeat && ev.Type != TypeBudgetStatus {
-		s.appendTicker(seq, ev, t, level, text)
+		s.appendTicker(p, seq, ev, t, level, text, own)
 	}
 	if res == Applied {
 		s.counts.Applied++
 	}
 	return res
+}
+
+// refusal returns the bound of Limits that folding ev would pass, or "".
+// It changes nothing: a refused event leaves the State as it was.
+func (s *State) refusal(ev *Event) Reason {
+	l := &s.limits
+	p := s.projects[ev.ProjectID]
+	announce := ev.Type == TypeProjectCreated
+	switch {
+	case p == nil && announce, p != nil && announce && !p.Announced:
+		if s.announced >= l.AnnouncedProjects {
+			return ReasonLimitProjects
+		}
+	case p == nil:
+		if len(s.projects)-s.announced >= l.Projects {
+			return ReasonLimitProjects
+		}
+	}
+	if p == nil {
+		p = &projectRec{} // a new project: every entity is new
+	}
+	switch ev.payload.(type) {
+	case *WorkerJoined, *WorkerHeartbeat, *WorkerLeft:
+		if ev.WorkerID != "" && p.workers[ev.WorkerID] == nil && len(p.workers) >= l.Workers {
+			return ReasonLimitWorkers
+		}
+	case *BudgetNotice:
+		if _, ok := p.budgets[budgetID(ev)]; !ok && len(p.budgets) >= l.Budgets {
+			return ReasonLimitBudgets
+		}
+	}
+	if namesAgent(ev) && ev.AgentID != "" && p.agents[ev.AgentID] == nil && len(p.agents) >= l.Agents {
+		return ReasonLimitAgents
+	}
+	if makesMission(ev) && ev.MissionID != "" && p.missions[ev.MissionID] == nil && !p.finished.has(ev.MissionID) &&
+		len(p.missions) >= l.Missions {
+		return ReasonLimitMissions
+	}
+	return ""
+}
+
+// namesAgent reports whether ev is about the agent it names (and makes it
+// when it is new).
+func namesAgent(ev *Event) bool {
+	switch ev.Type {
+	case TypeAgentCreated, TypeAgentState, TypeRunStarted, TypeRunCompleted, TypeRunFailed, TypeLLMCall, TypeToolCall:
+		return true
+	}
+	return false
+}
+
+// makesMission reports whether ev puts the mission it names in flight
+// when it is neither in flight nor finished.
+func makesMission(ev *Event) bool {
+	switch ev.Type {
+	case TypeMissionQueued, TypeMissionClaimed, TypeMissionProgress, TypeMissionRetrying, TypeRunStarted:
+		return true
+	}
+	return false
 }
 
 func orDash(s string) string {
@@ -424,7 +536,7 @@ func ewma(old, sample float64, n int64) float64 {
 	return math.Round(v*10) / 10
 }
 
-func (s *State) llmCall(ev Event, p *projectRec, d *LLMCall, t, at time.Time) (string, string) {
+func (s *State) llmCall(p *projectRec, ev Event, d *LLMCall, t, at time.Time) (string, string) {
 	price, ok := s.pricing.Lookup(d.Model)
 	var cost Micros
 	level := "info"
@@ -447,7 +559,7 @@ func (s *State) llmCall(ev Event, p *projectRec, d *LLMCall, t, at time.Time) (s
 		level = "warn"
 	}
 	p.Win.add(minuteOf(t), b)
-	if a := s.agent(ev, at); a != nil {
+	if a := s.agent(p, ev, at); a != nil {
 		a.LLMCalls++
 		a.Tokens += tokens
 		a.Spend += cost
@@ -457,7 +569,7 @@ func (s *State) llmCall(ev Event, p *projectRec, d *LLMCall, t, at time.Time) (s
 		}
 	}
 	if ev.RunID != "" {
-		r := s.openRun(ev, t)
+		r := s.openRun(p, ev, t)
 		r.Calls++
 		r.Tokens += tokens
 		r.Spend += cost
@@ -469,17 +581,32 @@ func (s *State) llmCall(ev Event, p *projectRec, d *LLMCall, t, at time.Time) (s
 	return text, level
 }
 
-func (s *State) budget(ev Event, p *projectRec, d *BudgetNotice, t time.Time) (string, string) {
-	// Keyed by project too: a team or user budget seen from two projects is
-	// two entries, so that an entry never moves between scopes.
-	id := ev.ProjectID + "/" + d.Scope + ":" + d.ScopeID + ":" + d.Period
-	b := s.budgets[id]
+// budgetID is the id of the budget a budget.* event reports on. It is keyed
+// by project too: a team or user budget seen from two projects is two
+// entries, so that an entry never moves between scopes.
+func budgetID(ev *Event) string {
+	d, _ := ev.payload.(*BudgetNotice)
+	if d == nil {
+		return ""
+	}
+	return ev.ProjectID + "/" + d.Scope + ":" + d.ScopeID + ":" + d.Period
+}
+
+// budget folds a budget.* notice into p's budgets. It returns the ticker
+// line, the line p's own scope sees instead ("" for the same) and the
+// level.
+func (s *State) budget(p *projectRec, ev Event, d *BudgetNotice, t time.Time) (string, string, string) {
+	id := budgetID(&ev)
+	b := p.budgets[id]
 	if b == nil {
 		b = &Budget{ID: id}
-		s.budgets[id] = b
+		if p.budgets == nil {
+			p.budgets = make(map[string]*Budget)
+		}
+		p.budgets[id] = b
 	}
 	b.ProjectID, b.Scope, b.ScopeID, b.Period = ev.ProjectID, d.Scope, d.ScopeID, d.Period
-	b.LimitUSD, b.SpentUSD, b.Action, b.Model, b.UpdatedAt = d.LimitUSD, d.SpentUSD, d.Action, d.Model, t
+	b.LimitUSD, b.SpentUSD, b.Action, b.Model, b.ResetsAt, b.UpdatedAt = d.LimitUSD, d.SpentUSD, d.Action, d.Model, d.ResetsAt.UTC(), t
 	b.Pct = pct(d.SpentUSD, d.LimitUSD)
 	switch ev.Type {
 	case TypeBudgetWarning:
@@ -502,7 +629,7 @@ func (s *State) budget(ev Event, p *projectRec, d *BudgetNotice, t time.Time) (s
 			b.Status = "ok"
 		}
 	}
-	s.mark(collBudgets, id, ev.ProjectID)
+	s.mark(collBudgets, p.ID, id)
 	if d.Scope == "project" && d.ScopeID == ev.ProjectID {
 		p.Budget = &BudgetStatus{LimitUSD: d.LimitUSD, SpentUSD: d.SpentUSD, Pct: b.Pct, Action: d.Action, Period: d.Period}
 	}
@@ -510,7 +637,12 @@ func (s *State) budget(ev Event, p *projectRec, d *BudgetNotice, t time.Time) (s
 	if ev.Type == TypeBudgetExceeded {
 		level = "error"
 	}
-	return "budget " + b.Status + ": " + d.Scope + " " + orDash(d.ScopeID) + " $" + d.SpentUSD.Cents() + " of $" + d.LimitUSD.Cents(), level
+	text := "budget " + b.Status + ": " + d.Scope + " " + orDash(d.ScopeID) + " $" + d.SpentUSD.Cents() + " of $" + d.LimitUSD.Cents()
+	var own string
+	if d.Scope == BudgetScopeGlobal {
+		own = withheldText(b.Status, d)
+	}
+	return text, own, level
 }
 
 func pct(spent, limit Micros) float64 {
@@ -520,33 +652,35 @@ func pct(spent, limit Micros) float64 {
 	return math.Round(float64(spent)/float64(limit)*1000) / 10
 }
 
-func (s *State) finishMission(ev Event, p *projectRec, d *Outcome, t time.Time) string {
-	m := s.missions[ev.MissionID]
-	if ev.MissionID == "" || s.finished.has(ev.MissionID) || m != nil && m.ProjectID != ev.ProjectID {
-		// Already finished, or another project's mission: tenants never
-		// finish each other's missions.
-		return "mission " + ev.MissionID + " " + ev.Type[len("mission."):]
+// finishMission ends a mission of p: the first outcome of a mission id in
+// its project counts (Effect().Finished), later ones change nothing.
+func (s *State) finishMission(p *projectRec, ev Event, d *Outcome) string {
+	id := ev.MissionID
+	if id == "" || p.finished.has(id) {
+		return "mission " + id + " " + ev.Type[len("mission."):]
 	}
-	s.finished.add(ev.MissionID)
-	if m != nil {
-		delete(s.missions, ev.MissionID)
+	p.finished.add(id, s.limits.FinishedMissions)
+	s.effect.Finished = true
+	if p.missions[id] != nil {
+		s.dropUse(collMissions, p.ID, id)
+		delete(p.missions, id)
 		p.MissionsInFlight--
-		s.mark(collMissions, ev.MissionID, m.ProjectID)
+		s.mark(collMissions, p.ID, id)
 	}
 	if ev.Type == TypeMissionCompleted {
 		p.MissionsDone++
-		return "mission " + ev.MissionID + " completed in " + formatMS(d.DurationMS)
+		return "mission " + id + " completed in " + formatMS(d.DurationMS)
 	}
 	p.MissionsFailed++
-	return "mission " + ev.MissionID + " failed: " + orDash(d.Error)
+	return "mission " + id + " failed: " + orDash(d.Error)
 }
 
-func (s *State) finishRun(ev Event, p *projectRec, d *Outcome, t time.Time) string {
-	r := s.runs[ev.RunID]
-	if r == nil || r.ProjectID != ev.ProjectID {
+func (s *State) finishRun(p *projectRec, ev Event, d *Outcome, t, at time.Time) string {
+	r := p.runs[ev.RunID]
+	if r == nil {
 		r = &openRun{ID: ev.RunID, ProjectID: ev.ProjectID, AgentID: ev.AgentID, MissionID: ev.MissionID}
 	} else {
-		delete(s.runs, ev.RunID)
+		s.closeRun(p, r)
 	}
 	status := "completed"
 	if ev.Type == TypeRunFailed {
@@ -554,7 +688,7 @@ func (s *State) finishRun(ev Event, p *projectRec, d *Outcome, t time.Time) stri
 	}
 	sum := RunSummary{ID: ev.RunID, MissionID: r.MissionID, Model: r.Model, Status: status, Started: r.Started,
 		Ended: t, DurationMS: d.DurationMS, Calls: r.Calls, Tokens: r.Tokens, Spend: r.Spend, Error: d.Error}
-	if a := s.agentFor(ev.AgentID, ev.ProjectID); a != nil {
+	if a := s.agentFor(p, ev.AgentID, at); a != nil {
 		if ev.Type == TypeRunFailed {
 			a.RunsFailed++
 		}
@@ -567,7 +701,7 @@ func (s *State) finishRun(ev Event, p *projectRec, d *Outcome, t time.Time) stri
 			runs = runs[:RecentRunsPerAgent]
 		}
 		a.RecentRuns = runs
-		s.touchAgent(a, ev.ProjectID)
+		s.touchAgent(p, a)
 	}
 	if ev.Type == TypeRunFailed {
 		return "run " + ev.RunID + " failed: " + orDash(d.Error)
@@ -579,65 +713,68 @@ func (s *State) finishRun(ev Event, p *projectRec, d *Outcome, t time.Time) stri
 func (s *State) project(id string) *projectRec {
 	p := s.projects[id]
 	if p == nil {
-		p = &projectRec{Project: Project{ID: id}, Win: window{Head: minuteOf(s.clock)}, SpendDay: dayOf(s.clock)}
+		p = newProjectRec(id, s.clock)
 		s.projects[id] = p
 	}
 	return p
 }
 
+func newProjectRec(id string, clock time.Time) *projectRec {
+	return &projectRec{Project: Project{ID: id}, Win: window{Head: minuteOf(clock)}, SpendDay: dayOf(clock),
+		agents: map[string]*agentRec{}, missions: map[string]*Mission{}, workers: map[string]*Worker{},
+		budgets: map[string]*Budget{}, runs: map[string]*openRun{}}
+}
+
 func (s *State) markProject(p *projectRec) { s.mark(collProjects, p.ID, p.ID) }
 
-// worker returns the worker of an event, creating it, and records that it
-// serves project. It refreshes the worker's liveness to at.
-func (s *State) worker(id, project string, at time.Time) *Worker {
+// worker returns p's record of worker id, creating it, and refreshes its
+// liveness to at.
+func (s *State) worker(p *projectRec, id string, at time.Time) *Worker {
 	if id == "" {
 		return nil
 	}
-	w := s.workers[id]
+	w := p.workers[id]
 	if w == nil {
-		w = &Worker{ID: id, Projects: []string{}, State: "idle", Status: WorkerOnline}
-		s.workers[id] = w
-		s.project(project).WorkersOnline++
-		w.Projects = []string{project}
-	} else if !slices.Contains(w.Projects, project) {
-		ps := append(slices.Clone(w.Projects), project)
-		sort.Strings(ps)
-		w.Projects = ps
-		if w.Status == WorkerOnline {
-			s.project(project).WorkersOnline++
-		}
+		w = &Worker{ID: id, Projects: []string{p.ID}, State: "idle", Status: WorkerOnline}
+		p.workers[id] = w
+		p.WorkersOnline++
+		s.workerUse[id] = insertSorted(s.workerUse[id], p.ID)
 	}
 	w.LastSeen = at.UTC()
 	s.sweepBy(w.LastSeen.Add(s.staleAfter))
 	if w.Status != WorkerOnline && w.LeftReason == "" {
-		s.setWorkerStatus(w, WorkerOnline)
+		s.setWorkerStatus(p, w, WorkerOnline)
 	}
-	s.mark(collWorkers, id, w.Projects...)
+	s.mark(collWorkers, p.ID, id)
 	return w
 }
 
-func (s *State) setWorkerStatus(w *Worker, status string) {
+func insertSorted(list []string, v string) []string {
+	i, found := slices.BinarySearch(list, v)
+	if found {
+		return list
+	}
+	return slices.Insert(slices.Clip(list), i, v)
+}
+
+func (s *State) setWorkerStatus(p *projectRec, w *Worker, status string) {
 	if w.Status == status {
 		return
 	}
-	delta := 0
 	if w.Status == WorkerOnline {
-		delta = -1
+		p.WorkersOnline--
 	} else if status == WorkerOnline {
-		delta = 1
+		p.WorkersOnline++
 	}
 	w.Status = status
-	for _, id := range w.Projects {
-		p := s.project(id)
-		p.WorkersOnline += delta
-		s.markProject(p)
-	}
-	s.mark(collWorkers, w.ID, w.Projects...)
+	s.markProject(p)
+	s.mark(collWorkers, p.ID, w.ID)
 }
 
-// agent returns the agent of an event, creating it, and refreshes its liveness.
-func (s *State) agent(ev Event, at time.Time) *Agent {
-	a := s.agentFor(ev.AgentID, ev.ProjectID)
+// agent returns p's agent of an event, creating it, and refreshes its
+// liveness.
+func (s *State) agent(p *projectRec, ev Event, at time.Time) *agentRec {
+	a := s.agentFor(p, ev.AgentID, at)
 	if a == nil {
 		return nil
 	}
@@ -648,59 +785,73 @@ func (s *State) agent(ev Event, at time.Time) *Agent {
 	if a.State == AgentOffline && ev.Type != TypeAgentState {
 		a.State = AgentIdle
 	}
-	s.touchAgent(a, ev.ProjectID)
+	s.touchAgent(p, a)
 	return a
 }
 
-// agentFor returns agent id of project, creating it. An agent id used by
-// another project is refused: tenants never share an agent.
-func (s *State) agentFor(id, project string) *Agent {
+// agentFor returns p's agent id, creating it, and notes that an event
+// stored at at named it.
+func (s *State) agentFor(p *projectRec, id string, at time.Time) *agentRec {
 	if id == "" {
 		return nil
 	}
-	a := s.agents[id]
+	a := p.agents[id]
 	if a == nil {
-		a = &Agent{ID: id, ProjectID: project, Name: id, State: AgentIdle, Tools: []string{}, Skills: []string{}, RecentRuns: []RunSummary{}}
-		s.agents[id] = a
-		s.project(project).Agents++
+		a = &agentRec{Agent: Agent{ID: id, ProjectID: p.ID, Name: id, State: AgentIdle, Tools: []string{}, Skills: []string{},
+			RecentRuns: []RunSummary{}}}
+		p.agents[id] = a
+		p.Agents++
+		s.addUse(collAgents, p.ID, id)
+		s.markMissionsOf(p, id)
+		s.mark(collAgents, p.ID, id)
 	}
-	if a.ProjectID != project {
-		return nil
-	}
+	a.At = at.UTC()
+	s.sweepBy(a.At.Add(s.limits.ForgetAgentsAfter))
 	return a
 }
 
-func (s *State) touchAgent(a *Agent, project string) {
+func (s *State) touchAgent(p *projectRec, a *agentRec) {
 	active := a.State != AgentOffline && s.clock.Sub(a.LastSeen) < AgentActiveFor
 	if active {
 		s.sweepBy(a.LastSeen.Add(AgentActiveFor))
 	}
 	if active != a.Active {
 		a.Active = active
-		p := s.project(project)
 		if active {
 			p.ActiveAgents++
 		} else {
 			p.ActiveAgents--
 		}
 	}
-	s.mark(collAgents, a.ID, a.ProjectID)
+	s.mark(collAgents, p.ID, a.ID)
 }
 
-// mission returns the in-flight mission of an event, creating it, or nil if
-// the mission has already finished.
-func (s *State) mission(ev Event, t time.Time) *Mission {
-	if ev.MissionID == "" || s.finished.has(ev.MissionID) {
+// forgetAgent removes an agent no event has named for ForgetAgentsAfter.
+func (s *State) forgetAgent(p *projectRec, a *agentRec) {
+	s.dropUse(collAgents, p.ID, a.ID)
+	delete(p.agents, a.ID)
+	p.Agents--
+	if a.Active {
+		p.ActiveAgents--
+	}
+	s.mark(collAgents, p.ID, a.ID)
+	s.markMissionsOf(p, a.ID)
+	s.markProject(p)
+}
+
+// mission returns p's in-flight mission of an event, creating it, or nil
+// if the mission has already finished.
+func (s *State) mission(p *projectRec, ev Event, t time.Time) *Mission {
+	id := ev.MissionID
+	if id == "" || p.finished.has(id) {
 		return nil
 	}
-	m := s.missions[ev.MissionID]
+	m := p.missions[id]
 	if m == nil {
-		m = &Mission{ID: ev.MissionID, ProjectID: ev.ProjectID, Status: MissionQueuedStatus}
-		s.missions[ev.MissionID] = m
-		s.project(ev.ProjectID).MissionsInFlight++
-	}
-	if m.ProjectID != ev.ProjectID {
-		return nil
+		m = &Mission{ID: id, ProjectID: p.ID, Status: MissionQueuedStatus}
+		p.missions[id] = m
+		p.MissionsInFlight++
+		s.addUse(collMissions, p.ID, id)
 	}
 	if ev.TeamID != "" {
 		m.TeamID = ev.TeamID
@@ -721,28 +872,36 @@ func (s *State) mission(ev Event, t time.Time) *Mission {
 	if t.After(m.UpdatedAt) {
 		m.UpdatedAt = t
 	}
-	s.mark(collMissions, m.ID, m.ProjectID)
+	s.mark(collMissions, p.ID, id)
 	return m
 }
 
-func (s *State) openRun(ev Event, t time.Time) *openRun {
-	r := s.runs[ev.RunID]
-	if r != nil && r.ProjectID != ev.ProjectID {
-		// Another project's run with the same id: tenants never share a
-		// run, so this event's figures go to a run nobody keeps.
-		r = &openRun{ID: ev.RunID, ProjectID: ev.ProjectID, AgentID: ev.AgentID, MissionID: ev.MissionID}
-	}
+// openRun returns p's open run of an event, opening it. Past
+// Limits.OpenRuns the project's oldest open run is dropped.
+func (s *State) openRun(p *projectRec, ev Event, t time.Time) *openRun {
+	r := p.runs[ev.RunID]
 	if r == nil {
-		r = &openRun{ID: ev.RunID, ProjectID: ev.ProjectID, AgentID: ev.AgentID, MissionID: ev.MissionID}
-		s.runs[ev.RunID] = r
-		if evicted, ok := s.runOrder.push(ev.RunID); ok {
-			delete(s.runs, evicted)
-		}
+		r = &openRun{ID: ev.RunID, ProjectID: p.ID, AgentID: ev.AgentID, MissionID: ev.MissionID}
+		s.keepRun(p, r)
 	}
 	if ev.Type == TypeRunStarted {
 		r.Started = t
 	}
 	return r
+}
+
+// keepRun adds r to p's open runs, dropping the oldest past the bound.
+func (s *State) keepRun(p *projectRec, r *openRun) {
+	p.runs[r.ID] = r
+	r.elem = p.runOrder.PushBack(r)
+	for p.runOrder.Len() > s.limits.OpenRuns {
+		s.closeRun(p, p.runOrder.Front().Value.(*openRun))
+	}
+}
+
+func (s *State) closeRun(p *projectRec, r *openRun) {
+	p.runOrder.Remove(r.elem)
+	delete(p.runs, r.ID)
 }
 
 // neverSweep stands for no deadline at all: later than any stored time.
@@ -756,8 +915,8 @@ func (s *State) sweepBy(t time.Time) {
 }
 
 // sweep re-derives what depends on the clock alone: worker liveness, agent
-// activity and forgetting long-gone workers. It then sets nextSweep to the
-// earliest time one of them can change again.
+// activity, and forgetting long-gone workers and agents. It then sets
+// nextSweep to the earliest time one of them can change again.
 func (s *State) sweep() {
 	s.nextSweep = neverSweep
 	// after schedules the next sweep at the earliest of ts still to come.
@@ -768,45 +927,61 @@ func (s *State) sweep() {
 			}
 		}
 	}
-	for id, w := range s.workers {
-		age := s.clock.Sub(w.LastSeen)
-		status := WorkerOnline
-		switch {
-		case w.LeftReason != "" || age >= s.offlineAfter:
-			status = WorkerOffline
-		case age >= s.staleAfter:
-			status = WorkerStale
+	for _, p := range s.projects {
+		for id, w := range p.workers {
+			age := s.clock.Sub(w.LastSeen)
+			status := WorkerOnline
+			switch {
+			case w.LeftReason != "" || age >= s.offlineAfter:
+				status = WorkerOffline
+			case age >= s.staleAfter:
+				status = WorkerStale
+			}
+			s.setWorkerStatus(p, w, status)
+			if status == WorkerOffline && age >= ForgetWorkerFor {
+				delete(p.workers, id)
+				s.workerUse[id] = slices.DeleteFunc(slices.Clone(s.workerUse[id]), func(q string) bool { return q == p.ID })
+				if len(s.workerUse[id]) == 0 {
+					delete(s.workerUse, id)
+				}
+				s.mark(collWorkers, p.ID, id)
+				continue
+			}
+			after(w.LastSeen.Add(s.staleAfter), w.LastSeen.Add(s.offlineAfter), w.LastSeen.Add(ForgetWorkerFor))
 		}
-		s.setWorkerStatus(w, status)
-		if status == WorkerOffline && age >= ForgetWorkerFor {
-			delete(s.workers, id)
-			s.mark(collWorkers, id, w.Projects...)
-			continue
-		}
-		after(w.LastSeen.Add(s.staleAfter), w.LastSeen.Add(s.offlineAfter), w.LastSeen.Add(ForgetWorkerFor))
-	}
-	for _, a := range s.agents {
-		if a.Active && s.clock.Sub(a.LastSeen) >= AgentActiveFor {
-			a.Active = false
-			p := s.project(a.ProjectID)
-			p.ActiveAgents--
-			s.markProject(p)
-			s.mark(collAgents, a.ID, a.ProjectID)
-		}
-		if a.Active {
-			after(a.LastSeen.Add(AgentActiveFor))
+		for _, a := range p.agents {
+			forget := a.At.Add(s.limits.ForgetAgentsAfter)
+			if !s.clock.Before(forget) {
+				s.forgetAgent(p, a)
+				continue
+			}
+			after(forget)
+			if a.Active && s.clock.Sub(a.LastSeen) >= AgentActiveFor {
+				a.Active = false
+				p.ActiveAgents--
+				s.markProject(p)
+				s.mark(collAgents, p.ID, a.ID)
+			}
+			if a.Active {
+				after(a.LastSeen.Add(AgentActiveFor))
+			}
 		}
 	}
 }
 
-func (s *State) appendTicker(seq uint64, ev Event, t time.Time, level, text string) {
+// appendTicker adds ev's line to the whole fleet's ticker and to p's, where
+// own, when not empty, replaces text.
+func (s *State) appendTicker(p *projectRec, seq uint64, ev Event, t time.Time, level, text, own string) {
 	if text == "" {
 		text = ev.Type
 	}
 	e := TickerEntry{Seq: seq, ID: ev.ID, Type: ev.Type, Time: t, ProjectID: ev.ProjectID,
 		AgentID: ev.AgentID, MissionID: ev.MissionID, WorkerID: ev.WorkerID, Level: level, Text: text}
 	s.ticker = pushTicker(s.ticker, e)
-	s.tickerFor[ev.ProjectID] = pushTicker(s.tickerFor[ev.ProjectID], e)
+	if own != "" {
+		e.Text = own
+	}
+	p.ticker = pushTicker(p.ticker, e)
 	s.ch.tickerAll++
 	s.ch.tickerFor[ev.ProjectID]++
 }

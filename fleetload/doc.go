@@ -10,7 +10,10 @@
 // fold, the budget ledger, the admin API on a loopback port and the lease
 // dispatcher), sets the tenants up through the API, enrolls the workers
 // with a key scoped to the run's tenants, creates the missions and waits
-// for every one to end (or Config.Timeout). The command parses the flags,
+// for every one to end (or Config.Timeout). On the embedded NATS the
+// workers run on the NATS credentials their enrollment gives them
+// (worker.Enrolled: their projects' events and mission consumers, nothing
+// else), as workers on other machines do. The command parses the flags,
 // prints the proof (Print) or the JSON, and exits non-zero on a problem.
 //
 // The package imports fleet, stream, worker, live (the tenants) and rig;

@@ -93,8 +93,10 @@ type Config struct {
 	Rate     float64
 	// TimeScale is the synthetic agent's speed: 1 is real time (default 0.02).
 	TimeScale float64
-	// NATSURL runs on this NATS instead of an embedded one.
-	NATSURL string
+	// NATSURL runs on this NATS instead of an embedded one; NATSCreds is
+	// the credentials file of a user of it allowed what the example does
+	// (streams, buckets, consumers), when it takes no anonymous clients.
+	NATSURL, NATSCreds string
 	// Timeout bounds the wait for the missions to end (default 3 min);
 	// missions that have not ended by then are lost.
 	Timeout time.Duration
@@ -156,7 +158,7 @@ type site struct {
 }
 
 func startSite(ctx context.Context, cfg Config) (_ *site, err error) {
-	p, err := rig.Start(ctx, rig.Config{NATSURL: cfg.NATSURL, Logger: cfg.Logger, Now: cfg.Now})
+	p, err := rig.Start(ctx, rig.Config{NATSURL: cfg.NATSURL, NATSCreds: cfg.NATSCreds, Logger: cfg.Logger, Now: cfg.Now})
 	if err != nil {
 		return nil, err
 	}
@@ -354,9 +356,18 @@ func Run(ctx context.Context, cfg Config) (*Figures, error) {
 		for _, p := range projects {
 			tenantWorkers[p]++
 		}
-		workers[i] = worker.New(s.p.JS, s.p.Pub, worker.Config{
+		wcfg := worker.Config{
 			ID: id, Projects: projects, Capacity: 1, Agent: agent, Host: "fleet-example", Logger: log, Enroll: enroll, Now: cfg.Now,
-		})
+		}
+		if s.p.Authority != nil {
+			// On the embedded NATS the workers connect with the
+			// credentials their enrollment gives them, as on other
+			// machines; on an existing NATS, the server has none to give
+			// and they share the example's connection.
+			workers[i] = worker.Enrolled(wcfg)
+		} else {
+			workers[i] = worker.New(s.p.JS, s.p.Pub, wcfg)
+		}
 	}
 	wctx, wcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer wcancel()

@@ -9,7 +9,9 @@
 // before a rotation keep working until then and none after. The file is
 // JSON ({"keys":[{"id","secret","created","retires"}]}, secrets in base64);
 // a file holding a single raw key (base64 or hex) is read as a ring of
-// one. Files others can read are refused, not used. Writes are atomic
+// one. Files any user may read (or the group write) are refused, not
+// used; the group may read (a Kubernetes secret with an fsGroup). Writes
+// are atomic
 // (temporary file, sync, rename).
 //
 // keyring imports the standard library only.
@@ -18,5 +20,11 @@
 //
 // A Ring is immutable; replace it to change it. Functions that touch
 // files do not lock them: one process (observatory rotate-key) writes, the
-// servers read.
+// servers read. A Watcher polls its file on the goroutine that calls Run,
+// its owner's, and calls the function it was given there; a rotation
+// reaches a server within a poll (DefaultPoll, a second).
+//
+// Static and Import make the rings of keys that come from elsewhere: a
+// raw key (id StaticID) and the key of a release that kept it in NATS
+// (id LegacyID), which verifies tokens without a key id.
 package keyring

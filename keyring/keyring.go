@@ -24,6 +24,10 @@ const (
 	MinKeySize = 32
 )
 
+// exposedBits are the permission bits a key file may not have: any
+// access by other users, and writing by the group.
+const exposedBits = 0o027
+
 // MaxKeys bounds a ring: the current key and the retiring ones.
 const MaxKeys = 16
 
@@ -32,8 +36,9 @@ const DefaultGrace = 24 * time.Hour
 
 // Errors of Open and Parse.
 var (
-	// ErrExposed: a key file others may read is refused, not used.
-	ErrExposed = errors.New("key file is readable by others")
+	// ErrExposed: a key file that any user may read, or the group may
+	// write, is refused, not used.
+	ErrExposed = errors.New("key file is open to other users")
 	// ErrMalformed: the file is neither a ring nor a raw key.
 	ErrMalformed = errors.New("malformed key file")
 )
@@ -182,13 +187,16 @@ func Parse(b []byte) (*Ring, error) {
 	return nil, fmt.Errorf("keyring: %w: neither a key ring (JSON) nor a base64 or hex key of at least %d bytes", ErrMalformed, MinKeySize)
 }
 
-// Read reads the key file at path, refusing one that others may read.
+// Read reads the key file at path, refusing one that any user may read
+// or the file's group may write (exposed). The group may read it: a
+// Kubernetes secret mounted for a non-root server is 0440 with the pod's
+// fsGroup.
 func Read(path string) (*Ring, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
+	if fi.Mode().Perm()&exposedBits != 0 {
 		return nil, fmt.Errorf("keyring: %s: %w (mode %v): chmod 600 it", path, ErrExposed, fi.Mode().Perm())
 	}
 	b, err := os.ReadFile(path)

@@ -51,11 +51,23 @@ func TestExposedFileIsRefused(t *testing.T) {
 	if _, err := keyring.Open(path, fleettest.Epoch()); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(path, 0o640); err != nil {
-		t.Fatal(err)
+	for _, mode := range []os.FileMode{0o644, 0o604, 0o660, 0o666} {
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := keyring.Open(path, fleettest.Epoch()); !errors.Is(err, keyring.ErrExposed) {
+			t.Errorf("Open of a key file of mode %v: %v, want ErrExposed", mode, err)
+		}
 	}
-	if _, err := keyring.Open(path, fleettest.Epoch()); !errors.Is(err, keyring.ErrExposed) {
-		t.Errorf("Open of a group-readable key file: %v, want ErrExposed", err)
+	// A Kubernetes secret mounted for a non-root server: the pod's group
+	// reads it.
+	for _, mode := range []os.FileMode{0o440, 0o640, 0o400} {
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := keyring.Read(path); err != nil {
+			t.Errorf("Read of a key file of mode %v: %v", mode, err)
+		}
 	}
 }
 

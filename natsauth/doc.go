@@ -14,6 +14,13 @@
 // someone else operates, serve is given an account signing key (External)
 // and mints the same users in that account.
 //
+// The same credentials authenticate a worker to Observatory's HTTP API
+// where it needs more than NATS gives it (its pass counts): it sends its
+// user JWT and a Proof, a signature with its seed of the one request
+// (RequestMessage), which Authority.Check verifies against the JWT's key,
+// issuer and expiry. The JWT alone is no credential: NATS sees it on every
+// connect.
+//
 // natsauth imports nats-server (for the server's options), nats-io/jwt and
 // nkeys; it knows no Observatory subject: callers say what a user may do.
 //

@@ -167,6 +167,9 @@ type User struct {
 	// Publish and Subscribe are the subjects allowed (wildcards as NATS
 	// has them); nothing else is.
 	Publish, Subscribe []string
+	// DenyPublish are subjects refused even where Publish allows them
+	// (NATS checks denies first): a narrower hole in a wider grant.
+	DenyPublish []string
 	// Inbox adds the user's own inbox (InboxPrefix) to Subscribe: what a
 	// restricted client needs for replies (JetStream acknowledgements,
 	// pulled messages) without reading anyone else's.
@@ -199,6 +202,7 @@ func (a *Authority) Creds(u User, now time.Time) ([]byte, error) {
 	}
 	uc.Permissions.Pub.Allow.Add(sortedUnique(u.Publish)...)
 	uc.Permissions.Sub.Allow.Add(sortedUnique(sub)...)
+	uc.Permissions.Pub.Deny.Add(sortedUnique(u.DenyPublish)...)
 	if len(u.Publish) == 0 {
 		uc.Permissions.Pub.Deny.Add(">")
 	}

@@ -1,19 +1,21 @@
 // Package rig is the real Observatory pipeline, small, on which the
 // examples run (`observatory cost`, `observatory budget` and `observatory
 // fleet`, packages costreport, budgettour and fleetload): NATS (embedded in
-// a temporary directory, or an existing one), the FLEET and AUDIT streams,
-// a hub folding FLEET, the budget ledger and the cost rollups (Pipeline),
-// and on demand the real HTTP server wired to them as `observatory serve`
-// wires it, on a loopback port with an admin password made for one run
-// (Server).
+// a temporary directory in operator mode, as serve runs its own, or an
+// existing one), the FLEET and AUDIT streams, a hub folding FLEET, the
+// budget ledger and the cost rollups (Pipeline), and on demand the real
+// HTTP server wired to them as `observatory serve` wires it, on a loopback
+// port with an admin password made for one run (Server). On the embedded
+// NATS the server's enrollment gives workers their own NATS credentials,
+// so the examples' workers run on what enrollment gives them.
 //
-// It also holds the two pieces of wiring `observatory serve` shares with
-// it: the token signing key kept in a KV bucket (SigningKey) and the
-// draining of a NATS connection (Drain).
+// It also holds the draining of a NATS connection (Drain), which
+// `observatory serve` shares. The server's token signing key is made for
+// the run and kept in memory: signing keys are never stored in NATS.
 //
-// The package imports the project's stream, budget, web and fleet
-// packages and the live package's API client; the example packages and
-// the command import it, nothing else does.
+// The package imports the project's stream, budget, web, fleet, natsauth
+// and worker packages and the live package's API client; the example
+// packages and the command import it, nothing else does.
 //
 // # Time
 //

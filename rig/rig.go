@@ -3,10 +3,10 @@ package rig
 import (
 	"context"
 	crand "crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -16,14 +16,20 @@ import (
 
 	"github.com/sagewai/observatory/budget"
 	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/natsauth"
 	"github.com/sagewai/observatory/stream"
 )
 
 // Config configures a Pipeline. Zero values mean the defaults.
 type Config struct {
 	// NATSURL is an existing NATS to run on (a running server's); empty
-	// embeds one in a temporary directory that Stop removes.
+	// embeds one in a temporary directory that Stop removes, in operator
+	// mode as serve runs its own (Pipeline.Authority).
 	NATSURL string
+	// NATSCreds is the credentials file of a user of NATSURL allowed what
+	// the pipeline does (streams, buckets, consumers); empty connects
+	// without credentials.
+	NATSCreds string
 	// Pricing prices the calls (default fleet.DefaultPricing).
 	Pricing *fleet.Pricing
 	// Logger receives the pipeline's logs (default: discard).
@@ -62,14 +68,18 @@ type Pipeline struct {
 	// NS is the embedded NATS server (nil on an existing NATS).
 	NS *server.Server
 	// Dir is the embedded server's temporary directory ("" on an existing NATS).
-	Dir     string
-	NC      *nats.Conn
-	JS      jetstream.JetStream
-	Pub     *stream.Publisher
-	Hub     *stream.Hub
-	Ledger  *budget.Ledger
-	Costs   *stream.Costs
-	Pricing *fleet.Pricing
+	Dir string
+	// Authority is the embedded server's trust chain (nil on an existing
+	// NATS): the pipeline connects as a user it mints, and the Server
+	// mints enrolled workers' credentials with it.
+	Authority *natsauth.Authority
+	NC        *nats.Conn
+	JS        jetstream.JetStream
+	Pub       *stream.Publisher
+	Hub       *stream.Hub
+	Ledger    *budget.Ledger
+	Costs     *stream.Costs
+	Pricing   *fleet.Pricing
 
 	cfg    Config
 	cancel context.CancelFunc
@@ -87,13 +97,35 @@ func Start(ctx context.Context, cfg Config) (*Pipeline, error) {
 			return nil, err
 		}
 		p.Dir = dir
-		if p.NS, err = stream.StartServer(stream.ServerConfig{StoreDir: dir, Listen: "127.0.0.1:0", SyncAlways: true}); err != nil {
+		if p.Authority, err = natsauth.Embedded(filepath.Join(dir, "keys")); err != nil {
+			p.Stop()
+			return nil, err
+		}
+		if p.NS, err = stream.StartServer(stream.ServerConfig{StoreDir: dir, Listen: "127.0.0.1:0", SyncAlways: true,
+			Authority: p.Authority}); err != nil {
 			p.Stop()
 			return nil, err
 		}
 	}
+	var opts []nats.Option
+	switch {
+	case p.Authority != nil:
+		creds, err := p.Authority.Creds(natsauth.User{Name: "observatory-example", Publish: []string{">"}, Subscribe: []string{">"}}, time.Now())
+		if err != nil {
+			p.Stop()
+			return nil, err
+		}
+		tok, seed, err := natsauth.Parse(creds)
+		if err != nil {
+			p.Stop()
+			return nil, err
+		}
+		opts = append(opts, nats.UserJWTAndSeed(tok, seed))
+	case cfg.NATSCreds != "":
+		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	}
 	var err error
-	if p.NC, err = stream.Connect(cfg.NATSURL, p.NS, "observatory-example"); err != nil {
+	if p.NC, err = stream.Connect(cfg.NATSURL, p.NS, "observatory-example", opts...); err != nil {
 		p.Stop()
 		return nil, err
 	}
@@ -236,33 +268,4 @@ func Drain(nc *nats.Conn) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 	}
-}
-
-// Where SigningKey keeps the token signing key.
-const (
-	CredentialsBucket = "OBSERVATORY_CREDENTIALS"
-	SigningKeyName    = "signing-key"
-)
-
-// SigningKey returns the key that signs tokens, shared by every replica
-// through a KV bucket (CredentialsBucket) and created once.
-func SigningKey(ctx context.Context, js jetstream.JetStream) ([]byte, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: CredentialsBucket, Storage: jetstream.FileStorage, History: 1})
-	if err != nil {
-		return nil, fmt.Errorf("credentials bucket: %w", err)
-	}
-	key := make([]byte, 32)
-	if _, err := crand.Read(key); err != nil {
-		return nil, fmt.Errorf("signing key: %w", err)
-	}
-	if _, err := kv.Create(ctx, SigningKeyName, key); err == nil {
-		return key, nil
-	} else if !errors.Is(err, jetstream.ErrKeyExists) {
-		return nil, fmt.Errorf("signing key: %w", err)
-	}
-	e, err := kv.Get(ctx, SigningKeyName)
-	if err != nil {
-		return nil, fmt.Errorf("signing key: %w", err)
-	}
-	return e.Value(), nil
 }

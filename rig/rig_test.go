@@ -1,10 +1,10 @@
 package rig_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,20 +80,42 @@ func TestPublishStampsTheClock(t *testing.T) {
 	}
 }
 
-// TestSigningKeyIsShared: the key is made once and read back after.
-func TestSigningKeyIsShared(t *testing.T) {
+// TestNoKeyInNATS: a client of the pipeline's NATS finds no signing key
+// in any KV bucket, and no credentials bucket, once the server runs (the
+// key theft of issue 12's first finding).
+func TestNoKeyInNATS(t *testing.T) {
 	p := start(t, rig.Config{})
 	ctx := context.Background()
-	a, err := rig.SigningKey(ctx, p.JS)
+	s, err := rig.StartServer(ctx, p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := rig.SigningKey(ctx, p.JS)
-	if err != nil {
+	t.Cleanup(s.Stop)
+	if err := s.Login(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if len(a) != 32 || !bytes.Equal(a, b) {
-		t.Errorf("keys %x and %x: want the same 32 bytes twice", a, b)
+	names := p.JS.KeyValueStoreNames(ctx)
+	var buckets []string
+	for name := range names.Name() {
+		buckets = append(buckets, name)
+		kv, err := p.JS.KeyValue(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Get(ctx, "signing-key"); err == nil {
+			t.Errorf("bucket %s holds a signing key", name)
+		}
+	}
+	if err := names.Error(); err != nil {
+		t.Fatal(err)
+	}
+	if len(buckets) == 0 {
+		t.Fatal("no KV bucket listed: the test looked at nothing")
+	}
+	for _, b := range buckets {
+		if strings.Contains(b, "CREDENTIALS") {
+			t.Errorf("a credentials bucket %s exists (all: %v)", b, buckets)
+		}
 	}
 }
 

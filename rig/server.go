@@ -8,9 +8,11 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/sagewai/observatory/keyring"
 	"github.com/sagewai/observatory/live"
 	"github.com/sagewai/observatory/stream"
 	"github.com/sagewai/observatory/web"
+	"github.com/sagewai/observatory/worker"
 )
 
 // Server is the real HTTP server on a loopback port, wired to a Pipeline
@@ -39,7 +41,15 @@ func StartServer(ctx context.Context, p *Pipeline) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := SigningKey(setup, p.JS)
+	// Enrollment makes the grant's consumers and keeps the pass counts;
+	// on the embedded NATS it also mints the workers' credentials.
+	workers, err := workersConfig(setup, p)
+	if err != nil {
+		return nil, err
+	}
+	// The signing key lives in this process only, for this one run: never
+	// in NATS.
+	keys, err := keyring.New(p.cfg.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -47,8 +57,9 @@ func StartServer(ctx context.Context, p *Pipeline) (*Server, error) {
 	srv, err := web.New(web.Config{
 		AdminPassword: password,
 		BcryptCost:    4, // bcrypt.MinCost: the password lives for one run
-		SigningKey:    key, Logger: p.cfg.Logger, Records: reg.Records, Work: reg.Work, Events: p.Pub, Missions: reg.Missions,
+		Keys:          keys, Logger: p.cfg.Logger, Records: reg.Records, Work: reg.Work, Events: p.Pub, Missions: reg.Missions,
 		AuditLog: stream.NewAuditLog(p.JS), Budgets: p.Ledger, BudgetStore: p.Ledger, Costs: p.Costs, Now: p.cfg.Now,
+		Workers: workers,
 	}, p.Hub, p.Pub)
 	if err != nil {
 		return nil, err
@@ -102,4 +113,18 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = crand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// workersConfig is what the server's enrollment does for workers on the
+// pipeline's NATS: as serve's does (see cmd/observatory).
+func workersConfig(ctx context.Context, p *Pipeline) (web.WorkersConfig, error) {
+	skips, err := stream.MissionSkips(ctx, p.JS)
+	if err != nil {
+		return web.WorkersConfig{}, err
+	}
+	w := web.WorkersConfig{Consumers: worker.NewConsumers(p.JS), Passes: worker.NewKVPasses(skips)}
+	if p.Authority != nil && p.NS != nil {
+		w.Authority, w.NATSURL = p.Authority, p.NS.ClientURL()
+	}
+	return w, nil
 }

@@ -3,23 +3,32 @@
 # with GOMAXPROCS=1, the load generator (tools/fanoutbench) pinned to core 1.
 # Usage: scripts/bench-fanout.sh [subscriber counts...]   (default 1000 5000 10000)
 # Env: RATE (events/s, 1000), DURATION (20s), SCOPE (projects or "*"), PROJECTS (10)
+# The server's NATS takes no anonymous client: fanoutbench logs in as admin,
+# enrolls as a worker of its projects and publishes with the credentials it
+# gets. Its subscribers share the admin token, so the server's /ws caps are
+# raised to the subscriber count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(1000 5000 10000)
 out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+pid=
+# The server is stopped however the script ends (a failed run included).
+trap '[ -z "$pid" ] || kill "$pid" 2>/dev/null || true; rm -rf "$out"' EXIT
 go build -o "$out/observatory" ./cmd/observatory
 go build -o "$out/fanoutbench" ./tools/fanoutbench
 ulimit -n 65536 2>/dev/null || true
 for n in "${counts[@]}"; do
   data="$out/data-$n"
   GOMAXPROCS=1 taskset -c 0 "$out/observatory" serve --addr 127.0.0.1:3901 --nats-listen 127.0.0.1:4901 \
+    --ws-max-conns $((n + 100)) --ws-max-conns-per-credential $((n + 100)) \
     --data-dir "$data" --log-level warn >"$out/serve-$n.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do curl -fs http://127.0.0.1:3901/readyz >/dev/null 2>&1 && break; sleep 0.1; done
-  GOMAXPROCS=1 taskset -c 1 "$out/fanoutbench" --url http://127.0.0.1:3901 --nats nats://127.0.0.1:4901 \
+  curl -fs http://127.0.0.1:3901/readyz >/dev/null || { cat "$out/serve-$n.log" >&2; exit 1; }
+  GOMAXPROCS=1 taskset -c 1 "$out/fanoutbench" --url http://127.0.0.1:3901 \
     --pid "$pid" --subs "$n" --rate "${RATE:-1000}" --duration "${DURATION:-20s}" \
     --scope "${SCOPE:-projects}" --projects "${PROJECTS:-10}"
   kill "$pid"; wait "$pid" 2>/dev/null || true
+  pid=
 done

@@ -4,16 +4,24 @@
 //
 // The Hub owns the fleet state. It consumes FLEET with an ordered consumer
 // from the position its checkpoint holds, folds every message (rejecting
-// invalid ones with a counted reason and one log line), and every tick
+// invalid ones, and those past the fold's bounds, HubConfig.Limits, with a
+// counted reason and at most one log line per reason every
+// RejectLogEvery), and every tick
 // builds at most one diff per scope, encodes it once and hands the same bytes
 // to every subscriber of that scope. Each scope keeps a ring of its recent
 // diffs so that a client that reconnects with {epoch, seq} gets what it
 // missed; anything older gets a snapshot.
 //
+// EnsureStreams bounds FLEET and AUDIT by age and size (dropping their
+// oldest messages), and AUDIT per subject too; StreamsConfig says why FLEET
+// has no per-subject bound.
+//
 // Besides the hub, stream holds the other NATS adapters: the registry of
 // projects, agents, missions and runs (KV buckets and the MISSIONS
-// work-queue stream), the audit log reader, the cost rollups read back from
-// FLEET, and the hub's metrics. The budget gate is package budget.
+// work-queue stream), the ProjectSet that follows the registry's projects
+// (which telemetry asks for the real tenants' labels), the audit log
+// reader, the cost rollups read back from FLEET, and the hub's metrics.
+// The budget gate is package budget.
 //
 // stream imports fleet, protocol, nats.go, nats-server and the OTel metric API.
 //
@@ -29,8 +37,12 @@
 // subscriber that joins while folded events await their diff is answered
 // at the next tick, so that its snapshot and the diffs after it line up.
 //
+// ProjectSet.Run is one goroutine, owned by its caller, that follows the
+// registry; Has and Len are safe from any goroutine.
+//
 // The hub takes its time (idle scopes, the resync window, checkpoint
-// pacing) from HubConfig.Now; the fold's own clock is FLEET's stored time.
+// pacing, the spacing of rejection lines) from HubConfig.Now; the fold's
+// own clock is FLEET's stored time.
 //
 // A slow subscriber never delays others: the hub only ever offers it a frame
 // (Send); when its queue is full it gets a fresh snapshot instead (Reset),

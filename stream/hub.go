@@ -39,6 +39,11 @@ type HubConfig struct {
 	// fleet.OfflineAfter, 2 min; tests use short ones). Every replica must
 	// use the same, or their folds differ.
 	StaleAfter, OfflineAfter time.Duration
+	// Limits bound what the fold keeps of the ids events choose (zero
+	// fields: fleet.DefaultLimits). An event past a bound is rejected,
+	// counted by reason (Stats.Rejected) and logged, at most one line per
+	// reason every RejectLogEvery. Every replica must use the same.
+	Limits fleet.Limits
 	// Logger receives rejections and lifecycle lines (default slog.Default()).
 	Logger *slog.Logger
 	// Now is the hub's clock (default time.Now): when a scope without
@@ -69,6 +74,53 @@ func (c *HubConfig) defaults() {
 	}
 }
 
+// RejectLogEvery is how often the hub logs rejected events of one reason:
+// the first of each interval gets a line, the others are counted and their
+// number ("suppressed") goes with the next line, so a flood of bad or
+// refused events costs a line per reason every 10 s, not one per event.
+const RejectLogEvery = 10 * time.Second
+
+// rejectLog decides which rejections get a log line. It is owned by the
+// hub goroutine.
+type rejectLog struct {
+	last       map[fleet.Reason]time.Time
+	suppressed map[fleet.Reason]int64
+}
+
+// allow reports whether a rejection for reason at now gets a line, and how
+// many were not logged since the last line.
+func (l *rejectLog) allow(now time.Time, reason fleet.Reason) (suppressed int64, ok bool) {
+	if l.last == nil {
+		l.last, l.suppressed = map[fleet.Reason]time.Time{}, map[fleet.Reason]int64{}
+	}
+	if last, seen := l.last[reason]; seen && now.Sub(last) < RejectLogEvery && !now.Before(last) {
+		l.suppressed[reason]++
+		return 0, false
+	}
+	suppressed = l.suppressed[reason]
+	l.last[reason], l.suppressed[reason] = now, 0
+	return suppressed, true
+}
+
+// limitText says which bound a refusal hit.
+func limitText(r fleet.Reason, l fleet.Limits) string {
+	switch r {
+	case fleet.ReasonLimitProjects:
+		return fmt.Sprintf("the fold holds %d projects no project.created announced (or %d announced ones)", l.Projects, l.AnnouncedProjects)
+	case fleet.ReasonLimitAgents:
+		return fmt.Sprintf("the project has %d agents", l.Agents)
+	case fleet.ReasonLimitMissions:
+		return fmt.Sprintf("the project has %d missions in flight", l.Missions)
+	case fleet.ReasonLimitWorkers:
+		return fmt.Sprintf("the project's events name %d workers", l.Workers)
+	case fleet.ReasonLimitBudgets:
+		return fmt.Sprintf("the project has %d budgets", l.Budgets)
+	}
+	return "invalid"
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
 // Hub owns the fleet state: it consumes FLEET in order, folds every event,
 // and every tick sends each scope's subscribers one shared diff frame.
 type Hub struct {
@@ -89,6 +141,8 @@ type Hub struct {
 	target  uint64    // the stream's last sequence at start; ready once folded
 	lastCP  time.Time
 	cpSeq   uint64
+	// rejectLog spaces the lines about rejected events.
+	rejectLog rejectLog
 }
 
 type scope struct {
@@ -250,6 +304,9 @@ func (h *Hub) start(ctx context.Context) error {
 		}
 	}
 	h.state.SetLiveness(h.cfg.StaleAfter, h.cfg.OfflineAfter)
+	h.state.SetLimits(h.cfg.Limits)
+	h.stat.limits.Store(ptrTo(h.state.Limits()))
+	h.stat.size.Store(ptrTo(h.state.Size()))
 	h.lastCP = h.cfg.Now()
 	h.stat.epoch.Store(epoch)
 	h.stat.seq.Store(h.state.Seq())
@@ -293,11 +350,21 @@ func (h *Hub) fold(m jetstream.Msg) {
 		h.state.Skip(seq, at)
 		reason := fleet.RejectReason(err)
 		h.stat.reject(reason)
-		h.log.Warn("event rejected", "event", "event.rejected", "reason", string(reason), "subject", m.Subject(),
-			"seq", seq, "bytes", len(m.Data()), "err", err.Error())
+		if n, ok := h.rejectLog.allow(h.cfg.Now(), reason); ok {
+			h.log.Warn("event rejected", "event", "event.rejected", "reason", string(reason), "subject", m.Subject(),
+				"seq", seq, "bytes", len(m.Data()), "err", err.Error(), "suppressed", n)
+		}
 	} else {
 		res := h.state.Apply(seq, at, ev)
 		h.stat.result(res)
+		if res == fleet.Rejected {
+			reason := h.state.Effect().Reason
+			h.stat.reject(reason)
+			if n, ok := h.rejectLog.allow(h.cfg.Now(), reason); ok {
+				h.log.Warn("event refused: "+limitText(reason, h.state.Limits()), "event", "event.rejected",
+					"reason", string(reason), "subject", m.Subject(), "sagewai.project_id", ev.ProjectID, "seq", seq, "suppressed", n)
+			}
+		}
 		if h.cfg.Observe != nil {
 			h.cfg.Observe(ev, res, h.state)
 		}
@@ -327,6 +394,7 @@ func (h *Hub) flush() {
 		}
 		h.dirty = false
 		h.stat.scopes.Store(int64(len(h.scopes)))
+		h.stat.size.Store(ptrTo(h.state.Size()))
 	}
 	waiting := h.waiting
 	h.waiting = nil

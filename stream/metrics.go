@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -17,8 +18,9 @@ const metricsScope = "github.com/sagewai/observatory/stream"
 const streamInfoTimeout = 2 * time.Second
 
 // RegisterMetrics registers the hub's pipeline metrics with mp: its
-// counters (Stats), the events still to fold, the FLEET and AUDIT streams'
-// sizes and the NATS connection's traffic. They are read at each
+// counters (Stats), what the fold holds against its bounds, the events
+// still to fold, the FLEET and AUDIT streams' sizes and the NATS
+// connection's traffic. They are read at each
 // collection (a /metrics scrape): the hub's hot path does no more than it
 // did. Reading the streams' sizes costs two JetStream requests per
 // collection; when they fail the stream series are left out of that
@@ -50,7 +52,10 @@ func (h *Hub) RegisterMetrics(mp metric.MeterProvider) error {
 	streamBytes := gauge("sagewai.nats.stream.size", "By", "Bytes held by a JetStream stream (FLEET, AUDIT).")
 	connected := gauge("sagewai.nats.connected", "", "1 while the NATS connection is up, else 0.")
 	ingested := counter("sagewai.hub.events.ingested", "{event}", "Messages the hub consumed, by result: applied, duplicate, unknown (type), rejected.")
-	rejected := counter("sagewai.hub.events.rejected", "{event}", "Messages rejected before the fold, by reason.")
+	rejected := counter("sagewai.hub.events.rejected", "{event}", "Messages not folded, by reason: invalid (rejected before the fold) or refused by a bound of the fold (limit_*).")
+	entities := gauge("sagewai.hub.fold.entities", "{entity}", "What the fold holds, by kind (projects, agents, missions in flight, worker records, budgets, open runs, finished mission ids, event ids).")
+	largest := gauge("sagewai.hub.fold.largest_project", "{entity}", "The most any one project holds of each kind bounded per project.")
+	limit := gauge("sagewai.hub.fold.limit", "{entity}", "The fold's bounds by kind: projects (not announced), announced_projects, and per project the rest.")
 	frames := counter("sagewai.hub.frames.sent", "{frame}", "Frames queued to subscribers (snapshots and diffs).")
 	sent := counter("sagewai.hub.sent", "By", "Bytes of the frames queued to subscribers.")
 	snapshots := counter("sagewai.hub.snapshots", "{frame}", "Snapshot frames encoded.")
@@ -71,8 +76,23 @@ func (h *Hub) RegisterMetrics(mp metric.MeterProvider) error {
 		o.ObserveInt64(subscribers, st.Subscribers)
 		o.ObserveInt64(scopes, st.Scopes)
 		o.ObserveInt64(ready, boolInt(st.Ready))
+		kind := func(k string) metric.ObserveOption { return metric.WithAttributes(attribute.String("kind", k)) }
+		z, l := st.Fold, st.Limits
+		for k, v := range map[string]int{"projects": z.Projects, "announced_projects": z.AnnouncedProjects, "agents": z.Agents,
+			"missions": z.Missions, "workers": z.Workers, "budgets": z.Budgets, "open_runs": z.OpenRuns,
+			"finished_missions": z.FinishedMissions, "event_ids": z.EventIDs} {
+			o.ObserveInt64(entities, int64(v), kind(k))
+		}
+		for k, v := range map[string][2]int{"agents": {z.Largest.Agents, l.Agents}, "missions": {z.Largest.Missions, l.Missions},
+			"workers": {z.Largest.Workers, l.Workers}, "budgets": {z.Largest.Budgets, l.Budgets},
+			"open_runs": {z.Largest.OpenRuns, l.OpenRuns}, "finished_missions": {z.Largest.FinishedMissions, l.FinishedMissions}} {
+			o.ObserveInt64(largest, int64(v[0]), kind(k))
+			o.ObserveInt64(limit, int64(v[1]), kind(k))
+		}
+		o.ObserveInt64(limit, int64(l.Projects), kind("projects"))
+		o.ObserveInt64(limit, int64(l.AnnouncedProjects), kind("announced_projects"))
 		var nRejected int64
-		for _, r := range fleet.Reasons {
+		for _, r := range append(slices.Clone(fleet.Reasons), fleet.LimitReasons...) {
 			nRejected += st.Rejected[r]
 			o.ObserveInt64(rejected, st.Rejected[r], metric.WithAttributes(attribute.String("reason", string(r))))
 		}
@@ -121,7 +141,7 @@ func (h *Hub) RegisterMetrics(mp metric.MeterProvider) error {
 		}
 		return nil
 	}, subscribers, scopes, ready, pending, streamMsgs, streamBytes, connected, ingested, rejected, frames, sent,
-		snapshots, resyncs, slow, resumes, checkpoints, natsMsgs, natsBytes, reconnects)
+		snapshots, resyncs, slow, resumes, checkpoints, natsMsgs, natsBytes, reconnects, entities, largest, limit)
 	return err
 }
 

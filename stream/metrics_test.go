@@ -190,9 +190,24 @@ func TestHubMetrics(t *testing.T) {
 		"sagewai.nats.connected":                        1,
 		"sagewai.nats.reconnects":                       0,
 	}
-	for _, r := range fleet.Reasons {
+	for _, r := range slices.Concat(fleet.Reasons, fleet.LimitReasons) {
 		want["sagewai.hub.events.rejected{reason="+string(r)+"}"] = 0
 	}
+	// What the fold holds: acme, its worker, its two agents, and the ids
+	// of the four events folded (three applied, one of an unknown type);
+	// and its bounds, the defaults.
+	d := fleet.DefaultLimits
+	for kind, n := range map[string]int64{"projects": 1, "announced_projects": 0, "agents": 2, "missions": 0, "workers": 1,
+		"budgets": 0, "open_runs": 0, "finished_missions": 0, "event_ids": 4} {
+		want["sagewai.hub.fold.entities{kind="+kind+"}"] = n
+	}
+	for kind, n := range map[string][2]int{"agents": {2, d.Agents}, "missions": {0, d.Missions}, "workers": {1, d.Workers},
+		"budgets": {0, d.Budgets}, "open_runs": {0, d.OpenRuns}, "finished_missions": {0, d.FinishedMissions}} {
+		want["sagewai.hub.fold.largest_project{kind="+kind+"}"] = int64(n[0])
+		want["sagewai.hub.fold.limit{kind="+kind+"}"] = int64(n[1])
+	}
+	want["sagewai.hub.fold.limit{kind=projects}"] = int64(d.Projects)
+	want["sagewai.hub.fold.limit{kind=announced_projects}"] = int64(d.AnnouncedProjects)
 	for _, m := range msgs {
 		switch m.result {
 		case "applied", "duplicate", "unknown":

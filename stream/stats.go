@@ -21,6 +21,9 @@ type stats struct {
 	rejectedMu                   sync.Mutex
 	rejected                     map[fleet.Reason]int64
 
+	size   atomic.Pointer[fleet.Size]   // what the fold holds, at the last frame
+	limits atomic.Pointer[fleet.Limits] // its bounds
+
 	subscribers, scopes           atomic.Int64
 	frames, bytes, snapshots      atomic.Int64
 	resyncs, slowClosed, resumes  atomic.Int64
@@ -36,6 +39,8 @@ func (s *stats) reject(r fleet.Reason) {
 	s.rejectedMu.Unlock()
 }
 
+// result counts what Apply made of an event; the hub counts rejections
+// itself, with their reason.
 func (s *stats) result(r fleet.Result) {
 	switch r {
 	case fleet.Applied:
@@ -44,21 +49,25 @@ func (s *stats) result(r fleet.Result) {
 		s.duplicates.Add(1)
 	case fleet.Unknown:
 		s.unknown.Add(1)
-	case fleet.Rejected:
-		s.reject(fleet.ReasonBadField)
 	}
 }
 
 // Stats is a copy of the hub's counters since it started.
 type Stats struct {
-	Epoch            string
-	Ready            bool
-	Seq              uint64
-	LastStored       time.Time // stored time of the last folded message
-	Applied          int64     // events folded (known types)
-	Duplicates       int64
-	Unknown          int64 // events of unknown types (folded into the ticker)
-	Rejected         map[fleet.Reason]int64
+	Epoch      string
+	Ready      bool
+	Seq        uint64
+	LastStored time.Time // stored time of the last folded message
+	Applied    int64     // events folded (known types)
+	Duplicates int64
+	Unknown    int64 // events of unknown types (folded into the ticker)
+	// Rejected counts the messages not folded by reason: invalid ones
+	// (fleet.Reasons) and those refused by the fold's bounds
+	// (fleet.LimitReasons).
+	Rejected map[fleet.Reason]int64
+	// Fold is what the fold held at the last frame, and Limits its bounds.
+	Fold             fleet.Size
+	Limits           fleet.Limits
 	Subscribers      int64
 	Scopes           int64
 	Frames           int64 // frames queued to subscribers
@@ -83,6 +92,12 @@ func (h *Hub) Stats() Stats {
 		Rejected: map[fleet.Reason]int64{},
 	}
 	out.Epoch, _ = s.epoch.Load().(string)
+	if z := s.size.Load(); z != nil {
+		out.Fold = *z
+	}
+	if l := s.limits.Load(); l != nil {
+		out.Limits = *l
+	}
 	if ns := s.lastStored.Load(); ns != 0 {
 		out.LastStored = time.Unix(0, ns).UTC()
 	}

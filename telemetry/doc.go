@@ -24,6 +24,16 @@
 //     traces are exported, into spans (mission → run → chat/execute_tool);
 //     WatchFleet adds gauges read from the fold's state at each scrape.
 //
+// Label values are bounded so that no tenant can crowd another out of its
+// series. A project registered in the admin API's registry
+// (FleetSource.Registered) or announced on FLEET by project.created always
+// has its own sagewai_project_id label; projects neither registered nor
+// announced share a pool of 100 labels, first come, then "other". Within
+// a project, the values its events choose (models, providers, tools,
+// agents, teams) are bounded per project (50, 20, 100, 200 and 50): one
+// project's junk fills its own room only. Missions are counted when the
+// fold ends them (fleet.Effect), once, and only in their own project.
+//
 // The package takes the current time from Options.Now (time.Now by
 // default), the one clock of its time decisions: the spacing of export
 // error lines, the hub's event lag and the observed time of OTLP log

@@ -15,19 +15,6 @@ import (
 	"github.com/sagewai/observatory/fleet"
 )
 
-// Bounds of the label values events choose.
-const (
-	maxProjects  = 1000
-	maxModels    = 200
-	maxProviders = 50
-	maxTools     = 200
-	maxAgents    = 2000
-	maxTeams     = 500
-	// finishedCap is how many finished missions are remembered, so that a
-	// mission's outcome is counted once.
-	finishedCap = 1 << 14
-)
-
 // Attribute keys of the fleet metrics.
 const (
 	attrModel      = "model"
@@ -66,12 +53,13 @@ type fleetObserver struct {
 	log   *slog.Logger     // business events from the stream (live ones only)
 	now   func() time.Time // the end of the lag of live events
 
+	// projects decides project labels (for the gauges too).
+	projects *projectLabels
+
 	// Owned by the hub goroutine.
-	projects, models, providers, tools *labelCap
-	agents, teams                      *labelCap
-	opts                               map[optKey]opts
-	llm                                map[[4]string]*llmOpts
-	finished                           *fifoSet
+	caps map[string]*projectCaps // by project label
+	opts map[optKey]opts
+	llm  map[[4]string]*llmOpts
 	// coster attributes each llm.call to a team as the cost rollups do:
 	// the event's own team, else its mission's (made on the first event,
 	// with the fold's pricing).
@@ -119,15 +107,10 @@ func newFleetObserver(m metric.Meter, spans *fleetSpans, log *slog.Logger, now f
 		spans:       spans,
 		log:         log,
 		now:         now,
-		projects:    newLabelCap(maxProjects),
-		models:      newLabelCap(maxModels),
-		providers:   newLabelCap(maxProviders),
-		tools:       newLabelCap(maxTools),
-		agents:      newLabelCap(maxAgents),
-		teams:       newLabelCap(maxTeams),
+		projects:    newProjectLabels(),
+		caps:        make(map[string]*projectCaps),
 		opts:        make(map[optKey]opts),
 		llm:         make(map[[4]string]*llmOpts),
-		finished:    newFIFOSet(finishedCap),
 		cost:        make(map[[2]string]fleet.Micros),
 		costByAgent: make(map[[3]string]fleet.Micros),
 	}
@@ -231,7 +214,12 @@ func (o *fleetObserver) observe(ev fleet.Event, res fleet.Result, st *fleet.Stat
 		o.coster = fleet.NewCoster(st.Pricing())
 	}
 	charge, _ := o.coster.Apply(time.Time{}, ev)
-	project := o.projects.value(ev.ProjectID)
+	project := o.projects.label(ev.ProjectID, st.Announced(ev.ProjectID))
+	caps := o.caps[project]
+	if caps == nil {
+		caps = newProjectCaps()
+		o.caps[project] = caps
+	}
 	typ := ev.Type
 	if !fleet.Known(typ) {
 		typ = labelUnknown
@@ -253,13 +241,13 @@ func (o *fleetObserver) observe(ev fleet.Event, res fleet.Result, st *fleet.Stat
 		if json.Unmarshal(ev.Data, &d) != nil {
 			return
 		}
-		call = o.llmCall(ctx, project, o.agents.value(ev.AgentID), o.teams.value(charge.TeamID), d, st)
+		call = o.llmCall(ctx, project, caps, caps.agents.value(ev.AgentID), caps.teams.value(charge.TeamID), d, st)
 	case fleet.TypeToolCall:
 		var d fleet.ToolCall
 		if json.Unmarshal(ev.Data, &d) != nil {
 			return
 		}
-		tool, status := o.tools.value(d.Tool), statusLabel(d.Status)
+		tool, status := caps.tools.value(d.Tool), statusLabel(d.Status)
 		o.toolCalls.Add(ctx, 1, o.opt(optKey{project: project, k1: attrTool, v1: tool, k2: attrStatus, v2: status}).add...)
 		call = fleetCall{tool: &d}
 	case fleet.TypeRunCompleted, fleet.TypeRunFailed:
@@ -273,11 +261,14 @@ func (o *fleetObserver) observe(ev fleet.Event, res fleet.Result, st *fleet.Stat
 	case fleet.TypeMissionCompleted, fleet.TypeMissionFailed:
 		var d fleet.Outcome
 		_ = json.Unmarshal(ev.Data, &d)
-		if ev.MissionID != "" && o.finished.add(ev.ProjectID+"/"+ev.MissionID) {
+		// Counted once, when the fold ends the mission: never a repeat,
+		// never a mission already finished.
+		ended := st.Effect().Finished
+		if ended {
 			outcome := strings.TrimPrefix(ev.Type, "mission.")
 			o.missions.Add(ctx, 1, o.opt(optKey{project: project, k1: attrOutcome, v1: outcome}).add...)
 		}
-		call = fleetCall{outcome: &d}
+		call = fleetCall{outcome: &d, ended: ended}
 	case fleet.TypeBudgetWarning, fleet.TypeBudgetExceeded, fleet.TypeBudgetThrottled:
 		var d fleet.BudgetNotice
 		if json.Unmarshal(ev.Data, &d) != nil {
@@ -303,6 +294,9 @@ type fleetCall struct {
 	tool    *fleet.ToolCall
 	outcome *fleet.Outcome
 	run     *fleet.RunStarted
+	// ended is true for the mission.completed or failed that ended its
+	// mission (fleet.Effect.Finished).
+	ended bool
 }
 
 // llmOpts are the attribute options of every series one llm.call touches,
@@ -350,15 +344,15 @@ func (o *fleetObserver) llmOptsFor(project, model, provider, status string) *llm
 	return v
 }
 
-func (o *fleetObserver) llmCall(ctx context.Context, project, agent, team string, d fleet.LLMCall, st *fleet.State) fleetCall {
+func (o *fleetObserver) llmCall(ctx context.Context, project string, caps *projectCaps, agent, team string, d fleet.LLMCall, st *fleet.State) fleetCall {
 	// The same price, and so the same money, as the fold's.
 	price, priced := st.Pricing().Lookup(d.Model)
 	var cost fleet.Micros
 	if priced {
 		cost = price.Cost(d)
 	}
-	model := o.models.value(d.Model)
-	opts := o.llmOptsFor(project, model, o.providers.value(strings.ToLower(d.Provider)), statusLabel(d.Status))
+	model := caps.models.value(d.Model)
+	opts := o.llmOptsFor(project, model, caps.providers.value(strings.ToLower(d.Provider)), statusLabel(d.Status))
 	o.costMu.Lock()
 	o.cost[[2]string{project, model}] += cost
 	o.costByAgent[[3]string{project, agent, team}] += cost
@@ -408,29 +402,4 @@ func statusLabel(s string) string {
 		return "ok"
 	}
 	return "error"
-}
-
-// fifoSet remembers the last max keys added.
-type fifoSet struct {
-	keys map[string]struct{}
-	ring []string
-	next int
-}
-
-func newFIFOSet(max int) *fifoSet {
-	return &fifoSet{keys: make(map[string]struct{}, max), ring: make([]string, max)}
-}
-
-// add adds k and reports whether it was new.
-func (s *fifoSet) add(k string) bool {
-	if _, ok := s.keys[k]; ok {
-		return false
-	}
-	if old := s.ring[s.next]; old != "" {
-		delete(s.keys, old)
-	}
-	s.ring[s.next] = k
-	s.next = (s.next + 1) % len(s.ring)
-	s.keys[k] = struct{}{}
-	return true
 }

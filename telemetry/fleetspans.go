@@ -84,8 +84,8 @@ func (f *fleetSpans) observe(ev fleet.Event, c fleetCall, live bool) {
 			}
 		}
 	case fleet.TypeMissionCompleted, fleet.TypeMissionFailed:
-		if ev.MissionID == "" || c.outcome == nil {
-			return
+		if ev.MissionID == "" || c.outcome == nil || !c.ended {
+			return // a mission's span is made once, when the fold ends it
 		}
 		queued, ok := f.missions.take(p + "/" + ev.MissionID)
 		start := ev.Time.Add(-ms(c.outcome.DurationMS))

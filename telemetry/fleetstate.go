@@ -22,6 +22,12 @@ type FleetSource struct {
 	// lag histogram are made for live events only, so a restart does not
 	// send every run of the last week again. Nil means always live.
 	Live func() bool
+	// Registered, when set, reports whether a project is in the admin
+	// API's registry (stream.ProjectSet.Has). A registered project always
+	// has its own sagewai_project_id label; see Telemetry's doc for the
+	// others. It is called from the hub goroutine and from metric
+	// collections, and must be fast and safe for concurrent use.
+	Registered func(project string) bool
 	// Budgets, when set, returns every budget with its standing in the
 	// current window (budget.Ledger.Budgets with project ""): the budget
 	// gauges then report the caps and spend the gate holds at each
@@ -46,7 +52,7 @@ type fleetGauges struct {
 	last *fleet.View
 }
 
-func registerFleetGauges(m metric.Meter, src FleetSource) error {
+func registerFleetGauges(m metric.Meter, src FleetSource, labels *projectLabels) error {
 	g := &fleetGauges{view: src.View, budgets: src.Budgets}
 	workers, err := m.Int64ObservableGauge("sagewai.fleet.workers", metric.WithUnit("{worker}"),
 		metric.WithDescription("Workers by liveness: online, stale (no heartbeat for 30 s) or offline."))
@@ -95,21 +101,39 @@ func registerFleetGauges(m metric.Meter, src FleetSource) error {
 		for s, n := range byStatus {
 			o.ObserveInt64(workers, n, metric.WithAttributes(attribute.String(attrStatus, s)))
 		}
-		running := make(map[string]int64, len(v.Projects))
+		// Per project label: projects without their own (past the pool)
+		// are summed into "other".
+		type row struct {
+			running, active, idle, inFlight int64
+			today                           fleet.Micros
+		}
+		rows := make(map[string]*row, len(v.Projects))
+		label := func(project string) string { return labels.label(project, false) }
+		for id, p := range v.Projects {
+			r := rows[label(id)]
+			if r == nil {
+				r = &row{}
+				rows[label(id)] = r
+			}
+			r.active += int64(p.ActiveAgents)
+			r.idle += int64(p.Agents - p.ActiveAgents)
+			r.inFlight += int64(p.MissionsInFlight)
+			r.today += p.SpendToday
+		}
 		for _, a := range v.Agents {
-			if a.RunID != "" {
-				running[a.ProjectID]++
+			if r := rows[label(a.ProjectID)]; r != nil && a.RunID != "" {
+				r.running++
 			}
 		}
-		for id, p := range v.Projects {
+		for id, r := range rows {
 			pkv := attribute.String(ProjectKey, id)
-			o.ObserveInt64(runs, running[id], metric.WithAttributes(pkv))
-			o.ObserveInt64(agents, int64(p.ActiveAgents), metric.WithAttributes(pkv, attribute.Bool("active", true)))
-			o.ObserveInt64(agents, int64(p.Agents-p.ActiveAgents), metric.WithAttributes(pkv, attribute.Bool("active", false)))
-			o.ObserveInt64(inFlight, int64(p.MissionsInFlight), metric.WithAttributes(pkv))
-			o.ObserveFloat64(today, p.SpendToday.USD(), metric.WithAttributes(pkv))
+			o.ObserveInt64(runs, r.running, metric.WithAttributes(pkv))
+			o.ObserveInt64(agents, r.active, metric.WithAttributes(pkv, attribute.Bool("active", true)))
+			o.ObserveInt64(agents, r.idle, metric.WithAttributes(pkv, attribute.Bool("active", false)))
+			o.ObserveInt64(inFlight, r.inFlight, metric.WithAttributes(pkv))
+			o.ObserveFloat64(today, r.today.USD(), metric.WithAttributes(pkv))
 		}
-		for _, b := range budgetSeries(g.readBudgets(ctx, v.Budgets)) {
+		for _, b := range budgetSeries(g.readBudgets(ctx, v.Budgets), label) {
 			o.ObserveFloat64(limit, b.limit.USD(), metric.WithAttributeSet(b.attrs))
 			o.ObserveFloat64(spent, b.spent.USD(), metric.WithAttributeSet(b.attrs))
 		}
@@ -156,14 +180,14 @@ type budgetSeriesValue struct {
 	limit, spent fleet.Micros
 }
 
-// budgetSeries sums budgets into series labelled by project, scope, period
-// and team (the scope id of team budgets only): user budgets of a project
-// are summed, as a user id is never a label.
-func budgetSeries(bs map[string]fleet.Budget) []budgetSeriesValue {
+// budgetSeries sums budgets into series labelled by project (as label
+// names it), scope, period and team (the scope id of team budgets only):
+// user budgets of a project are summed, as a user id is never a label.
+func budgetSeries(bs map[string]fleet.Budget, label func(project string) string) []budgetSeriesValue {
 	type key struct{ project, scope, period, team string }
 	sums := map[key]*budgetSeriesValue{}
 	for _, b := range bs {
-		k := key{b.ProjectID, budgetWord(b.Scope), budgetWord(b.Period), ""}
+		k := key{label(b.ProjectID), budgetWord(b.Scope), budgetWord(b.Period), ""}
 		if b.Scope == fleet.BudgetScopeTeam {
 			k.team = clean(b.ScopeID)
 		}

@@ -28,6 +28,7 @@ import (
 	"github.com/sagewai/observatory/stream/streamtest"
 	"github.com/sagewai/observatory/telemetry"
 	"github.com/sagewai/observatory/web"
+	"github.com/sagewai/observatory/web/auth"
 )
 
 // receiver is an in-process OTLP/HTTP receiver: it decodes the protobuf
@@ -331,10 +332,16 @@ func (st *stack) token(t *testing.T, role, project string) string {
 
 func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
 
-// scrape reads /metrics over HTTP and parses the exposition.
+// scrape reads /metrics over HTTP, as an admin (DESIGN §11.2), and parses
+// the exposition.
 func (st *stack) scrape(t *testing.T) map[string]*dto.MetricFamily {
 	t.Helper()
-	res, err := http.Get(st.url + "/metrics")
+	req, err := http.NewRequest(http.MethodGet, st.url+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+st.token(t, auth.RoleAdmin, ""))
+	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

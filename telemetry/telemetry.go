@@ -352,7 +352,8 @@ func (t *Telemetry) ObserveFleet(ev fleet.Event, res fleet.Result, st *fleet.Sta
 }
 
 // WatchFleet connects the fleet metrics to the fold: the state gauges read
-// src.View at each collection and src.Live gates spans. Call it once,
+// src.View at each collection, src.Live gates spans and src.Registered
+// names the projects that always have their own label. Call it once,
 // before the hub runs; later calls do nothing.
 func (t *Telemetry) WatchFleet(src FleetSource) error {
 	err := errors.New("telemetry: WatchFleet called twice")
@@ -361,8 +362,11 @@ func (t *Telemetry) WatchFleet(src FleetSource) error {
 		if src.Live != nil {
 			t.fleet.live.Store(&src.Live)
 		}
+		if src.Registered != nil {
+			t.fleet.projects.registered.Store(&src.Registered)
+		}
 		if src.View != nil {
-			err = registerFleetGauges(t.meters.Meter(ScopeName), src)
+			err = registerFleetGauges(t.meters.Meter(ScopeName), src, t.fleet.projects)
 		}
 	})
 	return err

@@ -6,8 +6,12 @@
 // with the rules of package dashboards, and the alert drills: faults made
 // to happen for real (a NATS and a log store going down under a second
 // observatory, budgets at and near their caps, a worker host killed, /ws
-// subscribers that stop reading), each of which must fire its alerts and
-// let them end.
+// subscribers that stop reading, more missions in flight than that second
+// observatory's fold is bounded to), each of which must fire its alerts
+// and let them end. VictoriaMetrics scrapes both observatories' main
+// listeners with a metrics token; the worker host's workers enroll with an
+// enrollment key and run on the NATS credentials enrollment gives them, as
+// workers on other machines do (the demo's NATS refuses anonymous clients).
 //
 // The binaries are the pinned releases `make deps` builds into
 // .cache/bin (victoria-metrics v1.151.0, victoria-logs v1.52.1, vmalert
@@ -35,10 +39,10 @@
 // (the ALERTS series) back to VictoriaMetrics.
 //
 // vmstack imports only the standard library. Its test also imports the
-// repository's dashboards, fleet, live, protocol, stream and worker
-// packages, the NATS server (a NATS it can stop and start) and
-// coder/websocket, builds cmd/observatory, and runs its own binary again
-// as a worker host (TestMain).
+// repository's dashboards, fleet (and fleettest), live, protocol, stream
+// and worker packages, the NATS server (a NATS it can stop and start) and
+// client, and coder/websocket, builds cmd/observatory, and runs its own
+// binary again as a worker host (TestMain).
 //
 // # Concurrency
 //

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,10 +17,12 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sagewai/observatory/cmd/observatory/observatorytest"
 	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/fleet/fleettest"
 	"github.com/sagewai/observatory/protocol"
 	"github.com/sagewai/observatory/stream"
 	"github.com/sagewai/observatory/vmstack"
@@ -28,8 +31,10 @@ import (
 // The faults of the alert drills, each made to happen for real: a NATS that
 // goes down under a server (High5xxRate), the log store a server exports to
 // going down (OTelExportFailures), budgets at and near their caps
-// (BudgetExceeded, BudgetNearCap), a worker host dying (WorkersStale) and
-// WebSocket subscribers that stop reading (HubSlowSubscriberStorm).
+// (BudgetExceeded, BudgetNearCap), a worker host dying (WorkersStale),
+// WebSocket subscribers that stop reading (HubSlowSubscriberStorm) and a
+// publisher that puts more missions in flight than the fold's bound
+// (FoldLimitReached, FoldNearLimit).
 
 // drillJob is VictoriaMetrics' scrape job of the drill server.
 const drillJob = "observatory-drill"
@@ -47,6 +52,10 @@ const drillProject = "umbrella"
 // second: while NATS is down every one fails, above both thresholds of
 // High5xxRate (5 % of the project's requests and 0.1 a second).
 const auditEvery = 6 * time.Second
+
+// drillFoldMissions is the drill server's bound on one project's missions
+// in flight (--fold-max-missions): the fold drill queues one more.
+const drillFoldMissions = 2
 
 // drillWorkers is how many workers the worker host runs: more than the
 // demo's 24, so that once they are stale there are as many stale workers
@@ -101,7 +110,8 @@ func startDrillServer(t *testing.T, bin string) *drillServer {
 		"OTEL_BLRP_EXPORT_TIMEOUT=2000",
 		"OTEL_TRACES_EXPORTER=none",
 		"OTEL_SERVICE_NAME=observatory-drill",
-	}, "serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--nats-url", d.nats.url())}
+	}, "serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--nats-url", d.nats.url(),
+		"--fold-max-missions", strconv.Itoa(drillFoldMissions))}
 	d.admin = d.login(t, "admin", "admin")
 	d.mustJSON(t, http.MethodPost, "/api/v1/projects", d.admin, map[string]string{"id": drillProject, "name": "Umbrella"}, http.StatusCreated, nil)
 
@@ -176,6 +186,91 @@ func (d *drillServer) outnumberFailures(ctx context.Context) error {
 		})
 	}
 	return g.Wait()
+}
+
+// foldMissions are the missions of the fold drill, in drillProject: one
+// more than the drill server's bound on missions in flight.
+func foldMissions() []string {
+	ids := make([]string, drillFoldMissions+1)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("fold-drill-%d", i+1)
+	}
+	return ids
+}
+
+// publish writes events to the drill server's FLEET directly, as a worker
+// publishing its project's events does, and returns the last one's stream
+// sequence. The NATS is the test's own (no credentials).
+func (d *drillServer) publish(ctx context.Context, evs ...fleet.Event) (uint64, error) {
+	nc, err := stream.Connect(d.nats.url(), nil, "vmstack-fold-drill")
+	if err != nil {
+		return 0, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, err
+	}
+	pub := stream.NewPublisher(js)
+	var seq uint64
+	for _, ev := range evs {
+		if seq, err = pub.Publish(ctx, ev); err != nil {
+			return 0, err
+		}
+	}
+	return seq, nil
+}
+
+// overfillMissions queues the fold drill's missions on the drill server's
+// FLEET (only there: nothing on MISSIONS, so no worker or dispatcher
+// touches them) and waits until its fold has seen the last, which it
+// refuses: the first drillFoldMissions are in flight, at the bound.
+func (d *drillServer) overfillMissions(ctx context.Context) error {
+	var evs []fleet.Event
+	for _, id := range foldMissions() {
+		evs = append(evs, fleettest.MissionQueued(drillProject, id, "fold drill", time.Now()))
+	}
+	seq, err := d.publish(ctx, evs...)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute) // bounds a hang
+	defer cancel()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var snap struct {
+			Seq   uint64 `json:"seq"`
+			State struct {
+				Projects map[string]struct {
+					MissionsInFlight int `json:"missions_in_flight"`
+				} `json:"projects"`
+			} `json:"state"`
+		}
+		_, err := d.api().Do(ctx, d.admin, http.MethodGet, "/api/v1/fleet?scope="+drillProject, nil, http.StatusOK, &snap)
+		if err == nil && snap.Seq >= seq {
+			if n := snap.State.Projects[drillProject].MissionsInFlight; n != drillFoldMissions {
+				return fmt.Errorf("the drill server's fold has %d missions of %s in flight after %d were queued, want its bound, %d", n, drillProject, len(evs), drillFoldMissions)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the drill server's fold never reached seq %d: %v", seq, err)
+		case <-tick.C:
+		}
+	}
+}
+
+// endMissions fails the fold drill's missions in flight, which frees their
+// room in the drill server's fold.
+func (d *drillServer) endMissions(ctx context.Context) error {
+	var evs []fleet.Event
+	for _, id := range foldMissions()[:drillFoldMissions] {
+		evs = append(evs, fleettest.MissionFailed(drillProject, id, "fold drill over", time.Now()))
+	}
+	_, err := d.publish(ctx, evs...)
+	return err
 }
 
 // answered returns how many audit reads were answered with each status.
@@ -388,6 +483,9 @@ type alertDrill struct {
 	// recover ends the fault once every alert fired; nil when the alerts
 	// end by themselves (the rule's window passes, workers go offline).
 	recover func() error
+	// after, when set, is a drill whose fault must be over before this
+	// one's recover runs (it needs what that fault took down).
+	after *alertDrill
 	// how is how the alerts end, for the log.
 	how string
 
@@ -459,6 +557,10 @@ func runDrills(t *testing.T, alerters []*vmstack.Alerter, drills []*alertDrill, 
 				continue
 			}
 			if d.recover != nil {
+				if d.after != nil && d.after.recovered.IsZero() {
+					waiting = append(waiting, fmt.Sprintf("%s: fired, waiting for %q to be over before it ends", d.fault, d.after.fault))
+					continue
+				}
 				if err := d.recover(); err != nil {
 					t.Fatalf("%s: ending the fault: %v", d.fault, err)
 				}

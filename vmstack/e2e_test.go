@@ -37,7 +37,8 @@ const businessEvents = `event:~"^(agent|auth|budget|tenant|project)[.]"`
 // VictoriaLogs, both writing ALERTS to VictoriaMetrics). Beside the demo
 // run a drill server (`observatory serve` on a NATS the test runs, sending
 // its log records to a VictoriaLogs of its own) and a worker host (real
-// workers in a process of their own, on the demo's NATS).
+// workers in a process of their own, enrolled over HTTP with an
+// enrollment key and running on the NATS credentials it gave them).
 //
 // It checks that no alert is active until the faults begin; that one
 // cross-tenant request fires both cross-tenant alerts; that every panel
@@ -63,8 +64,8 @@ func TestPipelineEndToEnd(t *testing.T) {
 		"OTEL_SERVICE_NAME=observatory-e2e",
 	}, "demo", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir(), "--nats-listen", "127.0.0.1:-1", "--cross-tenant-every", "0")}
 	drill := startDrillServer(t, bin)
-	vm := vmstack.StartMetrics(t, vmstack.MetricsConfig{Targets: []string{obs.Host},
-		Jobs: []vmstack.ScrapeJob{{Name: drillJob, Targets: []string{drill.Host}, Interval: drillScrapeInterval}}})
+	vm := vmstack.StartMetrics(t, vmstack.MetricsConfig{Targets: []string{obs.Host}, BearerToken: obs.metricsToken(t),
+		Jobs: []vmstack.ScrapeJob{{Name: drillJob, Targets: []string{drill.Host}, Interval: drillScrapeInterval, BearerToken: drill.metricsToken(t)}}})
 	metricRules, logRules := ruleFiles(t)
 	alertM := vmstack.StartAlerter(t, vmstack.AlerterConfig{Name: "vmalert-metrics", RuleFiles: metricRules, Datasource: vm.URL, RemoteWrite: vm.URL})
 	alertL := vmstack.StartAlerter(t, vmstack.AlerterConfig{Name: "vmalert-logs", RuleFiles: logRules, Datasource: vl.URL, RemoteWrite: vm.URL})
@@ -105,7 +106,16 @@ func TestPipelineEndToEnd(t *testing.T) {
 	})
 	obs.mustJSON(t, http.MethodPost, "/api/v1/budgets", admin, map[string]any{"scope": "team", "project_id": "globex", "scope_id": "research",
 		"period": "monthly", "limit_usd": 1000, "action": "warn"}, http.StatusCreated, nil)
-	host := startWorkerHost(t, natsURL(t, obs), drillWorkers, "acme")
+	// The worker host's workers enroll as workers on other machines do:
+	// with an enrollment key for acme's drill pool, over HTTP, and run on
+	// the NATS credentials enrollment gives them (the demo's NATS refuses
+	// anonymous clients).
+	var key struct {
+		Key string `json:"key"`
+	}
+	obs.mustJSON(t, http.MethodPost, "/api/v1/enrollment-keys", admin, map[string]any{"projects": []string{"acme"}, "pools": []string{workerPool}, "ttl": "1h"},
+		http.StatusCreated, &key)
+	host := startWorkerHost(t, obs.Base, key.Key, drillWorkers, "acme")
 
 	// Phase 1: no fault yet. Every rule is evaluated on real data at
 	// least three times, and no alert is pending or firing.
@@ -141,6 +151,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	})
 	prepared := await(t, 2*time.Minute, "the drills' preconditions", func() (bool, string) {
 		var waiting []string
+		host.checkAlive(t)
 		byStatus, err := obs.drillWorkersByStatus(ctx, admin)
 		if err != nil {
 			return false, err.Error()
@@ -325,6 +336,21 @@ func faults(t *testing.T, obs *observatory, admin string, drill *drillServer, ho
 	t.Helper()
 	ctx := context.Background()
 	logsAddr := drill.logs.Addr()
+	natsDown := &alertDrill{
+		fault:  "the drill server's NATS shut down",
+		alerts: []wantAlert{{"High5xxRate", map[string]string{"sagewai_project_id": drillProject}}},
+		start: func() error {
+			drill.nats.stop()
+			return nil
+		},
+		recover: func() error {
+			if err := drill.nats.start(); err != nil {
+				return err
+			}
+			return drill.outnumberFailures(ctx)
+		},
+		how: "NATS started again and the audit log read again without failing",
+	}
 	return []*alertDrill{
 		{
 			fault: "globex's daily budget made a stop budget under what globex spent today, and once globex's spend stopped, the research team's monthly budget set to 85% spent",
@@ -390,32 +416,25 @@ func faults(t *testing.T, obs *observatory, admin string, drill *drillServer, ho
 			},
 			how: "log store started again",
 		},
+		// Before the NATS drill: its missions must reach the drill
+		// server's fold before that NATS goes down.
 		{
-			fault:  "the drill server's NATS shut down",
-			alerts: []wantAlert{{"High5xxRate", map[string]string{"sagewai_project_id": drillProject}}},
-			start: func() error {
-				drill.nats.stop()
-				return nil
+			fault: fmt.Sprintf("%d missions of %s queued on the drill server's FLEET, one more than its bound (--fold-max-missions %d)",
+				drillFoldMissions+1, drillProject, drillFoldMissions),
+			alerts: []wantAlert{
+				{"FoldLimitReached", map[string]string{"reason": string(fleet.ReasonLimitMissions)}},
+				{"FoldNearLimit", map[string]string{"kind": "missions"}},
 			},
-			recover: func() error {
-				if err := drill.nats.start(); err != nil {
-					return err
-				}
-				return drill.outnumberFailures(ctx)
-			},
-			how: "NATS started again and the audit log read again without failing",
+			start:   func() error { return drill.overfillMissions(ctx) },
+			recover: func() error { return drill.endMissions(ctx) },
+			// Failing the missions needs the drill server's NATS.
+			after: natsDown,
+			// FoldLimitReached ends once the refusal leaves its 5-minute
+			// window, by then or soon after.
+			how: "the missions in flight failed once the drill server's NATS was back",
 		},
+		natsDown,
 	}
-}
-
-// natsURL is the client URL of the demo's embedded NATS, from its banner.
-func natsURL(t *testing.T, obs *observatory) string {
-	t.Helper()
-	m := regexp.MustCompile(`NATS\s+(nats://\S+)`).FindStringSubmatch(obs.Stdout.String())
-	if m == nil {
-		t.Fatalf("no NATS URL in the demo's banner:\n%s", obs.Stdout)
-	}
-	return m[1]
 }
 
 func latest(ts ...time.Time) time.Time {
@@ -568,7 +587,10 @@ func checkSpend(t *testing.T, obs *observatory, vm *vmstack.Metrics, admin strin
 		at    time.Time
 		dur   time.Duration
 		spend map[string]fleet.Micros
-		a, b  *fleetRead // the reads answered before it and sent after it
+		// points and series count the cost series with a sample of this
+		// scrape and those with a sample of it or an earlier one.
+		points, series int
+		a, b           *fleetRead // the reads answered before it and sent after it
 	}
 	// Each series (one per model) is rounded to the micro-dollar before
 	// the sum; the fold adds exact micro-dollars. Allow one micro-dollar
@@ -607,10 +629,25 @@ func checkSpend(t *testing.T, obs *observatory, vm *vmstack.Metrics, admin strin
 			for _, p := range s.Points {
 				if sc := byTime[p.Time.UnixMilli()]; sc != nil && !math.IsNaN(p.Value) {
 					sc.spend[s.Labels["sagewai_project_id"]] += fleet.Micros(math.Round(p.Value * fleet.MicrosPerUSD))
+					sc.points++
+				}
+			}
+			for _, sc := range byTime {
+				if len(s.Points) > 0 && !s.Points[0].Time.After(sc.at) {
+					sc.series++
 				}
 			}
 		}
 		for _, sc := range byTime {
+			// VictoriaMetrics may show a scrape's scrape_duration_seconds
+			// before its samples (seen here: the newest scrapes' cost
+			// samples missing while their durations were there), and a
+			// failed scrape has a duration and no samples. A scrape that
+			// a cost series older than it has no sample of is not whole
+			// and says nothing.
+			if sc.points == 0 || sc.points != sc.series {
+				continue
+			}
 			for i := range reads {
 				r := &reads[i]
 				if r.end.Before(sc.at.Add(-jitter)) {

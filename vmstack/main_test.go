@@ -12,17 +12,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/sagewai/observatory/cmd/observatory/observatorytest"
-	"github.com/sagewai/observatory/stream"
 	"github.com/sagewai/observatory/worker"
 )
 
 // Variables that make the test binary a worker host instead of running the
 // tests (see startWorkerHost).
 const (
-	workerHostNATS    = "OBSERVATORY_VMSTACK_WORKER_HOST_NATS"
+	workerHostURL     = "OBSERVATORY_VMSTACK_WORKER_HOST_URL"
+	workerHostKey     = "OBSERVATORY_VMSTACK_WORKER_HOST_KEY"
 	workerHostWorkers = "OBSERVATORY_VMSTACK_WORKER_HOST_WORKERS"
 	workerHostProject = "OBSERVATORY_VMSTACK_WORKER_HOST_PROJECT"
 )
@@ -31,12 +29,13 @@ const (
 // missions there, so they take none of the demo's.
 const workerPool = "alert-drill"
 
-// workerHostReady is what the worker host prints once its workers run.
-const workerHostReady = "workers running"
+// workerHostReady is what the worker host prints once all its workers
+// have enrolled.
+const workerHostReady = "workers enrolled"
 
 func TestMain(m *testing.M) {
-	if url := os.Getenv(workerHostNATS); url != "" {
-		if err := runWorkerHost(url, os.Getenv(workerHostWorkers), os.Getenv(workerHostProject)); err != nil {
+	if url := os.Getenv(workerHostURL); url != "" {
+		if err := runWorkerHost(url, os.Getenv(workerHostKey), os.Getenv(workerHostWorkers), os.Getenv(workerHostProject)); err != nil {
 			fmt.Fprintln(os.Stderr, "worker host:", err)
 			os.Exit(1)
 		}
@@ -45,33 +44,45 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// runWorkerHost runs n real workers (package worker) of project on the NATS
-// at url, as a machine of the fleet does, until its standard input ends
-// (the test that started it is gone) or it is killed.
-func runWorkerHost(url, n, project string) error {
+// runWorkerHost runs n real workers (package worker) of project's
+// workerPool, as a machine of the fleet does: each enrolls at the
+// observatory at url with the enrollment key and runs on the NATS
+// credentials the enrollment gives it (worker.Enrolled), until the host's
+// standard input ends (the test that started it is gone) or it is killed.
+// It prints workerHostReady once every worker has enrolled.
+func runWorkerHost(url, key, n, project string) error {
 	workers, err := strconv.Atoi(n)
 	if err != nil || workers <= 0 {
 		return fmt.Errorf("%s=%q: want a positive number", workerHostWorkers, n)
 	}
-	nc, err := stream.Connect(url, nil, "vmstack-worker-host")
-	if err != nil {
-		return err
+	if key == "" {
+		return fmt.Errorf("%s is empty: want an enrollment key", workerHostKey)
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	pub := stream.NewPublisher(js)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	enroll := worker.EnrollHTTP(url, key, nil)
+	enrolled := make(chan struct{}, workers)
 	errs := make(chan error, workers)
 	for i := range workers {
-		w := worker.New(js, pub, worker.Config{
+		w := worker.Enrolled(worker.Config{
 			ID: fmt.Sprintf("w-drill-%02d", i+1), Projects: []string{project}, Pools: []string{workerPool},
 			Host: "vmstack-worker-host", Logger: slog.New(slog.DiscardHandler),
+			Enroll: func(ctx context.Context, req worker.EnrollRequest) (worker.Grant, error) {
+				g, err := enroll(ctx, req)
+				if err == nil {
+					enrolled <- struct{}{}
+				}
+				return g, err
+			},
 		})
 		go func() { errs <- w.Run(ctx) }()
+	}
+	for range workers {
+		select {
+		case <-enrolled:
+		case err := <-errs:
+			return fmt.Errorf("a worker stopped before all enrolled: %w", err)
+		}
 	}
 	fmt.Println(workerHostReady)
 	stdin := make(chan struct{})
@@ -97,14 +108,17 @@ type workerHost struct {
 }
 
 // startWorkerHost runs the test binary again as a worker host: n workers of
-// project on the NATS at url, in a process of their own, so that killing
-// it is a machine of the fleet dying (no worker.left: its workers go quiet,
-// then stale, then offline). It is killed when t ends, if not before.
-func startWorkerHost(t *testing.T, url string, n int, project string) *workerHost {
+// project, enrolled at the observatory at base with the enrollment key, in
+// a process of their own, so that killing it is a machine of the fleet
+// dying (no worker.left: its workers go quiet, then stale, then offline).
+// It returns once every worker has enrolled, and the host is killed when t
+// ends, if not before.
+func startWorkerHost(t *testing.T, base, key string, n int, project string) *workerHost {
 	t.Helper()
 	h := &workerHost{stdout: &observatorytest.SyncBuffer{}, stderr: &observatorytest.SyncBuffer{}, exited: make(chan struct{})}
 	h.cmd = exec.Command(os.Args[0], "-test.run=^$")
-	h.cmd.Env = append(os.Environ(), workerHostNATS+"="+url, workerHostWorkers+"="+strconv.Itoa(n), workerHostProject+"="+project)
+	h.cmd.Env = append(os.Environ(), workerHostURL+"="+base, workerHostKey+"="+key,
+		workerHostWorkers+"="+strconv.Itoa(n), workerHostProject+"="+project)
 	h.cmd.Stdout, h.cmd.Stderr = h.stdout, h.stderr
 	stdin, err := h.cmd.StdinPipe()
 	if err != nil {
@@ -119,15 +133,22 @@ func startWorkerHost(t *testing.T, url string, n int, project string) *workerHos
 		close(h.exited)
 	}()
 	t.Cleanup(h.kill)
-	await(t, time.Minute, "the worker host to start its workers", func() (bool, string) {
-		select {
-		case <-h.exited:
-			t.Fatalf("the worker host exited: %s", h.stderr)
-		default:
-		}
+	await(t, time.Minute, "the worker host's workers to enroll", func() (bool, string) {
+		h.checkAlive(t)
 		return strings.Contains(h.stdout.String(), workerHostReady), h.stderr.String()
 	})
 	return h
+}
+
+// checkAlive fails t, with what the worker host said, if it has exited
+// (a worker that could not connect with its credentials stops it).
+func (h *workerHost) checkAlive(t *testing.T) {
+	t.Helper()
+	select {
+	case <-h.exited:
+		t.Fatalf("the worker host exited: %s", h.stderr)
+	default:
+	}
 }
 
 // kill kills the worker host (SIGKILL: its workers publish nothing more)

@@ -23,6 +23,10 @@ type MetricsConfig struct {
 	// Targets are the host:port addresses whose GET /metrics the job
 	// scrapes.
 	Targets []string
+	// BearerToken, when set, is sent with the job's scrapes
+	// (Authorization: Bearer): an observatory's /metrics wants an admin
+	// or a metrics token.
+	BearerToken string
 	// ScrapeInterval is the scrape_interval of every job (default 2s,
 	// short for tests).
 	ScrapeInterval time.Duration
@@ -35,6 +39,8 @@ type MetricsConfig struct {
 type ScrapeJob struct {
 	Name    string
 	Targets []string
+	// BearerToken is MetricsConfig.BearerToken for this job.
+	BearerToken string
 	// Interval is the job's scrape_interval and scrape_timeout (default
 	// MetricsConfig.ScrapeInterval), longer for a target whose /metrics
 	// may take seconds.
@@ -73,7 +79,8 @@ func StartMetrics(t testing.TB, cfg MetricsConfig) *Metrics {
 	bin := binary(t, binMetrics)
 	dir := t.TempDir()
 	scrape := filepath.Join(dir, "scrape.yml")
-	if err := os.WriteFile(scrape, []byte(scrapeConfig(cfg)), 0o644); err != nil {
+	// 0600: the configuration may hold a bearer token.
+	if err := os.WriteFile(scrape, []byte(scrapeConfig(cfg)), 0o600); err != nil {
 		t.Fatalf("vmstack: %v", err)
 	}
 	p, base := startProcess(t, binMetrics, bin,
@@ -91,11 +98,15 @@ func StartMetrics(t testing.TB, cfg MetricsConfig) *Metrics {
 func scrapeConfig(cfg MetricsConfig) string {
 	var b strings.Builder
 	b.WriteString("scrape_configs:\n")
-	for _, j := range append([]ScrapeJob{{Name: cfg.Job, Targets: cfg.Targets}}, cfg.Jobs...) {
+	for _, j := range append([]ScrapeJob{{Name: cfg.Job, Targets: cfg.Targets, BearerToken: cfg.BearerToken}}, cfg.Jobs...) {
 		if j.Interval <= 0 {
 			j.Interval = cfg.ScrapeInterval
 		}
-		fmt.Fprintf(&b, "  - job_name: %q\n    scrape_interval: %s\n    scrape_timeout: %s\n    static_configs:\n      - targets:\n", j.Name, j.Interval, j.Interval)
+		fmt.Fprintf(&b, "  - job_name: %q\n    scrape_interval: %s\n    scrape_timeout: %s\n", j.Name, j.Interval, j.Interval)
+		if j.BearerToken != "" {
+			fmt.Fprintf(&b, "    authorization:\n      type: Bearer\n      credentials: %q\n", j.BearerToken)
+		}
+		b.WriteString("    static_configs:\n      - targets:\n")
 		for _, tg := range j.Targets {
 			fmt.Fprintf(&b, "          - %q\n", tg)
 		}

@@ -54,6 +54,18 @@ func (o *observatory) login(t *testing.T, user, password string) string {
 	return tok
 }
 
+// metricsToken mints a metrics token for VictoriaMetrics' scrapes: the
+// main listener's /metrics wants one (or an admin token).
+func (o *observatory) metricsToken(t *testing.T) string {
+	t.Helper()
+	var out struct{ Token string }
+	o.mustJSON(t, http.MethodPost, "/api/v1/metrics-tokens", o.login(t, "admin", "admin"), map[string]string{"name": "victoriametrics"}, http.StatusCreated, &out)
+	if out.Token == "" {
+		t.Fatal("POST /api/v1/metrics-tokens answered no token")
+	}
+	return out.Token
+}
+
 // fleetRead is one GET /api/v1/fleet?scope=* and when it was sent and
 // answered: the state it shows is the fold's at some moment in between.
 type fleetRead struct {

@@ -92,9 +92,11 @@ const (
 	// defaultListLimit and maxListLimit bound ?limit= of the list routes.
 	defaultListLimit = 100
 	maxListLimit     = 1000
-	// DefaultAPITokenTTL and MaxAPITokenTTL bound project tokens.
+	// DefaultAPITokenTTL and MaxAPITokenTTL bound project tokens (and
+	// enrollment keys); auth refuses longer ones at signing and at
+	// verification.
 	DefaultAPITokenTTL = 30 * 24 * time.Hour
-	MaxAPITokenTTL     = 365 * 24 * time.Hour
+	MaxAPITokenTTL     = auth.MaxAPILifetime
 	minAPITokenTTL     = time.Minute
 	// defaultFoldWait bounds how long completing a run with a reservation
 	// waits for the fold to price it (Config.FoldWait).

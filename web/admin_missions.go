@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/web/auth"
 )
 
 // Mission priorities, lowest first.
@@ -55,10 +56,10 @@ type missionRecord struct {
 
 // budgetOutcome is what the budget gate said about a mission or run.
 type budgetOutcome struct {
-	Action      string               `json:"action,omitempty"`
-	Throttled   bool                 `json:"throttled"`
-	Reservation string               `json:"reservation,omitempty"`
-	Breaches    []fleet.BudgetBreach `json:"breaches,omitempty"`
+	Action      string       `json:"action,omitempty"`
+	Throttled   bool         `json:"throttled"`
+	Reservation string       `json:"reservation,omitempty"`
+	Breaches    []breachView `json:"breaches,omitempty"`
 }
 
 type missionRequest struct {
@@ -159,7 +160,7 @@ func (s *Server) createMission(c echo.Context) error {
 		Status: fleet.MissionQueuedStatus, CreatedAt: now, CreatedBy: claimsOf(c).Subject,
 	}
 	u := undo{s: s}
-	budget, err := s.reserve(ctx, &u, fleet.BudgetRequest{
+	budget, err := s.reserve(ctx, claimsOf(c), &u, fleet.BudgetRequest{
 		ProjectID: p.ID, TeamID: rec.TeamID, UserID: rec.UserID, Model: rec.Model, Estimate: rec.EstimateUSD, Ref: rec.ID,
 	}, &rec.Model, &rec.RequestedModel)
 	if err != nil {
@@ -263,10 +264,10 @@ func (s *Server) listMissions(c echo.Context) error {
 
 // reserve asks the budget gate for req. Without a gate it allows
 // everything and returns nil. A refusal is 402 budget_exceeded with the
-// breaches; a throttle sets *model to the cheaper one and *requested to
-// the one asked for. A reservation is pushed on u, to be released if a
-// later step fails.
-func (s *Server) reserve(ctx context.Context, u *undo, req fleet.BudgetRequest, model, requested *string) (*budgetOutcome, error) {
+// breaches (as cl may see them: breachViews); a throttle sets *model to
+// the cheaper one and *requested to the one asked for. A reservation is
+// pushed on u, to be released if a later step fails.
+func (s *Server) reserve(ctx context.Context, cl auth.Claims, u *undo, req fleet.BudgetRequest, model, requested *string) (*budgetOutcome, error) {
 	if s.cfg.Budgets == nil {
 		return nil, nil
 	}
@@ -278,14 +279,14 @@ func (s *Server) reserve(ctx context.Context, u *undo, req fleet.BudgetRequest, 
 		// Fail closed: work the gate could not judge does not start.
 		return nil, &Error{Code: CodeUnavailable, Message: "the budget gate is unavailable; nothing was started", Err: err}
 	}
-	out := &budgetOutcome{Action: d.Action, Reservation: d.Reservation, Breaches: d.Breaches}
+	out := &budgetOutcome{Action: d.Action, Reservation: d.Reservation, Breaches: breachViews(cl, d.Breaches)}
 	if d.Reservation != "" {
 		u.push("release reservation "+d.Reservation, func(ctx context.Context) error { return s.cfg.Budgets.Release(ctx, d.Reservation) })
 	}
 	if !d.Allowed {
 		u.run(ctx, fmt.Errorf("refused by the budget gate"))
-		return nil, &Error{Code: CodeBudgetExceeded, Message: refusal(d), Details: map[string]any{
-			"action": cmp.Or(d.Action, fleet.ActionStop), "breaches": breachesOrEmpty(d.Breaches),
+		return nil, &Error{Code: CodeBudgetExceeded, Message: refusal(cl, d), Details: map[string]any{
+			"action": cmp.Or(d.Action, fleet.ActionStop), "breaches": breachViewsOrEmpty(cl, d.Breaches),
 		}}
 	}
 	if d.Model != "" && d.Model != req.Model {
@@ -300,22 +301,4 @@ func budgetAction(b *budgetOutcome) string {
 		return ""
 	}
 	return b.Action
-}
-
-func breachesOrEmpty(b []fleet.BudgetBreach) []fleet.BudgetBreach {
-	if b == nil {
-		return []fleet.BudgetBreach{}
-	}
-	return b
-}
-
-// refusal says which budget refused the work: the first that says stop.
-func refusal(d fleet.BudgetDecision) string {
-	for _, b := range d.Breaches {
-		if b.Action != fleet.ActionStop {
-			continue
-		}
-		return "budget exceeded: " + fleet.BreachText(b)
-	}
-	return "budget exceeded"
 }

@@ -62,6 +62,12 @@ func (s *Server) createProject(c echo.Context) error {
 	if !fleet.ValidProjectID(req.ID) {
 		return errorf(CodeBadRequest, "id %q does not match ^[a-z0-9][a-z0-9_-]{0,62}$", req.ID)
 	}
+	if req.ID == projectGlobal {
+		// "global" names what belongs to no project (fleet-wide budgets,
+		// the admin's logins on AUDIT, the metrics' project label): a
+		// project of that name would read them.
+		return errorf(CodeBadRequest, "the project id %q is reserved", req.ID)
+	}
 	if err := checkText("name", req.Name, 200, false, false); err != nil {
 		return err
 	}
@@ -146,6 +152,7 @@ type tokenRequest struct {
 
 type issuedToken struct {
 	Token     string    `json:"token"`
+	ID        string    `json:"id"`
 	ExpiresAt time.Time `json:"expires_at"`
 	Project   string    `json:"project"`
 	Name      string    `json:"name"`
@@ -153,9 +160,10 @@ type issuedToken struct {
 }
 
 // createToken is POST /api/v1/projects/{project}/tokens (admins):
-// {name, ttl} → 201 {token, expires_at, ...}: an API token of that one
-// project, named in its subject (api:<project>:<name>), and an
-// auth.token.issued audit event. The token itself is never logged.
+// {name, ttl} → 201 {token, id, expires_at, ...}: an API token of that
+// one project, named in its subject (api:<project>:<name>), whose id
+// DELETE /api/v1/tokens/{id} revokes, and an auth.token.issued audit
+// event. The token itself is never logged.
 func (s *Server) createToken(c echo.Context) error {
 	var req tokenRequest
 	if err := decodeBody(c, &req); err != nil {
@@ -170,15 +178,15 @@ func (s *Server) createToken(c echo.Context) error {
 	}
 	p := tenantOf(c)
 	subject := "api:" + p.ID + ":" + req.Name
-	tok, exp, err := s.issue(subject, auth.RoleProject, p.ID, auth.KindAPI, ttl)
+	tok, id, exp, err := s.issueWithID(subject, auth.RoleProject, p.ID, auth.KindAPI, ttl)
 	if err != nil {
 		return err
 	}
 	cl := claimsOf(c)
 	s.publishAudit(c.Request().Context(), TypeTokenIssued, p.ID, cl.Subject, map[string]string{
-		"name": req.Name, "subject": subject, "expires_at": exp.Format(time.RFC3339), "route": routeOf(c),
+		"kind": auth.KindAPI, "name": req.Name, "subject": subject, "token_id": id, "expires_at": exp.Format(time.RFC3339), "route": routeOf(c),
 	})
-	return c.JSON(http.StatusCreated, issuedToken{Token: tok, ExpiresAt: exp, Project: p.ID, Name: req.Name, Subject: subject})
+	return c.JSON(http.StatusCreated, issuedToken{Token: tok, ID: id, ExpiresAt: exp, Project: p.ID, Name: req.Name, Subject: subject})
 }
 
 // parseTTL reads a token lifetime: a Go duration ("720h", "90m") or whole

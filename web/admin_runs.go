@@ -129,7 +129,7 @@ func (s *Server) createRun(c echo.Context) error {
 	u := undo{s: s}
 	var budget *budgetOutcome
 	if rec.MissionID == "" {
-		budget, err = s.reserve(ctx, &u, fleet.BudgetRequest{
+		budget, err = s.reserve(ctx, claimsOf(c), &u, fleet.BudgetRequest{
 			ProjectID: p.ID, TeamID: rec.TeamID, UserID: rec.UserID, Model: rec.Model, Estimate: rec.EstimateUSD, Ref: rec.ID,
 		}, &rec.Model, &rec.RequestedModel)
 		if err != nil {

@@ -154,6 +154,7 @@ func TestAdminBadInput(t *testing.T) {
 		{"project: no body", "POST", "/api/v1/projects", ``, 400, "bad_request", ""},
 		{"project: missing id", "POST", "/api/v1/projects", `{"name":"x"}`, 400, "bad_request", ""},
 		{"project: bad id", "POST", "/api/v1/projects", `{"id":"Not A Project"}`, 400, "bad_request", ""},
+		{"project: the reserved id", "POST", "/api/v1/projects", `{"id":"global"}`, 400, "bad_request", `the project id "global" is reserved`},
 		{"project: control characters", "POST", "/api/v1/projects", `{"id":"x","name":"a\u0007b"}`, 400, "bad_request", ""},
 		{"project: oversize", "POST", "/api/v1/projects", big, 413, "too_large", ""},
 		{"project: past the server's limit", "POST", "/api/v1/projects", huge, 413, "too_large", ""},

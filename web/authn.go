@@ -55,29 +55,62 @@ func credentialOf(r *http.Request) credential {
 	return cr
 }
 
-// authenticate verifies cr. The cookie carries session tokens only, the URL
-// embed tokens only, and embed tokens are good for GET requests only.
+// authenticate verifies cr (verify). The cookie carries session tokens
+// only, the URL embed tokens only, embed tokens are good for GET requests
+// only, and metrics tokens for GET /metrics alone (requireMetricsToken).
 func (s *Server) authenticate(cr credential) (auth.Claims, error) {
+	cl, _, err := s.authenticateUntil(cr)
+	return cl, err
+}
+
+// authenticateUntil is authenticate that also returns until when the
+// credential verifies (verifyUntil).
+func (s *Server) authenticateUntil(cr credential) (auth.Claims, time.Time, error) {
 	if cr.from == "" {
-		return auth.Claims{}, errorf(CodeUnauthorized, "authentication required")
+		return auth.Claims{}, time.Time{}, errorf(CodeUnauthorized, "authentication required")
 	}
-	cl, err := s.signer.Verify(cr.token, s.cfg.Now())
+	cl, until, err := s.verifyUntil(cr.token)
+	if err != nil {
+		return auth.Claims{}, time.Time{}, err
+	}
+	switch {
+	case cl.Kind == auth.KindMetrics:
+		err = errorf(CodeUnauthorized, "a metrics token may read /metrics only")
+	case cr.from == fromCookie && cl.Kind != auth.KindSession:
+		err = errorf(CodeUnauthorized, "the session cookie carries session tokens only")
+	case cr.from == fromQuery && cl.Kind != auth.KindEmbed:
+		err = errorf(CodeUnauthorized, "only embed tokens may be passed in the URL")
+	case cl.Kind == auth.KindEmbed && cr.method != http.MethodGet:
+		err = errorf(CodeUnauthorized, "embed tokens are read-only")
+	}
+	if err != nil {
+		return auth.Claims{}, time.Time{}, err
+	}
+	return cl, until, nil
+}
+
+// verify checks a token's signature and expiry on the server's clock and
+// that it is not revoked; its errors are 401s.
+func (s *Server) verify(token string) (auth.Claims, error) {
+	cl, _, err := s.verifyUntil(token)
+	return cl, err
+}
+
+// verifyUntil is verify that also returns until when the token verifies:
+// its expiry, or the retirement of its signing key if that comes first.
+func (s *Server) verifyUntil(token string) (auth.Claims, time.Time, error) {
+	cl, until, err := s.signer.VerifyUntil(token, s.cfg.Now())
 	if err != nil {
 		msg := "invalid token"
 		if errors.Is(err, auth.ErrExpired) {
 			msg = "token expired"
 		}
-		return auth.Claims{}, &Error{Code: CodeUnauthorized, Message: msg}
+		return auth.Claims{}, time.Time{}, &Error{Code: CodeUnauthorized, Message: msg}
 	}
-	switch {
-	case cr.from == fromCookie && cl.Kind != auth.KindSession:
-		return auth.Claims{}, errorf(CodeUnauthorized, "the session cookie carries session tokens only")
-	case cr.from == fromQuery && cl.Kind != auth.KindEmbed:
-		return auth.Claims{}, errorf(CodeUnauthorized, "only embed tokens may be passed in the URL")
-	case cl.Kind == auth.KindEmbed && cr.method != http.MethodGet:
-		return auth.Claims{}, errorf(CodeUnauthorized, "embed tokens are read-only")
+	if s.revoked(cl.ID) {
+		return auth.Claims{}, time.Time{}, errorf(CodeUnauthorized, "token revoked")
 	}
-	return cl, nil
+	return cl, until, nil
 }
 
 // ctxClaims is the echo.Context key of the authenticated claims.

@@ -316,10 +316,85 @@ func (s *Server) preflightBudget(c echo.Context) error {
 	if err != nil {
 		return budgetError(err)
 	}
-	if d.Breaches == nil {
-		d.Breaches = []fleet.BudgetBreach{}
+	return c.JSON(http.StatusOK, decisionView{
+		Allowed: d.Allowed, Action: d.Action, Model: d.Model, Reservation: d.Reservation,
+		Breaches: breachViews(cl, d.Breaches),
+	})
+}
+
+// Tenants never see the figures of other projects or of global budgets
+// (DESIGN §11.2). The gate's breaches are those of the budgets that apply
+// to the work: its project's (project, team and user budgets), which the
+// project's tokens see in full, and global ones, which apply to every
+// project and sum every project's spend. A project token is told that a
+// global cap applies, its period and action and when it resets, but not
+// its cap, spend, reservations or percentage: those fields are left out.
+
+// decisionView is a fleet.BudgetDecision as the API shows it to a caller.
+type decisionView struct {
+	Allowed     bool         `json:"allowed"`
+	Action      string       `json:"action,omitempty"`
+	Model       string       `json:"model,omitempty"`
+	Reservation string       `json:"reservation,omitempty"`
+	Breaches    []breachView `json:"breaches,omitempty"`
+}
+
+// breachView is a fleet.BudgetBreach as the API shows it to a caller: the
+// same fields, the figures left out of a global budget's for a tenant.
+type breachView struct {
+	Scope    string        `json:"scope"`
+	ScopeID  string        `json:"scope_id,omitempty"`
+	Period   string        `json:"period"`
+	LimitUSD *fleet.Micros `json:"limit_usd,omitempty"`
+	SpentUSD *fleet.Micros `json:"spent_usd,omitempty"`
+	Reserved *fleet.Micros `json:"reserved_usd,omitempty"`
+	Pct      *float64      `json:"pct,omitempty"`
+	Action   string        `json:"action"`
+	ResetsAt time.Time     `json:"resets_at"`
+}
+
+// figuresHidden reports whether cl may not see breach b's figures.
+func figuresHidden(cl auth.Claims, b fleet.BudgetBreach) bool {
+	return cl.Role != auth.RoleAdmin && b.Scope == fleet.BudgetScopeGlobal
+}
+
+// breachViews returns the breaches as cl may see them (nil for none).
+func breachViews(cl auth.Claims, bs []fleet.BudgetBreach) []breachView {
+	if len(bs) == 0 {
+		return nil
 	}
-	return c.JSON(http.StatusOK, d)
+	out := make([]breachView, len(bs))
+	for i, b := range bs {
+		out[i] = breachView{Scope: b.Scope, ScopeID: b.ScopeID, Period: b.Period, Action: b.Action, ResetsAt: b.ResetsAt}
+		if !figuresHidden(cl, b) {
+			out[i].LimitUSD, out[i].SpentUSD, out[i].Reserved, out[i].Pct = &b.LimitUSD, &b.SpentUSD, &b.Reserved, &b.Pct
+		}
+	}
+	return out
+}
+
+// breachViewsOrEmpty is breachViews, an empty list rather than nil.
+func breachViewsOrEmpty(cl auth.Claims, bs []fleet.BudgetBreach) []breachView {
+	if v := breachViews(cl, bs); v != nil {
+		return v
+	}
+	return []breachView{}
+}
+
+// refusal says which budget refused the work, as cl may see it: the
+// first that says stop.
+func refusal(cl auth.Claims, d fleet.BudgetDecision) string {
+	for _, b := range d.Breaches {
+		if b.Action != fleet.ActionStop {
+			continue
+		}
+		if figuresHidden(cl, b) {
+			return "budget exceeded: a global " + b.Period + " cap applies to every project; resets " +
+				b.ResetsAt.UTC().Format("2006-01-02 15:04 UTC")
+		}
+		return "budget exceeded: " + fleet.BreachText(b)
+	}
+	return "budget exceeded"
 }
 
 // orDefault returns v, or def when v is empty.

@@ -7,6 +7,22 @@
 // /api/v1 (projects, agents, missions, runs, tokens, audit, budgets, costs;
 // docs/api.md), and the HTTP metrics and server spans (GET /metrics).
 //
+// Every request first passes the edge checks (DESIGN §11.2): the Host must
+// be a public URL's or, on a loopback connection, a loopback name
+// (hosts.go, 421 otherwise); cookie-authenticated writes must come from
+// the server's own pages as JSON (csrf.go, 403 csrf); forwarded headers
+// count only from trusted proxies (proxies.go). HTTPServer gives the
+// http.Server with the timeouts, the header limit and TLS (limits.go,
+// tls.go); /ws sockets are capped per credential and in all.
+//
+// Tokens are verified with a key ring (Config.Keys, replaced by SetKeys
+// when its file changes: keys.go) and refused once revoked
+// (Config.Revocations, shared by the replicas; DELETE /api/v1/tokens/{id}
+// and /logout: revoke.go). GET /metrics wants an admin or a metrics token
+// (metrics_auth.go). A /ws stream ends with 4401 when its credential
+// expires, is revoked or its key retires, and a peer that stops answering
+// pings is cut (wsguard.go).
+//
 // web imports fleet, protocol, hud, static, web/auth, echo, coder/websocket
 // and the OTel API. It never imports stream: it declares what it needs (Hub,
 // the only source of frames; Auditor; the registry, mission queue, audit
@@ -34,4 +50,10 @@
 // socket, which aborts a stuck write; no context is made per frame. The
 // connection's goroutine unsubscribes from the hub and waits for the writer
 // before it ends, and Server.Shutdown waits for every connection.
+//
+// One sweeper goroutine per Server runs while there are /ws connections
+// (started by the first, ending when it finds none or the server's context
+// ends; Shutdown waits for it): every SweepInterval it closes the
+// connections whose credential ended and starts the pings that are due,
+// each on a short-lived goroutine the connection waits for before it ends.
 package web

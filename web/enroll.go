@@ -145,6 +145,9 @@ type enrollRequest struct {
 	Host     string    `json:"host"`
 	Version  string    `json:"version"`
 	Capacity int       `json:"capacity"`
+	// Lease is the lease the worker wants on its claims (a duration,
+	// default DefaultWorkerLease): the AckWait of its consumers.
+	Lease string `json:"lease"`
 }
 
 // grant is the answer of a successful enrollment.
@@ -155,6 +158,11 @@ type grant struct {
 	Models    []string          `json:"models,omitempty"`
 	Labels    map[string]string `json:"labels,omitempty"`
 	ExpiresAt time.Time         `json:"key_expires_at"`
+	// Lease is the lease of the consumers made for the grant.
+	Lease string `json:"lease"`
+	// NATS is where and as whom the worker connects; absent when the
+	// server mints no credentials (WorkersConfig.Authority nil).
+	NATS *natsGrant `json:"nats,omitempty"`
 }
 
 // check validates the parts of the request that do not depend on the key.
@@ -206,18 +214,26 @@ func (l *rawLabels) UnmarshalJSON(b []byte) error {
 
 // enrollWorker is POST /api/v1/workers/enroll, authenticated by the
 // enrollment key in the body (not a bearer token): {key, worker_id,
-// projects?, pools?, models?, labels?, host?, version?, capacity?} → 200
-// with the grant: the projects and pools asked for that the key covers
-// (all of the key's when none are asked for). A bad or expired key is 401;
-// a request the key covers none of is 403 (audited). The granted worker is
-// announced with worker.joined on FLEET in each granted project, so the HUD
-// shows it before its runtime starts.
+// projects?, pools?, models?, labels?, host?, version?, capacity?, lease?}
+// → 200 with the grant: the projects and pools asked for that the key
+// covers (all of the key's when none are asked for), the lease, and the
+// NATS credentials of the worker (web/workers.go). A bad or expired key is
+// 401; a request the key covers none of is 403 (audited); a worker id
+// that belongs to a project the key does not cover is 409 (audited in the
+// key's projects and the owners'). The server makes the mission consumers
+// of the grant. The granted worker is announced with worker.joined on
+// FLEET in each granted project, so the HUD shows it before its runtime
+// starts.
 func (s *Server) enrollWorker(c echo.Context) error {
 	var req enrollRequest
 	if err := decodeBody(c, &req); err != nil {
 		return err
 	}
 	pools, labels, err := req.check()
+	if err != nil {
+		return err
+	}
+	lease, err := parseLease(req.Lease)
 	if err != nil {
 		return err
 	}
@@ -248,7 +264,37 @@ func (s *Server) enrollWorker(c echo.Context) error {
 		}
 		return errorf(CodeForbidden, "the enrollment key covers none of the projects or pools asked for")
 	}
-	g := grant{WorkerID: req.WorkerID, Projects: projects, Pools: pools, Models: req.Models, Labels: labels, ExpiresAt: k.ExpiresAt}
+	// The worker id belongs to the projects that enrolled it first.
+	if s.cfg.Records == nil {
+		return unavailable("the worker registry")
+	}
+	owners, ok, err := s.claimWorkerID(ctx, req.WorkerID, k.Projects, projects)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		// Audited on both sides; an owner's record does not name the
+		// other tenant's projects, nor the key's record the owners.
+		for _, p := range k.Projects {
+			s.publishAudit(ctx, TypeWorkerEnrollConflict, p, "worker:"+req.WorkerID, map[string]string{
+				"key_id": k.ID, "worker_id": req.WorkerID, "requested_projects": strings.Join(projects, ","), "route": routeOf(c),
+			})
+		}
+		for _, p := range owners {
+			if !slices.Contains(k.Projects, p) {
+				s.publishAudit(ctx, TypeWorkerEnrollConflict, p, "worker:"+req.WorkerID, map[string]string{
+					"key_id": k.ID, "worker_id": req.WorkerID, "route": routeOf(c),
+				})
+			}
+		}
+		return errorf(CodeConflict, "worker id %q belongs to another project; choose another id", req.WorkerID)
+	}
+	natsG, err := s.workerCreds(ctx, req.WorkerID, projects, pools, lease, k.ExpiresAt)
+	if err != nil {
+		return err
+	}
+	g := grant{WorkerID: req.WorkerID, Projects: projects, Pools: pools, Models: req.Models, Labels: labels, ExpiresAt: k.ExpiresAt,
+		Lease: lease.String(), NATS: natsG}
 	joined := fleet.WorkerJoined{Host: req.Host, Version: req.Version, Capacity: req.Capacity, Pools: pools,
 		Models: req.Models, Labels: labels}
 	for _, p := range projects {

@@ -35,6 +35,7 @@ type grantOut struct {
 	Models    []string          `json:"models"`
 	Labels    map[string]string `json:"labels"`
 	ExpiresAt time.Time         `json:"key_expires_at"`
+	Lease     string            `json:"lease"`
 }
 
 // TestEnrollment issues an enrollment key for two of three projects and
@@ -84,9 +85,9 @@ func TestEnrollment(t *testing.T) {
 		return `{"key":"` + k.Key + `","worker_id":"w-1"` + fields + `}`
 	}
 	var g grantOut
-	a.must(t, "POST", enroll, "", body(`,"projects":["globex","initech"],"pools":["gpu"],"models":["gpt-5"],"labels":["gpu=a100"],"host":"h1","capacity":4`), http.StatusOK, &g)
+	a.must(t, "POST", enroll, "", body(`,"projects":["globex","initech"],"pools":["gpu"],"models":["gpt-5"],"labels":["gpu=a100"],"host":"h1","capacity":4,"lease":"90s"`), http.StatusOK, &g)
 	want := grantOut{WorkerID: "w-1", Projects: []string{"globex"}, Pools: []string{"gpu"}, Models: []string{"gpt-5"},
-		Labels: map[string]string{"gpu": "a100"}, ExpiresAt: k.ExpiresAt}
+		Labels: map[string]string{"gpu": "a100"}, ExpiresAt: k.ExpiresAt, Lease: "1m30s"}
 	if diff := cmp.Diff(want, g); diff != "" {
 		t.Errorf("grant (-want +got):\n%s", diff)
 	}
@@ -112,6 +113,9 @@ func TestEnrollment(t *testing.T) {
 		// An empty pool id is no pool id, not the default pool.
 		{body(`,"pools":[""]`), "bad_request"},
 		{body(`,"pools":["gpu",""]`), "bad_request"},
+		{body(`,"lease":"forever"`), "bad_request"},
+		{body(`,"lease":"10ms"`), "bad_request"},
+		{body(`,"lease":"2h"`), "bad_request"},
 	} {
 		if res := a.call(t, "POST", enroll, "", tc.body); res.errorCode(t) != tc.code {
 			t.Errorf("%s: %d %s, want %s", tc.body, res.status, res.body, tc.code)
@@ -156,7 +160,7 @@ func auditOf(t *testing.T, a *adminEnv, _ fleet.Event, typ string) []fleet.Event
 
 // TestExpiredEnrollmentKey: a key is refused with 401 once it expires.
 func TestExpiredEnrollmentKey(t *testing.T) {
-	e := newEnv(t, nil)
+	e := newAdminEnv(t, nil)
 	key, exp, err := e.srv.IssueEnrollmentKey([]string{"acme"}, nil, time.Minute)
 	if err != nil {
 		t.Fatal(err)

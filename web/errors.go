@@ -15,12 +15,15 @@ const (
 	CodeUnauthorized     = "unauthorized"
 	CodeBudgetExceeded   = "budget_exceeded"
 	CodeForbidden        = "forbidden"
+	CodeCSRF             = "csrf"
 	CodeNotFound         = "not_found"
 	CodeConflict         = "conflict"
 	CodeMethodNotAllowed = "method_not_allowed"
+	CodeMisdirected      = "misdirected"
 	CodeTooLarge         = "too_large"
 	CodeThrottled        = "throttled"
 	CodeTooManyAttempts  = "too_many_attempts"
+	CodeTooManyConns     = "too_many_connections"
 	CodeInternal         = "internal"
 	CodeUnavailable      = "unavailable"
 )
@@ -35,12 +38,15 @@ var statusTable = []struct {
 	{CodeUnauthorized, http.StatusUnauthorized},
 	{CodeBudgetExceeded, http.StatusPaymentRequired},
 	{CodeForbidden, http.StatusForbidden},
+	{CodeCSRF, http.StatusForbidden},
 	{CodeNotFound, http.StatusNotFound},
 	{CodeConflict, http.StatusConflict},
 	{CodeMethodNotAllowed, http.StatusMethodNotAllowed},
+	{CodeMisdirected, http.StatusMisdirectedRequest},
 	{CodeTooLarge, http.StatusRequestEntityTooLarge},
 	{CodeThrottled, http.StatusTooManyRequests},
 	{CodeTooManyAttempts, http.StatusTooManyRequests},
+	{CodeTooManyConns, http.StatusTooManyRequests},
 	{CodeInternal, http.StatusInternalServerError},
 	{CodeUnavailable, http.StatusServiceUnavailable},
 }

@@ -33,7 +33,7 @@ func (s *Server) loginPage(c echo.Context) error {
 // one shows the form again with the error. Failures are slowed down and
 // audited exactly as POST /api/v1/auth/login does.
 func (s *Server) loginForm(c echo.Context) error {
-	if !sameOrigin(c.Request()) {
+	if !s.sameOrigin(c.Request()) {
 		return s.renderError(c, http.StatusForbidden, "Not allowed", "A login form may only be posted from this site.")
 	}
 	username := strings.TrimSpace(c.FormValue("username"))
@@ -71,13 +71,27 @@ func cookieMaxAge(exp, now time.Time) int {
 	return max(1, int(math.Ceil(exp.Sub(now).Seconds())))
 }
 
-// logout is POST /logout: it drops the session cookie. The token itself
-// stays valid until it expires (tokens are stateless).
+// logout is POST /logout: it revokes the session token the cookie
+// carries (on every replica, audited as auth.token.revoked) and drops the
+// cookie. When the revocation cannot be stored the cookie is dropped all
+// the same and the answer says that the session stays valid until it
+// expires.
 func (s *Server) logout(c echo.Context) error {
-	if !sameOrigin(c.Request()) {
+	if !s.sameOrigin(c.Request()) {
 		return s.renderError(c, http.StatusForbidden, "Not allowed", "Log out from this site.")
 	}
+	var err error
+	if ck, cerr := c.Cookie(SessionCookie); cerr == nil && ck.Value != "" {
+		if cl, aerr := s.authenticate(credential{token: ck.Value, from: fromCookie, method: http.MethodGet}); aerr == nil {
+			err = s.revokeSession(c, cl)
+		}
+	}
 	clearSession(c)
+	if err != nil {
+		s.log.ErrorContext(c.Request().Context(), "session not revoked", "event", "auth.logout.revoke_failed", "error", err.Error())
+		return s.renderError(c, http.StatusServiceUnavailable, "Logged out here only",
+			"The session cookie is gone, but the session could not be revoked: it stays valid until it expires.")
+	}
 	return c.Redirect(http.StatusSeeOther, "/login")
 }
 
@@ -100,8 +114,9 @@ func nextField(next string) string {
 
 // sameOrigin refuses cross-site form posts (login CSRF). Browsers say
 // where a request comes from in Sec-Fetch-Site; older ones only in Origin,
-// which must then name this host. A request with neither is no browser's.
-func sameOrigin(r *http.Request) bool {
+// which must then be one of the server's own (hosts.go). A request with
+// neither is no browser's.
+func (s *Server) sameOrigin(r *http.Request) bool {
 	switch r.Header.Get("Sec-Fetch-Site") {
 	case "same-origin", "none":
 		return true
@@ -114,16 +129,13 @@ func sameOrigin(r *http.Request) bool {
 	case "null":
 		return false
 	default:
-		return originAllowed(r, nil)
+		return s.hosts.allowOrigin(r, o)
 	}
 }
 
-func (s *Server) isHTTPS(r *http.Request) bool {
-	if r.TLS != nil {
-		return true
-	}
-	return s.cfg.TrustProxyHeaders && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
-}
+// isHTTPS reports whether the client reached the server over HTTPS
+// (directly, or through a trusted proxy that says so).
+func (s *Server) isHTTPS(r *http.Request) bool { return s.proxies.isHTTPS(r) }
 
 // passwordLogin checks a user name and password with the login slow-down
 // and the auth.login.* audit, for both POST /api/v1/auth/login and the HUD's
@@ -131,7 +143,8 @@ func (s *Server) isHTTPS(r *http.Request) bool {
 // session token. Its errors are *Error: unauthorized, or
 // too_many_attempts with Details["retry_after_seconds"].
 func (s *Server) passwordLogin(ctx context.Context, username, password, addr, form string) (string, time.Time, error) {
-	a, wait, ok := s.limiter.Attempt(s.cfg.Now(), "user:"+username, "addr:"+addr)
+	limits := s.loginLimits(username, addr)
+	a, wait, ok := s.limiter.AttemptLimits(s.cfg.Now(), limits...)
 	if !ok {
 		secs := int(math.Ceil(wait.Seconds()))
 		s.publishAudit(ctx, fleet.TypeLoginFailed, projectGlobal, username, map[string]string{"addr": addr, "reason": "too_many_attempts"})
@@ -147,7 +160,7 @@ func (s *Server) passwordLogin(ctx context.Context, username, password, addr, fo
 		return "", time.Time{}, errorf(CodeUnauthorized, "bad username or password")
 	}
 	s.limiter.Forgive(a)
-	s.limiter.Reset("user:" + username)
+	s.limiter.Reset(limits[0].Key) // the user's count at this address
 	tok, exp, err := s.issue(usr.Name, usr.Role, usr.Project, auth.KindSession, s.cfg.TokenTTL)
 	if err != nil {
 		return "", time.Time{}, err

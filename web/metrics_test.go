@@ -264,7 +264,7 @@ func TestMetricsRoute(t *testing.T) {
 	e := newEnv(t, func(c *web.Config) {
 		c.Metrics = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "# exposition\n") })
 	})
-	if r := e.do(t, http.MethodGet, "/metrics", "", nil); r.status != http.StatusOK || string(r.body) != "# exposition\n" {
+	if r := e.do(t, http.MethodGet, "/metrics", "", bearer(e.adminToken(t))); r.status != http.StatusOK || string(r.body) != "# exposition\n" {
 		t.Errorf("GET /metrics: %d %q", r.status, r.body)
 	}
 	off := newEnv(t, nil)

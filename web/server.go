@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"path"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/keyring"
 	"github.com/sagewai/observatory/protocol"
 	"github.com/sagewai/observatory/web/auth"
 )
@@ -54,10 +55,44 @@ const (
 // Config configures a Server. Zero values mean the defaults given.
 type Config struct {
 	// AllowedOrigins lists the Origin patterns a browser may open /ws from,
-	// besides the server's own host (always allowed). A pattern is matched
-	// with path.Match against the origin's host, or against scheme://host if
-	// the pattern contains "://".
+	// besides the server's own origins (PublicURLs'; on loopback, the
+	// loopback names'). A pattern is matched with path.Match against the
+	// origin's host, or against scheme://host if the pattern contains "://".
 	AllowedOrigins []string
+	// PublicURLs are the addresses browsers and clients use to reach the
+	// server, scheme://host[:port] (ParsePublicURL): the Host headers it
+	// answers (others get 421 misdirected; health probes and /metrics are
+	// exempt) and its own origins, which cookie-authenticated writes and
+	// /ws must come from. On a connection that arrived on a loopback
+	// address, loopback names (localhost, 127.0.0.1, [::1]) with that
+	// connection's port are answered too; with no PublicURLs, they are
+	// all the server answers.
+	PublicURLs []string
+	// TrustedProxies are the peers whose X-Forwarded-For and
+	// X-Forwarded-Proto count (ParseTrustedProxies); empty: no forwarded
+	// header counts, the peer is the client.
+	TrustedProxies []netip.Prefix
+	// TLSCertFile and TLSKeyFile (PEM), when both are set, make
+	// HTTPServer serve HTTPS; the pair is read again when the files
+	// change. Answers over HTTPS (directly, or through a trusted proxy
+	// saying so) carry HSTS, and the session cookie is Secure.
+	TLSCertFile string
+	TLSKeyFile  string
+	// HTTP server limits (HTTPServer): ReadHeaderTimeout (10 s),
+	// ReadTimeout (1 min), WriteTimeout (1 min), IdleTimeout (2 min),
+	// MaxHeaderBytes (64 KiB). /ws connections are not bound by the read
+	// and write timeouts.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int
+	// MaxWSConns caps the open /ws connections (10000) and
+	// MaxWSConnsPerCredential those of one credential (a token; 100),
+	// connections without a valid one counting per client address. An
+	// upgrade over a cap is refused with 429 too_many_connections.
+	MaxWSConns              int
+	MaxWSConnsPerCredential int
 	// EmbedOrigins lists who may frame the HUD (/hud?embed=1) in an
 	// iframe: CSP frame-ancestors sources, 'self' or scheme://host[:port].
 	// Empty means nobody (frame-ancestors 'none' and X-Frame-Options DENY).
@@ -68,6 +103,22 @@ type Config struct {
 	// SigningKey signs tokens: at least 32 bytes of secret, required. Every
 	// replica behind one load balancer needs the same key.
 	SigningKey []byte
+	// Keys, when set, is the ring of signing keys (package keyring) used
+	// instead of SigningKey: its current key signs, its retiring keys
+	// still verify. SetKeys replaces it while the server runs.
+	Keys *keyring.Ring
+	// Revocations is the set of revoked token ids every replica shares
+	// (revoke.Store); nil means tokens cannot be revoked: DELETE
+	// /api/v1/tokens/{id} answers 503 and /logout only drops the cookie.
+	Revocations Revocations
+	// /ws keep-alive and credential checks (web/wsguard.go): a /ws
+	// connection is pinged every PingInterval (25 s) and cut when its
+	// pong does not come within PongTimeout (30 s); every SweepInterval
+	// (250 ms) the connections are checked, and those whose credential
+	// expired (on Now) or was revoked are closed with 4401.
+	PingInterval  time.Duration
+	PongTimeout   time.Duration
+	SweepInterval time.Duration
 	// TokenTTL is how long a login session lasts (12 h).
 	TokenTTL time.Duration
 	// Logger receives the access log and errors (slog.Default()); give it a
@@ -85,18 +136,18 @@ type Config struct {
 	MaxBodyBytes int64
 	// BcryptCost hashes passwords (bcrypt.DefaultCost).
 	BcryptCost int
-	// TrustProxyHeaders takes the client address from X-Forwarded-For when
-	// the request comes from a loopback or private address (a load
-	// balancer); otherwise the peer address is the client.
-	TrustProxyHeaders bool
 	// Login slow-down: after LoginMaxFailures (5) failed logins within
-	// LoginWindow (15 min) for one user name, or from one client address,
-	// logins are refused for LoginLockout (30 s), doubling with each further
-	// failure up to LoginMaxLockout (15 min).
-	LoginMaxFailures int
-	LoginWindow      time.Duration
-	LoginLockout     time.Duration
-	LoginMaxLockout  time.Duration
+	// LoginWindow (15 min) for one user name from one client address, or
+	// LoginMaxFailuresPerAddr (20) from one client address (an IPv6
+	// address's /64), logins from there are refused for LoginLockout
+	// (30 s), doubling with each further failure up to LoginMaxLockout
+	// (15 min). No count is kept of a user name alone: failures in its
+	// name elsewhere never lock a user out.
+	LoginMaxFailures        int
+	LoginMaxFailuresPerAddr int
+	LoginWindow             time.Duration
+	LoginLockout            time.Duration
+	LoginMaxLockout         time.Duration
 	// SubscribeTimeout is how long a /ws client has to send its first
 	// subscribe frame (5 s).
 	SubscribeTimeout time.Duration
@@ -126,6 +177,11 @@ type Config struct {
 	// Nil answers 503 unavailable.
 	BudgetStore BudgetStore
 	Costs       CostStore
+
+	// Workers is what enrollment does for a worker's data plane: its
+	// mission consumers, NATS credentials and pass counts
+	// (web/workers.go). The zero value makes none of them.
+	Workers WorkersConfig
 
 	// Telemetry (web/metrics.go, web/tracing.go). Metrics, when set, is
 	// served at GET /metrics (the Prometheus exposition). MeterProvider,
@@ -162,6 +218,8 @@ func (cfg *Config) setDefaults() {
 	if cfg.CloseTimeout <= 0 {
 		cfg.CloseTimeout = 5 * time.Second
 	}
+	cfg.setEdgeDefaults()
+	cfg.setGuardDefaults()
 }
 
 // Server is Observatory's HTTP server: the routes, auth, tenant checks and
@@ -177,16 +235,23 @@ type Server struct {
 	limiter *auth.Limiter
 	echo    *echo.Echo
 	obs     *observability
+	hosts   *hostPolicy // the hosts answered, the origins trusted
+	proxies *proxyTrust // whose forwarded headers count
+	certs   *certLoader // the TLS certificate, nil without TLS
 
 	// ctx is the parent of every /ws connection's context; cancel cuts them.
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// connsMu guards conns and closing; connsWG counts the connections.
-	connsMu sync.Mutex
-	conns   map[*conn]struct{}
-	closing bool
-	connsWG sync.WaitGroup
+	// connsMu guards conns, connsPer (the open connections per wsKey)
+	// and closing; connsWG counts the connections.
+	connsMu  sync.Mutex
+	conns    map[*conn]struct{}
+	connsPer map[string]int
+	closing  bool
+	connsWG  sync.WaitGroup
+
+	guard wsGuard // the /ws sweeper (web/wsguard.go)
 }
 
 // New returns a Server reading frames from hub and publishing audit events
@@ -199,12 +264,15 @@ func New(cfg Config, hub Hub, audit Auditor) (*Server, error) {
 	if err := checkEmbedOrigins(cfg.EmbedOrigins); err != nil {
 		return nil, fmt.Errorf("web: new: %w", err)
 	}
-	for _, p := range cfg.AllowedOrigins {
-		if _, err := path.Match(p, ""); err != nil {
-			return nil, fmt.Errorf("web: new: origin pattern %q: %w", p, err)
-		}
+	hosts, err := newHostPolicy(cfg.PublicURLs, cfg.AllowedOrigins)
+	if err != nil {
+		return nil, fmt.Errorf("web: new: %w", err)
 	}
-	signer, err := auth.NewSigner(cfg.SigningKey)
+	certs, err := newCertLoader(cfg.TLSCertFile, cfg.TLSKeyFile, cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("web: new: %w", err)
+	}
+	signer, err := newSigner(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("web: new: %w", err)
 	}
@@ -224,6 +292,11 @@ func New(cfg Config, hub Hub, audit Auditor) (*Server, error) {
 		users:   users,
 		limiter: auth.NewLimiter(cfg.LoginMaxFailures, cfg.LoginWindow, cfg.LoginLockout, cfg.LoginMaxLockout),
 		conns:   map[*conn]struct{}{},
+		hosts:   hosts,
+		proxies: newProxyTrust(cfg.TrustedProxies),
+		certs:   certs,
+
+		connsPer: map[string]int{},
 	}
 	if s.obs, err = newObservability(cfg); err != nil {
 		return nil, fmt.Errorf("web: new: %w", err)
@@ -241,15 +314,11 @@ func (s *Server) routes() *echo.Echo {
 	e.HideBanner, e.HidePort = true, true
 	e.Logger.SetOutput(slogWriter{s.log})
 	e.HTTPErrorHandler = s.handleError
-	if s.cfg.TrustProxyHeaders {
-		e.IPExtractor = echo.ExtractIPFromXFFHeader()
-	} else {
-		e.IPExtractor = echo.ExtractIPDirect()
-	}
+	e.IPExtractor, e.SchemeExtractor = s.proxies.clientIP, s.proxies.scheme
 	e.Use(s.telemetryMiddleware()...)
-	e.Use(s.accessLog, s.recoverPanic(), securityHeaders, s.limitBody)
+	e.Use(s.accessLog, s.recoverPanic(), securityHeaders, s.checkHost, s.checkCSRF, s.limitBody)
 	if s.cfg.Metrics != nil {
-		e.GET("/metrics", echo.WrapHandler(s.cfg.Metrics))
+		e.GET("/metrics", echo.WrapHandler(s.cfg.Metrics), s.requireMetricsToken)
 	}
 
 	e.GET("/healthz", s.healthz)
@@ -263,6 +332,8 @@ func (s *Server) routes() *echo.Echo {
 	s.adminRoutes(api)
 	s.budgetRoutes(api)
 	s.costRoutes(api)
+	s.tokenRoutes(api)
+	s.workerRoutes(api)
 	return e
 }
 
@@ -291,9 +362,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		s.cancel()
+		s.guard.wait()
 		return nil
 	case <-ctx.Done():
 		s.cancel()
+		s.guard.wait()
 		<-done
 		return fmt.Errorf("web: shutdown: %w", ctx.Err())
 	}
@@ -335,16 +408,8 @@ func subjectFor(kind, role, project string) string {
 }
 
 func (s *Server) issue(subject, role, project, kind string, ttl time.Duration) (string, time.Time, error) {
-	now := s.cfg.Now().UTC().Truncate(time.Second) // tokens carry whole seconds
-	exp := now.Add(ttl)
-	tok, err := s.signer.Sign(auth.Claims{
-		Subject: subject, Role: role, Project: project, Kind: kind,
-		IssuedAt: now, ExpiresAt: exp,
-	})
-	if err != nil {
-		return "", time.Time{}, fmt.Errorf("web: issue token: %w", err)
-	}
-	return tok, exp, nil
+	tok, _, exp, err := s.issueWithID(subject, role, project, kind, ttl)
+	return tok, exp, err
 }
 
 // slogWriter forwards echo's own log lines (rare: "response already

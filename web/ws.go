@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/url"
-	"path"
 	"strings"
 	"sync"
 	"time"
@@ -32,17 +30,20 @@ func (s *Server) serveWS(c echo.Context) error {
 	if !isUpgrade(r) {
 		return errorf(CodeBadRequest, "GET /ws needs a WebSocket upgrade")
 	}
-	if !originAllowed(r, s.cfg.AllowedOrigins) {
+	if !s.hosts.allowWSOrigin(r) {
 		return errorf(CodeForbidden, "origin not allowed")
 	}
 	cred := credentialOf(r)
-	cn, err := s.openConn()
+	cn, err := s.openConn(s.wsKey(r, cred))
 	if err != nil {
 		return err
 	}
 	ws, err := websocket.Accept(c.Response(), r, &websocket.AcceptOptions{
-		Subprotocols:   []string{protocol.Subprotocol},
-		OriginPatterns: s.cfg.AllowedOrigins,
+		Subprotocols: []string{protocol.Subprotocol},
+		// The Origin was checked above, against the server's own origins
+		// and AllowedOrigins; the library's check (Origin == Host) is the
+		// one a DNS-rebinding page passes.
+		InsecureSkipVerify: true,
 	})
 	if err != nil {
 		s.closeConn(cn)
@@ -65,43 +66,25 @@ func isUpgrade(r *http.Request) bool {
 	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 }
 
-// originAllowed applies websocket.AcceptOptions' rule, so that a foreign
-// Origin gets the JSON 403 of every other error: no Origin (not a browser)
-// and the request's own host pass, else the origin must match a pattern.
-func originAllowed(r *http.Request, patterns []string) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return true
-	}
-	for _, p := range patterns {
-		target := u.Host
-		if strings.Contains(p, "://") {
-			target = u.Scheme + "://" + u.Host
-		}
-		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(target)); ok {
-			return true
-		}
-	}
-	return false
-}
-
-func (s *Server) openConn() (*conn, error) {
+// openConn registers a connection counted against key (wsKey), or
+// refuses it with 429 when the server or key is at its cap.
+func (s *Server) openConn(key string) (*conn, error) {
 	s.connsMu.Lock()
 	defer s.connsMu.Unlock()
-	if s.closing {
+	switch {
+	case s.closing:
 		return nil, errorf(CodeUnavailable, "the server is shutting down")
+	case len(s.conns) >= s.cfg.MaxWSConns:
+		return nil, errorf(CodeTooManyConns, "the server holds its most /ws connections (%d); retry later", s.cfg.MaxWSConns)
+	case s.connsPer[key] >= s.cfg.MaxWSConnsPerCredential:
+		return nil, errorf(CodeTooManyConns, "this credential holds its most /ws connections (%d); close one first", s.cfg.MaxWSConnsPerCredential)
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
-	c := &conn{s: s, ctx: ctx, cancel: cancel}
+	c := &conn{s: s, ctx: ctx, cancel: cancel, key: key}
 	s.conns[c] = struct{}{}
+	s.connsPer[key]++
 	s.connsWG.Add(1)
+	s.guard.startLocked(s)
 	return c, nil
 }
 
@@ -109,6 +92,9 @@ func (s *Server) closeConn(c *conn) {
 	c.cancel()
 	s.connsMu.Lock()
 	delete(s.conns, c)
+	if s.connsPer[c.key]--; s.connsPer[c.key] <= 0 {
+		delete(s.connsPer, c.key)
+	}
 	s.connsMu.Unlock()
 	s.connsWG.Done()
 }
@@ -122,6 +108,8 @@ type conn struct {
 	ws     *websocket.Conn
 	ctx    context.Context // ends the connection; cancelling it cuts the socket
 	cancel context.CancelFunc
+	key    string    // what the connection counts against (wsKey)
+	guard  connGuard // expiry, revocation and pings (web/wsguard.go)
 
 	// Owned by the handler goroutine.
 	subscribed bool
@@ -334,6 +322,7 @@ func (c *conn) run(ws *websocket.Conn, cred credential) {
 		}
 		c.mu.Unlock()
 		c.writers.Wait()
+		c.guard.stop()
 	}()
 
 	if ws.Subprotocol() != protocol.Subprotocol {
@@ -370,7 +359,8 @@ func (c *conn) run(ws *websocket.Conn, cred credential) {
 // frame: a scope switch gets the same checks as the first) and moves the
 // subscription to req.Scope.
 func (c *conn) subscribe(req protocol.Subscribe, cred credential) bool {
-	cl, err := c.s.authenticate(cred)
+	keys := c.s.guard.keys.Load()
+	cl, until, err := c.s.authenticateUntil(cred)
 	if err != nil {
 		c.Close(protocol.CodeUnauthorized, asError(err).Message)
 		return false
@@ -385,6 +375,7 @@ func (c *conn) subscribe(req protocol.Subscribe, cred credential) bool {
 		c.Close(code, e.Message)
 		return false
 	}
+	c.guard.setCredential(cred.token, cl, until, keys)
 	if c.subscribed {
 		c.s.hub.Unsubscribe(c)
 		c.subscribed = false

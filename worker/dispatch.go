@@ -55,7 +55,7 @@ type Dispatcher struct {
 	log    *slog.Logger
 	ready  chan struct{}
 	failed atomic.Int64
-	skips  jetstream.KeyValue // opened by Run
+	passes *KVPasses // opened by Run
 
 	unservedAfter, sweepEvery time.Duration
 }
@@ -88,10 +88,11 @@ func (d *Dispatcher) Failed() int64 { return d.failed.Load() }
 
 // Run handles the advisories until ctx ends; it returns nil then.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	var err error
-	if d.skips, err = stream.MissionSkips(ctx, d.js); err != nil {
+	kv, err := stream.MissionSkips(ctx, d.js)
+	if err != nil {
 		return fmt.Errorf("dispatcher: %w", err)
 	}
+	d.passes = NewKVPasses(kv)
 	ch := make(chan *nats.Msg, 1024)
 	sub, err := d.nc.ChanSubscribe(MaxDeliveriesAdvisory, ch)
 	if err != nil {
@@ -203,11 +204,11 @@ func (d *Dispatcher) handle(ctx context.Context, body []byte) {
 		_ = st.DeleteMsg(ctx, a.StreamSeq)
 		return
 	}
-	skipped, err := readSkips(ctx, d.skips, a.StreamSeq)
+	project, pool, _ := stream.ParsePoolSubject(raw.Subject)
+	skipped, err := d.passes.Count(ctx, project, a.StreamSeq)
 	if err != nil {
 		log.Warn("reading the mission's passes failed", "event", "dispatch.skips_failed", "error", err.Error())
 	}
-	_, pool, _ := stream.ParsePoolSubject(raw.Subject)
 	if err := publishFailed(ctx, d.pub, queued, d.now().UTC(), failReason(a.Deliveries, skipped, pool, q, d.now().Sub(queued.Time))); err != nil {
 		log.Error("publishing mission.failed failed", "event", "dispatch.publish_failed", "mission_id", queued.MissionID, "error", err.Error())
 		return
@@ -219,7 +220,7 @@ func (d *Dispatcher) handle(ctx context.Context, body []byte) {
 		log.Warn("removing the failed mission from the queue failed", "event", "dispatch.delete_failed", "error", err.Error())
 	}
 	if skipped > 0 {
-		_ = d.skips.Delete(ctx, skipKey(a.StreamSeq))
+		_ = d.passes.Clear(ctx, project, a.StreamSeq)
 	}
 }
 

@@ -31,10 +31,11 @@
 // offer with that value (Config.Labels), is never run by it.
 //
 // A delivery the worker does not match is passed on: the worker adds one
-// to the message's pass count in the KV bucket stream.MissionSkipsBucket
-// (compare-and-swap, key = the MISSIONS sequence) and only then NAKs it
-// with a delay (Config.SkipDelay, doubling per pass up to MaxSkipDelay), so
-// that another worker gets it. JetStream counts every delivery, passes
+// to the mission's pass count (Passes, compare-and-swap, keyed by the
+// mission's project and MISSIONS sequence: see Enrollment and credentials
+// for where it is kept) and only then NAKs it with a delay
+// (Config.SkipDelay, doubling per pass up to MaxSkipDelay), so that
+// another worker gets it. JetStream counts every delivery, passes
 // included, so the runtime counts attempts itself: a first delivery is
 // attempt 1 without any lookup (the claim path of a homogeneous fleet is
 // unchanged); a redelivery's attempt is its delivery count less its
@@ -60,19 +61,58 @@
 // A subject whose workers all left keeps its consumer, and its missions
 // wait for workers to come back, as a queue's do (until MISSIONS' max age).
 //
-// # Enrollment
+// # Enrollment and credentials
 //
 // With Config.Enroll set (EnrollHTTP for the admin API's POST
 // /api/v1/workers/enroll with an enrollment key), Run enrolls before it
-// creates any consumer and then claims only the projects and pools the
-// grant allows: the intersection of what it asked for and what the key
-// covers. The server announces an enrolled worker (worker.joined in each
-// granted project), so the worker does not announce itself again; a worker
-// without Enroll publishes its own worker.joined. The key gates the
-// runtime, not NATS: a worker talks to NATS
-// directly, and a program holding NATS credentials can consume any
-// missions subject whatever its key says. NATS authentication and subject
-// permissions are out of scope of this package.
+// claims anything and then claims only the projects and pools the grant
+// allows: the intersection of what it asked for and what the key covers.
+// The server announces an enrolled worker (worker.joined in each granted
+// project), so the worker does not announce itself again; a worker
+// without Enroll publishes its own worker.joined.
+//
+// A worker runs in one of two modes. A trusted worker (New) is given a
+// connection that may do anything (in process with the server, tests,
+// embedders): it makes its own consumers (EnsureConsumer) and counts
+// passes in the KV bucket stream.MissionSkipsBucket (KVPasses). An
+// enrolled worker (Enrolled) is what runs on other machines: it connects
+// with the NATS credentials of its grant (DESIGN §11.1), whose user may
+// publish only its projects' fleet subjects (with JetStream acks on its
+// own inbox, nats.CustomInboxPrefix of natsauth.InboxPrefix), consume only
+// the mission consumers of its (project, pool) pairs (info, next, ack,
+// nak, in-progress, term: natsauth.PullConsumer) and read only its inbox.
+// It manages no stream or consumer and reads no KV bucket: the server
+// makes the grant's consumers at enrollment, with the lease the worker
+// asked for, and the worker binds to them (CONSUMER.INFO).
+//
+// Its pass counts go through the server instead (HTTPPasses: POST, GET
+// and DELETE /api/v1/workers/{id}/passes), which keeps them in the same
+// bucket with the same compare-and-swap. The worker authenticates with
+// what enrollment gave it and nothing more: its user JWT as the bearer
+// token and, per request, a proof signed with the user's nkey seed
+// (natsauth.Proof: method, URI, body hash, time), so the JWT alone, which
+// NATS sees on every connect, is not a credential. The server accepts a
+// proof only for the worker of the path and only for the projects whose
+// events the JWT may publish. Other designs were weighed. Letting
+// workers use the KV bucket: NATS permits a bucket's subjects, not its
+// keys' owners, so any worker could rewrite another project's counts (and
+// a count inflated for a mission makes its lost leases look like passes,
+// so it is retried forever). Publishing passes as FLEET events
+// (fleet.<p>.mission.passed, which the worker may publish) or counting
+// attempts from mission.claimed: reading either back needs a consumer on
+// FLEET, which carries every tenant's events. Passes happen only on
+// mismatches and are read only on redeliveries, so an HTTP round trip
+// there costs the claim path of a homogeneous fleet nothing.
+//
+// The credentials expire with the enrollment key, at most
+// web.MaxWorkerCredsTTL (24 h) after enrollment. An enrolled worker stops
+// cleanly two leases before they expire (its running missions end, then
+// worker.left) and Run returns an error wrapping ErrCredentialsExpired:
+// run it under something that enrolls it again. Should they expire under
+// it anyway, it stops abruptly (leases expire, missions go back to the
+// queue). A grant without credentials (an external NATS whose operator
+// gave serve no account signing key) does not start an enrolled worker
+// (ErrNoCredentials).
 //
 // # Ends
 //
@@ -82,8 +122,9 @@
 // so the FLEET dedupe window keeps only the first end.
 //
 // The package imports fleet (the domain), synth (the call profiles of its
-// synthetic agent), stream (the publisher, stream names and subjects) and
-// the NATS clients; nothing imports it but commands and tests.
+// synthetic agent), stream (the publisher, stream names and subjects),
+// natsauth (credentials and proofs) and the NATS clients; nothing imports
+// it but commands, the examples and tests.
 //
 // # Concurrency
 //
@@ -97,7 +138,8 @@
 // goroutine publishes worker.heartbeat and renews the leases of the active
 // missions; the set of active missions is guarded by a mutex. Stats are
 // atomic counters, safe to read at any time. Config.Enroll is called once,
-// from Run, before any goroutine starts.
+// from Run, before any goroutine starts; an enrolled worker's connection,
+// JetStream context and pass counter are set then and read-only after.
 //
 // Cancelling Run's context is an abrupt stop, as a crash looks to the
 // fleet: missions are neither acknowledged nor ended, no worker.left is

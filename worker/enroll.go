@@ -31,6 +31,9 @@ type EnrollRequest struct {
 	Host     string            `json:"host,omitempty"`
 	Version  string            `json:"version,omitempty"`
 	Capacity int               `json:"capacity,omitempty"`
+	// Lease is the lease the worker wants on its claims (a Go duration,
+	// Config.Lease): the AckWait of the consumers the server makes.
+	Lease string `json:"lease,omitempty"`
 }
 
 // Grant is what an enrollment allows: the projects and pools the worker
@@ -43,6 +46,26 @@ type Grant struct {
 	Models    []string          `json:"models,omitempty"`
 	Labels    map[string]string `json:"labels,omitempty"`
 	ExpiresAt time.Time         `json:"key_expires_at"`
+	// Lease is the lease of the consumers the server made for the grant
+	// (a Go duration); empty from a server that made none.
+	Lease string `json:"lease,omitempty"`
+	// NATS is where the worker connects and with what credentials; nil
+	// when the server issues none (an external NATS without an account
+	// signing key: docs/deploy.md).
+	NATS *NATSGrant `json:"nats,omitempty"`
+	// Passes counts the worker's passes through the server, with the
+	// credentials of NATS (EnrollHTTP sets it when NATS is set).
+	Passes Passes `json:"-"`
+}
+
+// NATSGrant is the NATS part of an enrollment's answer: the URL (or
+// comma-separated URLs) to dial, and the text of a standard credentials
+// file whose user may publish the granted projects' events, consume their
+// mission consumers and read its own inbox, until ExpiresAt.
+type NATSGrant struct {
+	URL       string    `json:"url"`
+	Creds     string    `json:"creds"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // EnrollHTTP returns a Config.Enroll that enrolls through the admin API at
@@ -78,14 +101,7 @@ func EnrollHTTP(baseURL, key string, client *http.Client) func(context.Context, 
 			return Grant{}, err
 		}
 		if res.StatusCode != http.StatusOK {
-			var e struct {
-				Error struct {
-					Code    string `json:"code"`
-					Message string `json:"message"`
-				} `json:"error"`
-			}
-			_ = json.Unmarshal(raw, &e)
-			err := fmt.Errorf("status %d %s: %s", res.StatusCode, e.Error.Code, e.Error.Message)
+			err := apiError(res.StatusCode, raw)
 			if res.StatusCode < 500 {
 				err = fmt.Errorf("%w: %w", ErrEnrollRefused, err)
 			}
@@ -95,13 +111,18 @@ func EnrollHTTP(baseURL, key string, client *http.Client) func(context.Context, 
 		if err := json.Unmarshal(raw, &g); err != nil {
 			return Grant{}, fmt.Errorf("enrollment answer: %w", err)
 		}
+		if g.NATS != nil {
+			if g.Passes, err = NewHTTPPasses(baseURL, g.WorkerID, []byte(g.NATS.Creds), client); err != nil {
+				return Grant{}, fmt.Errorf("enrollment answer: %w", err)
+			}
+		}
 		return g, nil
 	}
 }
 
-// enroll asks Config.Enroll for the worker's scope and narrows the
-// configuration to the grant.
-func (w *Worker) enroll(ctx context.Context) error {
+// enroll asks Config.Enroll for the worker's scope, narrows the
+// configuration to the grant and returns it.
+func (w *Worker) enroll(ctx context.Context) (Grant, error) {
 	// Config.Pools names the default pool ""; the API names it "default".
 	pools := make([]string, len(w.cfg.Pools))
 	for i, p := range w.cfg.Pools {
@@ -110,15 +131,26 @@ func (w *Worker) enroll(ctx context.Context) error {
 	g, err := w.cfg.Enroll(ctx, EnrollRequest{
 		WorkerID: w.cfg.ID, Projects: w.cfg.Projects, Pools: pools, Models: w.cfg.Models,
 		Labels: w.cfg.Labels, Host: w.cfg.Host, Version: w.cfg.Version, Capacity: w.cfg.Capacity,
+		Lease: w.cfg.Lease.String(),
 	})
 	if err != nil {
-		return fmt.Errorf("worker %s: enroll: %w", w.cfg.ID, err)
+		return g, fmt.Errorf("worker %s: enroll: %w", w.cfg.ID, err)
 	}
 	if g.WorkerID != w.cfg.ID || len(g.Projects) == 0 {
-		return fmt.Errorf("worker %s: enroll: a grant for %q of %d projects: %w", w.cfg.ID, g.WorkerID, len(g.Projects), ErrEnrollRefused)
+		return g, fmt.Errorf("worker %s: enroll: a grant for %q of %d projects: %w", w.cfg.ID, g.WorkerID, len(g.Projects), ErrEnrollRefused)
+	}
+	if g.Lease != "" {
+		lease, err := time.ParseDuration(g.Lease)
+		if err != nil || lease <= 0 {
+			return g, fmt.Errorf("worker %s: enroll: the grant's lease %q", w.cfg.ID, g.Lease)
+		}
+		w.cfg.Lease = lease
 	}
 	w.cfg.Projects, w.cfg.Pools = g.Projects, g.Pools
-	w.log.Info("worker enrolled", "event", "worker.enrolled", "projects", g.Projects, "pools", g.Pools,
-		"key_expires_at", g.ExpiresAt)
-	return nil
+	attrs := []any{"event", "worker.enrolled", "projects", g.Projects, "pools", g.Pools, "key_expires_at", g.ExpiresAt, "lease", w.cfg.Lease}
+	if g.NATS != nil {
+		attrs = append(attrs, "nats_url", stream.RedactURL(g.NATS.URL), "credentials_expire_at", g.NATS.ExpiresAt)
+	}
+	w.log.Info("worker enrolled", attrs...)
+	return g, nil
 }

@@ -12,12 +12,12 @@ import (
 	"maps"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sagewai/observatory/fleet"
@@ -95,6 +95,12 @@ type Config struct {
 	// the worker asks for; the worker then claims only what the grant
 	// allows (EnrollHTTP is the admin API's enrollment). An error stops Run.
 	Enroll func(ctx context.Context, req EnrollRequest) (Grant, error)
+	// NATSURL, for a worker made with Enrolled, is the NATS to dial
+	// instead of the one the grant names (another route to the same
+	// servers); NATSOptions are added to its connection's options (TLS:
+	// nats.RootCAs, nats.ClientCert).
+	NATSURL     string
+	NATSOptions []nats.Option
 	// SkipDelay is how long a mission the worker passes on waits before
 	// its next delivery, doubling per pass up to MaxSkipDelay (defaults
 	// 1 s and 30 times SkipDelay).
@@ -186,9 +192,14 @@ type Worker struct {
 	cfg Config
 	log *slog.Logger
 
-	skips    jetstream.KeyValue // opened by Run
-	slots    chan struct{}      // one token per running mission
-	stop     chan struct{}      // closed by Stop
+	// enrolled says the worker connects with the credentials of its
+	// enrollment (Enrolled): js, pub and passes are set by Run then.
+	enrolled bool
+	passes   Passes        // set by Run
+	lost     chan struct{} // closed when enrolled credentials expired under the worker
+	lostOnce sync.Once
+	slots    chan struct{} // one token per running mission
+	stop     chan struct{} // closed by Stop
 	stopOnce sync.Once
 	draining atomic.Bool
 	stats    counters
@@ -209,16 +220,34 @@ type Worker struct {
 type lease struct{ msg jetstream.Msg }
 
 // New returns a worker that claims missions through js and publishes its
-// events with pub.
+// events with pub: a trusted worker, whose connection may manage MISSIONS'
+// consumers and the pass counts' KV bucket (in process with the server,
+// tests, embedders). It makes its own consumers and counts passes in KV
+// (KVPasses). With Config.Enroll it enrolls first and claims what the
+// grant allows, still on js.
 func New(js jetstream.JetStream, pub *stream.Publisher, cfg Config) *Worker {
 	cfg.defaults()
 	return &Worker{
 		js: js, pub: pub, cfg: cfg,
 		log:    cfg.Logger.With("worker_id", cfg.ID),
+		lost:   make(chan struct{}),
 		slots:  make(chan struct{}, cfg.Capacity),
 		stop:   make(chan struct{}),
 		leases: map[*lease]struct{}{},
 	}
+}
+
+// Enrolled returns a worker that enrolls with cfg.Enroll (required) and
+// runs on what the grant gives it, as a worker on another machine does:
+// it connects to the grant's NATS with the grant's credentials (which
+// allow only its projects' events, their mission consumers and its
+// inbox), binds to the consumers the server made, and counts its passes
+// through the server (Grant.Passes). Run fails if the grant carries no
+// credentials.
+func Enrolled(cfg Config) *Worker {
+	w := New(nil, nil, cfg)
+	w.enrolled = true
+	return w
 }
 
 // Stats returns the worker's counters.
@@ -274,10 +303,18 @@ func (c *Config) queues() []queue {
 // Run joins the fleet and claims missions until Stop (a clean stop) or
 // until ctx ends (an abrupt stop, as a crash: nothing acknowledged, no
 // worker.left). It returns nil after Stop, ctx's error after a
-// cancellation, or the error that kept it from starting.
+// cancellation, or the error that kept it from starting. A worker made
+// with Enrolled also stops cleanly shortly before its NATS credentials
+// expire, and then returns an error that wraps ErrCredentialsExpired; if
+// they expire under it, it stops abruptly with that error.
 func (w *Worker) Run(ctx context.Context) error {
+	var g Grant
+	if w.enrolled && w.cfg.Enroll == nil {
+		return fmt.Errorf("worker %s: an enrolled worker needs Config.Enroll", w.cfg.ID)
+	}
 	if w.cfg.Enroll != nil {
-		if err := w.enroll(ctx); err != nil {
+		var err error
+		if g, err = w.enroll(ctx); err != nil {
 			return err
 		}
 	}
@@ -294,33 +331,33 @@ func (w *Worker) Run(ctx context.Context) error {
 			return fmt.Errorf("worker %s: bad pool %q", w.cfg.ID, p)
 		}
 	}
-	st, err := w.js.Stream(ctx, stream.MissionsStream)
-	if err != nil {
-		return fmt.Errorf("worker %s: stream %s: %w", w.cfg.ID, stream.MissionsStream, err)
-	}
-	if w.skips, err = stream.MissionSkips(ctx, w.js); err != nil {
-		return fmt.Errorf("worker %s: %w", w.cfg.ID, err)
-	}
 	queues := w.cfg.queues()
-	consumers := make(map[queue]jetstream.Consumer, len(queues))
-	for _, q := range queues {
-		c, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-			Durable:       PoolConsumerName(q.project, q.pool),
-			Description:   "workers claiming the missions of project " + q.project + ", pool " + q.pool,
-			FilterSubject: stream.PoolSubject(q.project, q.pool),
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       w.cfg.Lease,
-			// Unlimited: JetStream counts passes as deliveries, and a
-			// bound on deliveries would drop a mission whose matching
-			// worker is busy. The runtime bounds lost leases
-			// (MaxAttempts) and passes (MatchWait) itself.
-			MaxDeliver: -1,
-			MaxWaiting: 4096,
-		})
+	var consumers map[queue]jetstream.Consumer
+	var expiring <-chan time.Time
+	if w.enrolled {
+		s, err := w.connect(ctx, g)
 		if err != nil {
-			return fmt.Errorf("worker %s: consumer for %s pool %s: %w", w.cfg.ID, q.project, q.pool, err)
+			return err
 		}
-		consumers[q] = c
+		defer s.close()
+		if consumers, err = bindConsumers(ctx, w.js, queues); err != nil {
+			return fmt.Errorf("worker %s: %w", w.cfg.ID, err)
+		}
+		expiring = s.expiring
+	} else {
+		kv, err := stream.MissionSkips(ctx, w.js)
+		if err != nil {
+			return fmt.Errorf("worker %s: %w", w.cfg.ID, err)
+		}
+		w.passes = NewKVPasses(kv)
+		consumers = make(map[queue]jetstream.Consumer, len(queues))
+		for _, q := range queues {
+			c, err := EnsureConsumer(ctx, w.js, q.project, q.pool, w.cfg.Lease)
+			if err != nil {
+				return fmt.Errorf("worker %s: %w", w.cfg.ID, err)
+			}
+			consumers[q] = c
+		}
 	}
 	// An enrolled worker was announced (worker.joined) by the server that
 	// granted it; one that was not announces itself.
@@ -372,6 +409,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.log.Info("worker joined", "event", "worker.joined", "projects", w.cfg.Projects, "pools", w.cfg.Pools,
 		"models", w.cfg.Models, "capacity", w.cfg.Capacity)
 
+	var expired error
 	select {
 	case <-ctx.Done():
 		stopConsuming()
@@ -379,6 +417,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		<-hbDone
 		w.log.Warn("worker stopped abruptly", "event", "worker.killed")
 		return ctx.Err()
+	case <-w.lost:
+		stopConsuming()
+		hbCancel()
+		<-hbDone
+		w.log.Error("the worker's NATS credentials expired under it", "event", "worker.credentials_expired")
+		return fmt.Errorf("worker %s: %w: enroll it again", w.cfg.ID, ErrCredentialsExpired)
+	case <-expiring:
+		expired = fmt.Errorf("worker %s: %w soon: it stopped; enroll it again", w.cfg.ID, ErrCredentialsExpired)
+		w.log.Warn("the worker's NATS credentials expire soon: stopping", "event", "worker.credentials_expiring")
 	case <-w.stop:
 	}
 	w.draining.Store(true)
@@ -390,11 +437,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	for _, p := range w.cfg.Projects {
 		if err := w.publish(ctx, fleet.Event{Type: fleet.TypeWorkerLeft, ProjectID: p}, fleet.WorkerLeft{Reason: "stopped"}); err != nil {
-			return err
+			return errors.Join(expired, err)
 		}
 	}
 	w.log.Info("worker left", "event", "worker.left")
-	return nil
+	return expired
 }
 
 // heartbeat publishes worker.heartbeat for every project and renews the
@@ -512,7 +559,7 @@ func (w *Worker) handle(ctx context.Context, q queue, msg jetstream.Msg) {
 	if meta.NumDelivered > 1 {
 		// A redelivery: a lost lease or a pass by a worker that does not
 		// match. Only lost leases are attempts.
-		if skipped, err = w.skipsOf(ctx, meta.Sequence.Stream); err != nil {
+		if skipped, err = w.passes.Count(ctx, q.project, meta.Sequence.Stream); err != nil {
 			// Unknown: leave the mission for another delivery.
 			w.log.Warn("reading a mission's passes failed", "event", "worker.skips_read_failed", "error", err.Error())
 			_ = msg.NakWithDelay(w.cfg.SkipDelay)
@@ -537,7 +584,7 @@ func (w *Worker) handle(ctx context.Context, q queue, msg jetstream.Msg) {
 	defer w.setRunning(-1)
 	w.stats.claimed.Add(1)
 	if w.runMission(ctx, msg, attempt, ev, mq) && skipped > 0 {
-		_ = w.skips.Delete(context.WithoutCancel(ctx), skipKey(meta.Sequence.Stream))
+		_ = w.passes.Clear(context.WithoutCancel(ctx), q.project, meta.Sequence.Stream)
 	}
 }
 
@@ -560,32 +607,13 @@ func Mismatch(q fleet.MissionQueued, models []string, labels map[string]string) 
 	return ""
 }
 
-func skipKey(seq uint64) string { return strconv.FormatUint(seq, 10) }
-
-// skipsOf returns how many deliveries of the MISSIONS message at seq were
-// passed on by workers that do not match it.
-func (w *Worker) skipsOf(ctx context.Context, seq uint64) (uint64, error) {
-	return readSkips(ctx, w.skips, seq)
-}
-
-func readSkips(ctx context.Context, kv jetstream.KeyValue, seq uint64) (uint64, error) {
-	e, err := kv.Get(ctx, skipKey(seq))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	return strconv.ParseUint(string(e.Value()), 10, 64)
-}
-
 // pass hands a delivery the worker does not match back to the queue
 // without running it: it counts the pass for the message first (so the
 // next delivery is not taken for a lost lease), then naks it with a delay
 // that doubles with every pass.
 func (w *Worker) pass(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, ev fleet.Event, why string) {
 	w.stats.skipped.Add(1)
-	n, err := w.countSkip(ctx, meta.Sequence.Stream)
+	n, err := w.passes.Add(ctx, ev.ProjectID, meta.Sequence.Stream)
 	if err != nil {
 		// Not counted: this delivery will look like a lost lease. Better
 		// that than running a mission the worker does not match.
@@ -601,47 +629,12 @@ func (w *Worker) pass(ctx context.Context, msg jetstream.Msg, meta *jetstream.Ms
 	}
 }
 
-// countSkip adds one pass to the message at seq, with compare-and-swap
-// against other workers, and returns the new count.
-func (w *Worker) countSkip(ctx context.Context, seq uint64) (uint64, error) {
-	key := skipKey(seq)
-	for range 16 {
-		e, err := w.skips.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			if _, err := w.skips.Create(ctx, key, []byte("1")); err == nil {
-				return 1, nil
-			} else if !errors.Is(err, jetstream.ErrKeyExists) {
-				return 0, err
-			}
-			continue
-		}
-		if err != nil {
-			return 0, err
-		}
-		n, err := strconv.ParseUint(string(e.Value()), 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("skips of %s: %w", key, err)
-		}
-		if _, err := w.skips.Update(ctx, key, []byte(strconv.FormatUint(n+1, 10)), e.Revision()); err == nil {
-			return n + 1, nil
-		} else if !isConflict(err) {
-			return 0, err
-		}
-	}
-	return 0, fmt.Errorf("skips of %s: too much contention", key)
-}
-
-func isConflict(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
-}
-
 // unmatched fails a mission that no worker matched within MatchWait: it
 // publishes mission.failed with the mission's EndEventID and a reason that
 // names what nobody offered, and terminates the message, without running
 // it.
 func (w *Worker) unmatched(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, queued fleet.Event, q fleet.MissionQueued, pool string, waited time.Duration) {
-	skipped, err := w.skipsOf(ctx, meta.Sequence.Stream)
+	skipped, err := w.passes.Count(ctx, queued.ProjectID, meta.Sequence.Stream)
 	if err != nil {
 		w.log.Warn("reading a mission's passes failed", "event", "worker.skips_read_failed", "error", err.Error())
 	}
@@ -654,7 +647,7 @@ func (w *Worker) unmatched(ctx context.Context, msg jetstream.Msg, meta *jetstre
 	w.log.Warn("no worker matches the mission", "event", "worker.mission_unmatched",
 		"sagewai.project_id", queued.ProjectID, "mission_id", queued.MissionID, "passes", skipped)
 	_ = msg.Term()
-	_ = w.skips.Delete(context.WithoutCancel(ctx), skipKey(meta.Sequence.Stream))
+	_ = w.passes.Clear(context.WithoutCancel(ctx), queued.ProjectID, meta.Sequence.Stream)
 }
 
 // unmatchedReason says what nobody offered a mission of pool queued with
@@ -695,7 +688,7 @@ func (w *Worker) expire(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		"sagewai.project_id", queued.ProjectID, "mission_id", queued.MissionID, "attempts", lost)
 	_ = msg.Term()
 	if skipped > 0 {
-		_ = w.skips.Delete(context.WithoutCancel(ctx), skipKey(meta.Sequence.Stream))
+		_ = w.passes.Clear(context.WithoutCancel(ctx), queued.ProjectID, meta.Sequence.Stream)
 	}
 }
 

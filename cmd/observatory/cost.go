@@ -40,6 +40,7 @@ func costCmd(ctx context.Context, args []string, getenv func(string) string, std
 	fs.SetOutput(stderr)
 	env := func(k, def string) string { return envDefault(getenv, k, def) }
 	natsURL := fs.String("nats-url", env("OBSERVATORY_NATS_URL", ""), "run against this NATS (a running server's) instead of an embedded one in a temporary directory (env OBSERVATORY_NATS_URL)")
+	natsCreds := fs.String("nats-creds", env("OBSERVATORY_NATS_CREDS", ""), "credentials file of a --nats-url user allowed what serve's own user is (env OBSERVATORY_NATS_CREDS)")
 	pricingFile := fs.String("pricing", env("OBSERVATORY_PRICING", ""), "a pricing table to use instead of the embedded one (env OBSERVATORY_PRICING)")
 	missions := fs.Int("missions", envInt(getenv, "OBSERVATORY_COST_MISSIONS", 12), "missions per tenant (env OBSERVATORY_COST_MISSIONS)")
 	seed := fs.Uint64("seed", uint64(envInt(getenv, "OBSERVATORY_COST_SEED", 34)), "seed of the workload (env OBSERVATORY_COST_SEED)")
@@ -59,7 +60,7 @@ func costCmd(ctx context.Context, args []string, getenv func(string) string, std
 		out = io.Discard
 	}
 	fig, err := costreport.Run(ctx, costreport.Config{
-		NATSURL: *natsURL, Pricing: pricing, Missions: *missions, Seed: *seed, Out: out,
+		NATSURL: *natsURL, NATSCreds: *natsCreds, Pricing: pricing, Missions: *missions, Seed: *seed, Out: out,
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {

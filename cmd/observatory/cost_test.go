@@ -61,7 +61,7 @@ func TestCostAgreesWithTheServer(t *testing.T) {
 	// stamps with the wall clock.
 	start := time.Now().UTC().Add(-time.Second)
 	var fig costreport.Figures
-	if err := json.Unmarshal([]byte(runCmd(t, "cost", "--json", "--missions", "6", "--nats-url", s.nats)), &fig); err != nil {
+	if err := json.Unmarshal([]byte(runCmd(t, "cost", "--json", "--missions", "6", "--nats-url", s.nats, "--nats-creds", s.credsFile(t))), &fig); err != nil {
 		t.Fatal(err)
 	}
 	if !fig.Agree || len(fig.ByProject) != 2 || fig.GrandTotalUSD == 0 || fig.Missions != 12 {
@@ -133,10 +133,7 @@ func TestCostAgreesWithTheServer(t *testing.T) {
 	}()
 	for _, p := range fig.ByProject {
 		streamtest.Eventually(t, 10*time.Second, func() bool {
-			resp, err := http.Get(s.base + "/metrics")
-			if err != nil {
-				t.Fatal(err)
-			}
+			resp := getMetrics(t, s.base)
 			defer resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
 				t.Fatalf("GET /metrics: %d, want 200", resp.StatusCode)

@@ -43,6 +43,11 @@ type demoRun struct {
 	hub      *stream.Hub
 	base     string
 	password string
+	// enrolled runs the workers on the NATS credentials their enrollment
+	// gives them, as workers on other machines run; false (an external
+	// NATS without an account signing key: no credentials to give) runs
+	// them on the server's own connection.
+	enrolled bool
 	log      *slog.Logger
 	// began is when the command started, the origin of the time to alive.
 	began time.Time
@@ -103,8 +108,9 @@ func (d *demoRun) run(ctx context.Context) error {
 	for _, t := range load.Tenants() {
 		tenants = append(tenants, t.Project)
 	}
-	// The workers enroll with a key scoped to the three tenants, as
-	// workers on other machines would.
+	// The workers enroll with a key scoped to the three tenants and
+	// connect with the NATS credentials they receive, as workers on other
+	// machines would.
 	key, err := load.EnrollmentKey(ctx, tenants, "24h")
 	if err != nil {
 		if ctx.Err() != nil {
@@ -116,10 +122,15 @@ func (d *demoRun) run(ctx context.Context) error {
 	agent := worker.Synthetic(worker.SyntheticConfig{TimeScale: d.o.timeScale})
 	workers := make([]*worker.Worker, d.o.workers)
 	for i := range workers {
-		workers[i] = worker.New(d.js, d.pub, worker.Config{
+		cfg := worker.Config{
 			ID: fmt.Sprintf("w-demo-%02d", i+1), Projects: fleetload.Enrolment(tenants, i), Capacity: 1, Agent: agent, Host: "demo", Logger: d.log,
 			Enroll: enroll,
-		})
+		}
+		if d.enrolled {
+			workers[i] = worker.Enrolled(cfg)
+		} else {
+			workers[i] = worker.New(d.js, d.pub, cfg)
+		}
 		w := workers[i]
 		wg.Add(1)
 		go func() {

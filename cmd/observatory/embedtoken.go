@@ -9,26 +9,25 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/sagewai/observatory/fleet"
-	"github.com/sagewai/observatory/rig"
-	"github.com/sagewai/observatory/stream"
 	"github.com/sagewai/observatory/web"
 )
 
-// embedTokenCmd runs `observatory embed-token`: it reads the signing key
-// the servers share from NATS and prints a signed, short-lived, read-only
-// token for one project, for an iframe's /hud?embed=1&embed_token=... URL.
-// The token goes to stdout alone (for scripts); the iframe snippet to
-// stderr.
+// embedTokenCmd runs `observatory embed-token`: it reads the signing
+// keys the servers use (the same --data-dir or --signing-key-file, or
+// OBSERVATORY_SIGNING_KEY) and prints a signed, short-lived, read-only
+// token for one project, for an iframe's /hud?embed=1&embed_token=...
+// URL. The token goes to stdout alone (for scripts); the iframe snippet
+// to stderr. POST /api/v1/projects/{project}/embed-tokens does the same
+// through the API.
 func embedTokenCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("embed-token", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	env := func(k, def string) string { return envDefault(getenv, k, def) }
 	project := fs.String("project", env("OBSERVATORY_PROJECT", ""), "the project the token may read (env OBSERVATORY_PROJECT)")
 	ttl := fs.Duration("ttl", envDuration(getenv, "OBSERVATORY_EMBED_TTL", web.DefaultEmbedTokenTTL), fmt.Sprintf("how long the token lasts, at most %s (env OBSERVATORY_EMBED_TTL)", web.MaxEmbedTokenTTL))
-	natsURL := fs.String("nats-url", env("OBSERVATORY_NATS_URL", "nats://"+stream.DefaultListen), "the NATS the servers use (env OBSERVATORY_NATS_URL)")
+	dataDir := fs.String("data-dir", env("OBSERVATORY_DATA_DIR", "./data"), "the server's data directory, where its signing keys are (env OBSERVATORY_DATA_DIR)")
+	keys := addKeyFlags(fs, getenv, dataDir)
 	hudURL := fs.String("hud-url", env("OBSERVATORY_HUD_URL", "http://localhost:3001/hud"), "the HUD's URL, for the iframe snippet (env OBSERVATORY_HUD_URL)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -45,13 +44,11 @@ func embedTokenCmd(ctx context.Context, args []string, getenv func(string) strin
 	if *ttl <= 0 || *ttl > web.MaxEmbedTokenTTL {
 		return fmt.Errorf("embed-token: --ttl %s: want more than 0 and at most %s", *ttl, web.MaxEmbedTokenTTL)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	key, err := readSigningKey(ctx, *natsURL)
+	ring, err := keys.read()
 	if err != nil {
 		return fmt.Errorf("embed-token: %w", err)
 	}
-	tok, exp, err := web.SignEmbedToken(key, *project, *ttl, time.Now())
+	tok, exp, err := web.SignEmbedTokenRing(ring, *project, *ttl, time.Now())
 	if err != nil {
 		return fmt.Errorf("embed-token: %w", err)
 	}
@@ -60,33 +57,4 @@ func embedTokenCmd(ctx context.Context, args []string, getenv func(string) strin
 	fmt.Fprintf(stderr, "embed token for project %s, expires %s (in %s); framing needs serve --embed-origins:\n", *project, exp.Format(time.RFC3339), *ttl)
 	fmt.Fprintf(stderr, "  <iframe src=\"%s?%s\"></iframe>\n", *hudURL, q.Encode())
 	return nil
-}
-
-// readSigningKey reads the signing key from the credentials bucket. It
-// never creates one: a key nobody serves with would sign useless tokens.
-func readSigningKey(ctx context.Context, natsURL string) ([]byte, error) {
-	nc, err := stream.Connect(natsURL, nil, "observatory-embed-token")
-	if err != nil {
-		return nil, err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: %w", err)
-	}
-	kv, err := js.KeyValue(ctx, rig.CredentialsBucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, fmt.Errorf("no signing key at %s yet: start `observatory serve` first", natsURL)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("credentials bucket: %w", err)
-	}
-	e, err := kv.Get(ctx, rig.SigningKeyName)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, fmt.Errorf("no signing key at %s yet: start `observatory serve` first", natsURL)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("signing key: %w", err)
-	}
-	return e.Value(), nil
 }

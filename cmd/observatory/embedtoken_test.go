@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,17 +16,18 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/sagewai/observatory/protocol"
-	"github.com/sagewai/observatory/stream"
 )
 
-// TestEmbedToken issues a token with `observatory embed-token` against a
-// running `observatory serve` (the signing key comes from its NATS) and
-// checks that it opens that project's embedded HUD and nothing else.
+// TestEmbedToken issues a token with `observatory embed-token` for a
+// running `observatory serve` (the signing keys come from its data
+// directory, never from NATS) and checks that it opens that project's
+// embedded HUD and nothing else.
 func TestEmbedToken(t *testing.T) {
-	s := startServe(t, "--embed-origins", "https://admin.example.com")
+	dataDir := t.TempDir()
+	s := startServe(t, "--embed-origins", "https://admin.example.com", "--data-dir", dataDir)
 	var out, errOut bytes.Buffer
 	noEnv := func(string) string { return "" }
-	if err := run(context.Background(), []string{"embed-token", "--project", "acme", "--ttl", "1h", "--nats-url", s.nats}, noEnv, &out, &errOut); err != nil {
+	if err := run(context.Background(), []string{"embed-token", "--project", "acme", "--ttl", "1h", "--data-dir", dataDir}, noEnv, &out, &errOut); err != nil {
 		t.Fatalf("embed-token: %v\n%s", err, errOut.String())
 	}
 	tok := strings.TrimSpace(out.String())
@@ -77,21 +81,24 @@ func TestEmbedToken(t *testing.T) {
 }
 
 func TestEmbedTokenRefusals(t *testing.T) {
-	ns, err := stream.StartServer(stream.ServerConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
-	if err != nil {
+	dir := t.TempDir()
+	exposed := filepath.Join(t.TempDir(), "signing.json")
+	if err := run(context.Background(), []string{"rotate-key", "--signing-key-file", exposed}, noEnv, io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	defer ns.Shutdown()
+	if err := os.Chmod(exposed, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		args []string
 		want string
 	}{
-		{"no project", []string{"--nats-url", ns.ClientURL()}, "--project is required"},
-		{"too long", []string{"--project", "acme", "--ttl", "2h", "--nats-url", ns.ClientURL()}, "at most 1h0m0s"},
-		{"not a project", []string{"--project", "Not A Project", "--nats-url", ns.ClientURL()}, "not a project id"},
-		{"no server has run", []string{"--project", "acme", "--nats-url", ns.ClientURL()}, "start `observatory serve` first"},
-		{"no NATS", []string{"--project", "acme", "--nats-url", "nats://127.0.0.1:1"}, "connect nats"},
+		{"no project", []string{"--data-dir", dir}, "--project is required"},
+		{"too long", []string{"--project", "acme", "--ttl", "2h", "--data-dir", dir}, "at most 1h0m0s"},
+		{"not a project", []string{"--project", "Not A Project", "--data-dir", dir}, "not a project id"},
+		{"no server has run", []string{"--project", "acme", "--data-dir", dir}, "start `observatory serve`"},
+		{"a key file others can read", []string{"--project", "acme", "--signing-key-file", exposed}, "chmod 600"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
@@ -103,5 +110,8 @@ func TestEmbedTokenRefusals(t *testing.T) {
 				t.Errorf("stdout %q on failure", out.String())
 			}
 		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "keys")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("embed-token made a key file: %v", err)
 	}
 }

@@ -31,6 +31,7 @@ func fleetCmd(ctx context.Context, args []string, getenv func(string) string, st
 	fs.Float64Var(&c.Rate, "rate", 20, "missions per second created through the admin API")
 	fs.Float64Var(&c.TimeScale, "time-scale", 0.02, "speed of the synthetic agent: 1 is real time, 0.02 runs a 10 s mission in 200 ms")
 	fs.StringVar(&c.NATSURL, "nats-url", env("OBSERVATORY_NATS_URL", ""), "run against this NATS instead of an embedded one in a temporary directory (env OBSERVATORY_NATS_URL)")
+	fs.StringVar(&c.NATSCreds, "nats-creds", env("OBSERVATORY_NATS_CREDS", ""), "with --nats-url: the credentials file of a user allowed what the example does (env OBSERVATORY_NATS_CREDS)")
 	fs.DurationVar(&c.Timeout, "timeout", 3*time.Minute, "give up waiting for the missions to end after this long")
 	fs.Uint64Var(&c.Seed, "seed", 40, "seed of the workload")
 	fs.BoolVar(&asJSON, "json", false, "print only the figures, as one JSON object")

@@ -36,10 +36,7 @@ func noEnv(string) string { return "" }
 // /api/v1/projects/:project/missions 404").
 func httpAnswers(t *testing.T, base string) map[string]int64 {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := getMetrics(t, base)
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /metrics: %d", resp.StatusCode)
@@ -249,10 +246,7 @@ func TestLiveAgainstServe(t *testing.T) {
 	}, "the fleet view never showed the three project budgets with their caps")
 	// /metrics reports the caps the gate holds from the start, before any
 	// budget.* event: the board's budget panels have data at once.
-	resp, err := http.Get(s.base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := getMetrics(t, s.base)
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, tn := range live.DefaultTenants() {
@@ -500,7 +494,7 @@ func TestLiveFailsOnUnexpectedAnswers(t *testing.T) {
 	lr := startLive(t, "--url", s.base, "--duration", "10m", "--mission-rate", "8", "--read-rate", "20", "--probe-every", "1s", "--seed", "5")
 	liveSetUp(t, lr, s, admin)
 
-	_, js := publisherFor(t, s.nats)
+	_, js := s.natsAdmin(t)
 	kv, err := js.KeyValue(context.Background(), stream.RegistryBucket)
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ commands:
   demo    serve plus fleet plus live in one process: real workers, three tenants, live traffic
   tail    print a scope's snapshot and diffs as JSON lines
   embed-token  print a short-lived embed token for one project's HUD iframe
+  rotate-key   rotate the token signing keys; old tokens verify for --grace (24h)
   healthcheck  exit 0 if the server's readiness probe answers 200 (for container images)
   fleet   example 40: workers claiming missions of three tenants under load, with proof
   live    example 43: mixed-tenant HTTP traffic against a running server, with proof
@@ -42,6 +43,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = tailCmd(ctx, rest, getenv, stdout, stderr)
 	case "embed-token":
 		err = embedTokenCmd(ctx, rest, getenv, stdout, stderr)
+	case "rotate-key":
+		err = rotateKeyCmd(ctx, rest, getenv, stdout, stderr)
 	case "live":
 		err = liveCmd(ctx, rest, getenv, stdout, stderr)
 	case "healthcheck":

@@ -8,12 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
@@ -40,6 +38,10 @@ type serveConfig struct {
 	demo          demoOptions
 	pricingFile   string
 	holdTTL       time.Duration
+	nats          natsFlags
+	edge          edgeConfig
+	auth          authFlags
+	bounds        boundsFlags
 }
 
 func serveFlags(name string, getenv func(string) string, stderr io.Writer, demo bool) (*flag.FlagSet, *serveConfig) {
@@ -47,10 +49,11 @@ func serveFlags(name string, getenv func(string) string, stderr io.Writer, demo 
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	env := func(k, def string) string { return envDefault(getenv, k, def) }
-	fs.StringVar(&c.addr, "addr", env("OBSERVATORY_ADDR", ":3001"), "HTTP listen address (env OBSERVATORY_ADDR)")
+	fs.StringVar(&c.addr, "addr", env("OBSERVATORY_ADDR", defaultAddr), "HTTP listen address; beyond loopback it needs --public-url and a non-default --admin-password (env OBSERVATORY_ADDR)")
 	fs.StringVar(&c.dataDir, "data-dir", env("OBSERVATORY_DATA_DIR", "./data"), "where the embedded NATS and checkpoints live (env OBSERVATORY_DATA_DIR)")
 	fs.StringVar(&c.natsListen, "nats-listen", env("OBSERVATORY_NATS_LISTEN", stream.DefaultListen), "embedded NATS listen address (env OBSERVATORY_NATS_LISTEN)")
-	fs.StringVar(&c.natsURL, "nats-url", env("OBSERVATORY_NATS_URL", ""), "use this NATS instead of embedding one (env OBSERVATORY_NATS_URL)")
+	fs.StringVar(&c.natsURL, "nats-url", env("OBSERVATORY_NATS_URL", ""), "use this NATS instead of embedding one: a URL or comma-separated cluster URLs (env OBSERVATORY_NATS_URL)")
+	c.nats.register(fs, getenv)
 	fs.StringVar(&c.origins, "allowed-origins", env("OBSERVATORY_ALLOWED_ORIGINS", ""), "comma-separated Origin patterns allowed on /ws besides the same host (env OBSERVATORY_ALLOWED_ORIGINS)")
 	fs.StringVar(&c.embedOrigins, "embed-origins", env("OBSERVATORY_EMBED_ORIGINS", ""), "comma-separated origins allowed to frame the HUD (/hud?embed=1), e.g. https://admin.example.com; empty: none (env OBSERVATORY_EMBED_ORIGINS)")
 	fs.StringVar(&c.adminPassword, "admin-password", env("OBSERVATORY_ADMIN_PASSWORD", "admin"), "password of the admin user (env OBSERVATORY_ADMIN_PASSWORD)")
@@ -66,6 +69,9 @@ func serveFlags(name string, getenv func(string) string, stderr io.Writer, demo 
 		fs.Float64Var(&c.demo.timeScale, "time-scale", envFloat(getenv, "OBSERVATORY_DEMO_TIME_SCALE", 0.5), "speed of the synthetic agents: 1 is real time, 0.5 runs a 20 s mission in 10 s (env OBSERVATORY_DEMO_TIME_SCALE)")
 		fs.DurationVar(&c.demo.crossEvery, "cross-tenant-every", envDuration(getenv, "OBSERVATORY_DEMO_CROSS_TENANT_EVERY", time.Minute), "interval of the workload's cross-tenant attempts, which the server refuses and audits (0: none) (env OBSERVATORY_DEMO_CROSS_TENANT_EVERY)")
 	}
+	edgeFlags(fs, getenv, &c.edge, demo)
+	addAuthFlags(fs, getenv, &c.dataDir, &c.auth)
+	c.bounds.register(fs, getenv)
 	return fs, c
 }
 
@@ -92,6 +98,12 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%s: unexpected arguments %q", name, fs.Args())
+	}
+	if err := c.edge.check(ctx, name, c.addr, c.adminPassword); err != nil {
+		return err
+	}
+	if err := c.bounds.check(); err != nil {
+		return usagef("%s: %v", name, err)
 	}
 	if demo {
 		switch {
@@ -130,34 +142,38 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("%s: %w", name, err)
 	}
 
-	var ns *server.Server
-	if c.natsURL == "" {
-		var err error
-		ns, err = stream.StartServer(stream.ServerConfig{StoreDir: c.dataDir, Listen: c.natsListen, SyncAlways: c.syncAlways})
-		if err != nil {
-			return err
-		}
-		defer ns.Shutdown()
-	}
-	nc, err := stream.Connect(c.natsURL, ns, "observatory-"+name)
+	// The embedded NATS runs in operator mode and serve connects as its
+	// own user (natsplane.go).
+	dp, err := openDataPlane(c, name, log)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
+	defer dp.close()
+	nc := dp.nc
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	setupCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	if err := stream.EnsureStreams(setupCtx, js, stream.StreamsConfig{FleetMaxAge: c.fleetMaxAge}); err != nil {
+	if err := stream.EnsureStreams(setupCtx, js, c.bounds.streams(stream.StreamsConfig{FleetMaxAge: c.fleetMaxAge, MaxStore: dp.maxStore()})); err != nil {
 		return err
 	}
-	key, err := rig.SigningKey(setupCtx, js)
+	// The signing keys live in a file (or the environment), never in
+	// NATS; an older release's key is moved out of it.
+	edgeAuth, err := c.auth.setup(setupCtx, js, tel.MetricsHandler(), log)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	defer edgeAuth.close()
+	registry, err := stream.OpenRegistry(setupCtx, js, stream.RegistryConfig{})
 	if err != nil {
 		return err
 	}
-	registry, err := stream.OpenRegistry(setupCtx, js, stream.RegistryConfig{})
+	// The projects of the admin API's registry keep their own metric
+	// labels whatever ids a flood of events makes up.
+	projects := stream.NewProjectSet(registry.Records)
+	workers, err := dp.workers(setupCtx, js)
 	if err != nil {
 		return err
 	}
@@ -168,6 +184,7 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 		Logger:      log,
 		Pricing:     pricing,
 		Observe:     tel.ObserveFleet,
+		Limits:      c.bounds.limits,
 	})
 	if err := hub.RegisterMetrics(tel.MeterProvider()); err != nil {
 		return fmt.Errorf("hub metrics: %w", err)
@@ -177,16 +194,17 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	if err := tel.WatchFleet(telemetry.FleetSource{
-		View: hub.View, Live: func() bool { return hub.Ready() == nil },
+		View: hub.View, Live: func() bool { return hub.Ready() == nil }, Registered: projects.Has,
 		Budgets: func(ctx context.Context) ([]fleet.BudgetStanding, error) { return ledger.Budgets(ctx, "") },
 	}); err != nil {
 		return err
 	}
-	srv, err := web.New(web.Config{
+	srv, err := web.New(c.edge.apply(web.Config{
 		AllowedOrigins: splitList(c.origins),
 		EmbedOrigins:   splitList(c.embedOrigins),
 		AdminPassword:  c.adminPassword,
-		SigningKey:     key,
+		Keys:           edgeAuth.ring,
+		Revocations:    edgeAuth.revocations,
 		Logger:         log,
 		Records:        registry.Records,
 		Work:           registry.Work,
@@ -196,10 +214,11 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 		Budgets:        ledger,
 		BudgetStore:    ledger,
 		Costs:          stream.NewCosts(js, pricing),
+		Workers:        workers,
 		Metrics:        tel.MetricsHandler(),
 		MeterProvider:  tel.MeterProvider(),
 		TracerProvider: tel.TracerProvider(),
-	}, hub, pub)
+	}), hub, pub)
 	if err != nil {
 		return err
 	}
@@ -207,7 +226,7 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("%s: listen %s: %w", name, c.addr, err)
 	}
-	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := srv.HTTPServer()
 
 	// The demo's fleet and workload stop first, while the server still
 	// answers; only then does the server stop (serveCtx).
@@ -217,17 +236,21 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	defer stopServe()
 	g, gctx := errgroup.WithContext(serveCtx)
-	g.Go(func() error { return hub.Run(gctx) })
+	g.Go(func() error { return projects.Run(gctx) })
+	// The hub starts once the registry's projects are known, so that the
+	// replay's series are labelled as they will stay.
+	g.Go(func() error {
+		if err := projects.Wait(gctx); err != nil {
+			return err
+		}
+		return hub.Run(gctx)
+	})
 	g.Go(func() error { return ledger.Run(gctx) })
 	// Clock ticks let the fold's clock move when nothing else is published
 	// (quiet workers turn stale and offline); replicas' ticks dedupe.
 	g.Go(func() error { return stream.NewClock(pub, 0, log).Run(gctx) })
-	g.Go(func() error {
-		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http: %w", err)
-		}
-		return nil
-	})
+	g.Go(func() error { return serveHTTP(httpSrv, ln) })
+	edgeAuth.run(gctx, g, srv)
 	g.Go(func() error {
 		<-gctx.Done()
 		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -238,7 +261,7 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	})
 	var d *demoRun
 	if demo {
-		d = &demoRun{o: c.demo, nc: nc, js: js, pub: pub, hub: hub, base: "http://" + displayAddr(ln.Addr()), password: c.adminPassword, log: log, began: began}
+		d = &demoRun{o: c.demo, nc: nc, js: js, pub: pub, hub: hub, base: "http://" + displayAddr(ln.Addr()), password: c.adminPassword, enrolled: dp.authority != nil, log: log, began: began}
 		g.Go(func() error {
 			defer stopServe()
 			dctx, cancel := context.WithCancel(ctx)
@@ -248,7 +271,8 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 			return d.run(dctx)
 		})
 	}
-	printBanner(stdout, name, ln.Addr(), c, ns)
+	printBanner(stdout, name, ln.Addr(), c, dp)
+	edgeAuth.printBanner(stdout)
 	printTelemetry(stdout, ln.Addr(), tel)
 	if demo {
 		fmt.Fprintf(stdout, "  fleet        %d workers, three tenants (acme, globex, initech), %g missions/s through the admin API; Ctrl-C prints the proof\n",
@@ -267,9 +291,9 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	return nil
 }
 
-func printBanner(w io.Writer, name string, addr net.Addr, c *serveConfig, ns *server.Server) {
-	base := "http://" + displayAddr(addr)
-	fmt.Fprintf(w, "observatory %s: serving %s\n", name, base)
+func printBanner(w io.Writer, name string, addr net.Addr, c *serveConfig, dp *dataPlane) {
+	base := c.edge.baseURL(addr)
+	fmt.Fprintf(w, "observatory %s: serving %s%s\n", name, base, c.edge.listening(addr))
 	fmt.Fprintf(w, "  live stream  %s/ws (subprotocol observatory.v1)\n", strings.Replace(base, "http", "ws", 1))
 	fmt.Fprintf(w, "  fleet API    %s/api/v1/fleet\n", base)
 	fmt.Fprintf(w, "  HUD          %s/hud\n", base)
@@ -278,11 +302,7 @@ func printBanner(w io.Writer, name string, addr net.Addr, c *serveConfig, ns *se
 	} else {
 		fmt.Fprintf(w, "  login        admin / (the password you set)\n")
 	}
-	if ns != nil {
-		fmt.Fprintf(w, "  NATS         %s (embedded, data in %s)\n", ns.ClientURL(), c.dataDir)
-	} else {
-		fmt.Fprintf(w, "  NATS         %s\n", c.natsURL)
-	}
+	dp.printBanner(w, c.dataDir)
 	fmt.Fprintf(w, "  follow it    go run ./cmd/observatory tail --url %s/ws\n", strings.Replace(base, "http", "ws", 1))
 }
 

@@ -203,3 +203,18 @@ func ProjectBudget(typ, project string, limit, spent fleet.Micros, action string
 		Data: fleet.BudgetNotice{Scope: "project", ScopeID: project, Period: "daily",
 			LimitUSD: limit, SpentUSD: spent, Action: action}}.Event()
 }
+
+// ProjectCreated is a project.created event, as the admin API announces a
+// project it creates.
+func ProjectCreated(project string, t time.Time) fleet.Event {
+	return E{Type: fleet.TypeProjectCreated, Time: t, ProjectID: project,
+		Data: map[string]any{"name": project, "created_by": "admin"}}.Event()
+}
+
+// UserBudget is a budget.status event about the daily budget of user in
+// project.
+func UserBudget(project, user string, limit, spent fleet.Micros, t time.Time) fleet.Event {
+	return E{Type: fleet.TypeBudgetStatus, Time: t, ProjectID: project, UserID: user,
+		Data: fleet.BudgetNotice{Scope: fleet.BudgetScopeUser, ScopeID: user, Period: fleet.PeriodDaily,
+			LimitUSD: limit, SpentUSD: spent, Action: fleet.ActionWarn}}.Event()
+}

@@ -24,10 +24,11 @@ type Options struct {
 	// fleet.ClockEvery, on the interval boundaries, always the last one
 	// before the next message. Without it the stream has none.
 	ClockTicks bool
-	// SharedIDs gives every project the same agent, mission and run ids
-	// (agent-01, m-0001, r-00001, ...), so that tenants' ids collide the
-	// way they may in a real fleet, where nothing stops two tenants from
-	// naming things alike. Without it ids carry the project's name.
+	// SharedIDs gives every project the same agent, mission, run and
+	// worker ids (t-agent-01, t-m-0001, t-r-00001, t-w-01, ...), so that
+	// tenants' ids collide the way they may in a real fleet, where nothing
+	// stops two tenants from naming things alike (or a hostile one from
+	// naming another's). Without it ids carry the project's name.
 	SharedIDs bool
 	// EdgeTimes stamps one event in a hundred about an hour (59 to 61
 	// minutes) and one in two hundred about a day before it is stored, so
@@ -52,12 +53,12 @@ const UnknownType = "custom.thing"
 // projects: workers joining, heartbeating and leaving; agents created and
 // changing state; missions queued, claimed, progressing, completed, failed
 // and retried; runs with priced and unpriced llm.call and tool.call events;
-// budget notices; and mixed in, the faults of a real stream: exact
-// duplicates, late and future event times, unknown types and invalid
-// messages of every rejection reason. At advances monotonically (it plays
-// the stream's stored time) with occasional long gaps, so windows expire,
-// workers go stale and offline, and some seeds run past a UTC midnight or a
-// whole day.
+// budget notices; projects announced (project.created); and mixed in, the
+// faults of a real stream: exact duplicates, late and future event times,
+// unknown types and invalid messages of every rejection reason. At
+// advances monotonically (it plays the stream's stored time) with
+// occasional long gaps, so windows expire, workers go stale and offline,
+// and some seeds run past a UTC midnight or a whole day.
 func Generate(rng *rand.Rand, n int, opts Options) []Msg {
 	g := &gen{rng: rng, tag: randTag(rng), ticks: opts.ClockTicks, sharedIDs: opts.SharedIDs, edgeTimes: opts.EdgeTimes}
 	projects := opts.Projects
@@ -404,6 +405,7 @@ func (g *gen) normal(p *proj) {
 		{0.4, func() { g.login(p) }},
 		{1.5, func() { g.sharedHeartbeat(p) }},
 		{1, func() { g.llmCall(p, nil) }},
+		{0.1, func() { g.projectCreated(p) }},
 	}
 	if online < 2 || len(p.workers) < 6 {
 		acts = append(acts, action{3, func() { g.workerJoined(p) }})
@@ -465,7 +467,7 @@ func (g *gen) workerJoined(p *proj) {
 	}
 	if w == nil {
 		p.nworker++
-		w = &worker{id: fmt.Sprintf("%s-w-%02d", p.id, p.nworker)}
+		w = &worker{id: fmt.Sprintf("%s-w-%02d", g.owner(p), p.nworker)}
 		p.workers = append(p.workers, w)
 	}
 	w.online = true
@@ -652,7 +654,9 @@ func (g *gen) runDone(p *proj, typ string) {
 	g.emit(e)
 }
 
-// budget is a server-emitted budget notice about the project or one of its teams.
+// budget is a server-emitted budget notice about the project, one of its
+// teams, or a global budget that the project's work reached (published
+// under the project, as the budget gate does).
 func (g *gen) budget(p *proj) {
 	typ := fleet.TypeBudgetWarning
 	if g.chance(0.3) {
@@ -662,13 +666,35 @@ func (g *gen) budget(p *proj) {
 	limit := 5 + g.pick(200)
 	spent := float64(limit) * (0.8 + g.rng.Float64()*0.4)
 	scope, scopeID := "project", p.id
-	if g.chance(0.4) {
+	switch r := g.rng.Float64(); {
+	case r < 0.4:
 		scope, scopeID = "team", []string{"support", "research", "ops"}[g.pick(3)]
 		e["team_id"] = scopeID
+	case r < 0.6:
+		scope, scopeID = "global", ""
 	}
 	action := []string{"warn", "throttle", "stop"}[g.pick(3)]
-	e["data"] = map[string]any{"scope": scope, "scope_id": scopeID, "period": []string{"daily", "monthly"}[g.pick(2)],
+	period := []string{"daily", "monthly"}[g.pick(2)]
+	data := map[string]any{"scope": scope, "scope_id": scopeID, "period": period,
 		"limit_usd": limit, "spent_usd": fmt.Sprintf("%.4f", spent), "action": action}
+	if limit%2 == 0 {
+		// The end of the period, as the gate reports it (most notices).
+		day := g.at.UTC().Truncate(24 * time.Hour)
+		end := day.AddDate(0, 0, 1)
+		if period == "monthly" {
+			end = time.Date(day.Year(), day.Month()+1, 1, 0, 0, 0, 0, time.UTC)
+		}
+		data["resets_at"] = end.Format(time.RFC3339)
+	}
+	e["data"] = data
+	g.emit(e)
+}
+
+// projectCreated is the admin API's announcement of the project (again,
+// as a server that replays its registry would).
+func (g *gen) projectCreated(p *proj) {
+	e := g.env(fleet.TypeProjectCreated, p)
+	e["data"] = map[string]any{"name": p.id, "created_by": "admin"}
 	g.emit(e)
 }
 

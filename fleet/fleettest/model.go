@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,20 +41,44 @@ import (
 //     until it joins again; an offline worker silent for an hour is
 //     forgotten. An agent is active while its last event is less than five
 //     minutes old and it is not offline.
-//   - Tenants never share an agent, a mission or a run: an id belongs to the
-//     project that used it first, and another project's events about it
-//     change nothing of it.
+//   - Each project's agents, missions and runs are its own: the same id in
+//     two projects names two entities, and no event of one project changes
+//     anything of another's. A worker has one record per project, fed by
+//     that project's events only. In the whole fleet's view an agent or a
+//     mission is keyed "<project>/<id>" (and carries that id) while another
+//     project has one of the same id or its id holds a "/", and a
+//     mission's agent_id there is its agent's key ("<project>/<id>" when
+//     the project has no such agent); a worker is one entry for all its
+//     records: projects listed, the liveliest status, the other fields of
+//     the liveliest record last seen (the first project's on a tie).
+//   - A mission's first completed or failed in its project ends it; repeats
+//     change nothing, and a failed mission counts one error.
+//   - A budget notice about a global budget (which sums every project's
+//     spend) shows its figures in the whole fleet's view only: in its
+//     project's own scope the budget has no limit, spend or pct
+//     (figures_withheld) and its ticker line says that a global cap of
+//     that period and action applies, and when it resets.
+//   - The bounds of fleet.Limits (Model.Limits): an event that would make
+//     a project (not announced, or announced, by project.created), a
+//     project's agent, mission in flight, worker record or budget past its
+//     bound is rejected and changes nothing; a project's open runs past
+//     OpenRuns drop the oldest opened; an agent no event named for
+//     ForgetAgentsAfter is forgotten.
 //
-// The model remembers everything: it has none of the fold's bounds (65,536
-// event ids for dedupe, 16,384 finished missions and open runs), so it
-// agrees with the fold only on streams shorter than those. It assumes
-// stored times never go back, as a stream's do.
+// The model remembers everything the limits do not bound: it has none of
+// the fold's memory bounds (65,536 event ids for dedupe, FinishedMissions
+// finished missions per project), so it agrees with the fold only on
+// streams that stay within those. It assumes stored times never go back,
+// as a stream's do.
 type Model struct {
 	// Pricing prices calls (nil: fleet.DefaultPricing()).
 	Pricing *fleet.Pricing
 	// StaleAfter and OfflineAfter are the liveness thresholds (zero: the
 	// fleet defaults), as fleet.State.SetLiveness takes them.
 	StaleAfter, OfflineAfter time.Duration
+	// Limits are the bounds (zero fields: fleet.DefaultLimits), as
+	// fleet.State.SetLimits takes them.
+	Limits fleet.Limits
 }
 
 // defaultPricing is fleet.DefaultPricing, parsed once.
@@ -136,7 +161,8 @@ func payloadOf(ev fleet.Event) any {
 	return p
 }
 
-// folded is one event the fold takes in: valid, seen for the first time.
+// folded is one event the fold takes in: valid, seen for the first time
+// in its project, within the limits.
 type folded struct {
 	seq   uint64
 	at    time.Time // stored time
@@ -144,9 +170,18 @@ type folded struct {
 	clock time.Time // the clock when it was folded
 	ev    *fleet.Event
 	data  any
-	// text and level are its ticker line.
-	text, level string
+	// text and level are its ticker line; own, when not empty, is the line
+	// its project's own scope shows instead (a global budget's notice,
+	// without its figures).
+	text, level, own string
+	// ended is true for the mission.completed or failed that ends its
+	// mission (the first of that mission id in its project).
+	ended bool
 }
+
+// key names an entity of a project: an agent, a mission, a run or the
+// project's record of a worker.
+type key struct{ project, id string }
 
 // Derived is what the model makes of a list of records: everything a
 // State shows, computed at once.
@@ -156,10 +191,13 @@ type Derived struct {
 	clock    time.Time
 	counts   fleet.Counts
 	projects map[string]*fleet.Project
-	agents   map[string]*fleet.Agent
-	workers  map[string]*fleet.Worker
-	missions map[string]*fleet.Mission
+	agents   map[key]*fleet.Agent
+	workers  map[key]*fleet.Worker
+	missions map[key]*fleet.Mission
 	budgets  map[string]*fleet.Budget
+	// agentAt is when an event last named each agent (it is forgotten
+	// Limits.ForgetAgentsAfter later).
+	agentAt map[key]time.Time
 	// ticker is every event the ticker shows, oldest first.
 	ticker []*folded
 	// windowed are the events that count in a window: their times, and
@@ -194,29 +232,35 @@ func (m Model) Derive(recs []Record) *Derived {
 		m.OfflineAfter = fleet.OfflineAfter
 	}
 	m.OfflineAfter = max(m.OfflineAfter, m.StaleAfter)
+	m.Limits = m.Limits.WithDefaults()
 
 	d := &Derived{
 		model:    m,
-		projects: map[string]*fleet.Project{}, agents: map[string]*fleet.Agent{}, workers: map[string]*fleet.Worker{},
-		missions: map[string]*fleet.Mission{}, budgets: map[string]*fleet.Budget{},
+		projects: map[string]*fleet.Project{}, agents: map[key]*fleet.Agent{}, workers: map[key]*fleet.Worker{},
+		missions: map[key]*fleet.Mission{}, budgets: map[string]*fleet.Budget{}, agentAt: map[key]time.Time{},
 	}
 	buf := make([]folded, 0, len(recs))
 	evs := make([]*folded, 0, len(recs))
-	seen := make(map[string]bool, len(recs))
+	seen := make(map[key]bool, len(recs))
+	room := newRoom(m)
 	for i := range recs {
 		r := &recs[i]
 		d.seq = max(d.seq, r.Seq)
 		if r.At.After(d.clock) {
 			d.clock = r.At.UTC()
 		}
+		k := key{r.Event.ProjectID, r.Event.ID}
 		switch {
 		case r.Tick:
 		case r.Err != nil:
 			d.counts.Rejected++
-		case seen[r.Event.ID]:
+		case seen[k]:
 			d.counts.Duplicates++
+		case !room.admits(&r.Event, r.data, r.At.UTC(), d.clock):
+			d.counts.Rejected++
+			d.counts.Limited++
 		default:
-			seen[r.Event.ID] = true
+			seen[k] = true
 			t := r.Event.Time.UTC()
 			if t.After(d.clock) {
 				t = d.clock
@@ -243,6 +287,138 @@ func (m Model) Derive(recs []Record) *Derived {
 	m.deriveProjects(d, evs)
 	m.deriveTicker(d, evs)
 	return d
+}
+
+// room decides, event by event, whether the limits let an event in: it
+// knows which entities exist when the event comes, and nothing else.
+type room struct {
+	m         Model
+	projects  map[string]bool // project → announced
+	announced int
+	agents    map[key]time.Time // when an event last named the agent
+	missions  map[key]bool      // in flight
+	finished  map[key]bool
+	workers   map[key]*fleet.Worker // LastSeen and LeftReason only
+	budgets   map[key]bool
+	perAgents map[string]int
+	perMiss   map[string]int
+	perWork   map[string]int
+	perBudget map[string]int
+}
+
+func newRoom(m Model) *room {
+	return &room{m: m, projects: map[string]bool{}, agents: map[key]time.Time{}, missions: map[key]bool{},
+		finished: map[key]bool{}, workers: map[key]*fleet.Worker{}, budgets: map[key]bool{},
+		perAgents: map[string]int{}, perMiss: map[string]int{}, perWork: map[string]int{}, perBudget: map[string]int{}}
+}
+
+// agentTypes are the event types that concern the agent they name.
+var agentTypes = map[string]bool{
+	fleet.TypeAgentCreated: true, fleet.TypeAgentState: true, fleet.TypeRunStarted: true, fleet.TypeLLMCall: true,
+	fleet.TypeToolCall: true, fleet.TypeRunCompleted: true, fleet.TypeRunFailed: true,
+}
+
+var workerTypes = map[string]bool{fleet.TypeWorkerJoined: true, fleet.TypeWorkerHeartbeat: true, fleet.TypeWorkerLeft: true}
+
+var missionTypes = map[string]bool{
+	fleet.TypeMissionQueued: true, fleet.TypeMissionClaimed: true, fleet.TypeMissionProgress: true,
+	fleet.TypeMissionRetrying: true, fleet.TypeRunStarted: true,
+}
+
+// admits reports whether ev, stored at at and folded when the clock reads
+// clock, fits the limits, and if so takes it in.
+func (r *room) admits(ev *fleet.Event, data any, at, clock time.Time) bool {
+	l := r.m.Limits
+	// What the clock has forgotten by now.
+	for k, last := range r.agents {
+		if !clock.Before(last.Add(l.ForgetAgentsAfter)) {
+			delete(r.agents, k)
+			r.perAgents[k.project]--
+		}
+	}
+	for k, w := range r.workers {
+		if r.m.forgotten(w, clock) {
+			delete(r.workers, k)
+			r.perWork[k.project]--
+		}
+	}
+	p := ev.ProjectID
+	announced, exists := r.projects[p]
+	switch {
+	case ev.Type == fleet.TypeProjectCreated && !announced:
+		if r.announced >= l.AnnouncedProjects {
+			return false
+		}
+	case !exists && len(r.projects)-r.announced >= l.Projects:
+		return false
+	}
+	agent, mission, worker := key{p, ev.AgentID}, key{p, ev.MissionID}, key{p, ev.WorkerID}
+	_, hasAgent := r.agents[agent]
+	newAgent := agentTypes[ev.Type] && ev.AgentID != "" && !hasAgent
+	newMission := missionTypes[ev.Type] && ev.MissionID != "" && !r.missions[mission] && !r.finished[mission]
+	newWorker := workerTypes[ev.Type] && ev.WorkerID != "" && r.workers[worker] == nil
+	var budget key
+	if n, ok := data.(*fleet.BudgetNotice); ok {
+		budget = key{p, n.Scope + ":" + n.ScopeID + ":" + n.Period}
+	}
+	newBudget := budget.project != "" && !r.budgets[budget]
+	switch {
+	case newWorker && r.perWork[p] >= l.Workers,
+		newBudget && r.perBudget[p] >= l.Budgets,
+		newAgent && r.perAgents[p] >= l.Agents,
+		newMission && r.perMiss[p] >= l.Missions:
+		return false
+	}
+	// In: what it makes now exists.
+	if ev.Type == fleet.TypeProjectCreated && !announced {
+		r.announced++
+		announced = true
+	}
+	r.projects[p] = announced
+	if agentTypes[ev.Type] && ev.AgentID != "" {
+		if newAgent {
+			r.perAgents[p]++
+		}
+		r.agents[agent] = at
+	}
+	if newMission {
+		r.missions[mission] = true
+		r.perMiss[p]++
+	}
+	if (ev.Type == fleet.TypeMissionCompleted || ev.Type == fleet.TypeMissionFailed) && ev.MissionID != "" && !r.finished[mission] {
+		r.finished[mission] = true
+		if r.missions[mission] {
+			delete(r.missions, mission)
+			r.perMiss[p]--
+		}
+	}
+	if workerTypes[ev.Type] && ev.WorkerID != "" {
+		w := r.workers[worker]
+		if w == nil {
+			w = &fleet.Worker{}
+			r.workers[worker] = w
+			r.perWork[p]++
+		}
+		w.LastSeen = at
+		switch x := data.(type) {
+		case *fleet.WorkerJoined:
+			w.LeftReason = ""
+		case *fleet.WorkerLeft:
+			w.LeftReason = dash(x.Reason)
+		}
+	}
+	if newBudget {
+		r.budgets[budget] = true
+		r.perBudget[p]++
+	}
+	return true
+}
+
+// forgotten reports whether a worker record last seen at w.LastSeen, left
+// or not, is forgotten once the clock reads now.
+func (m Model) forgotten(w *fleet.Worker, now time.Time) bool {
+	age := now.Sub(w.LastSeen)
+	return age >= fleet.ForgetWorkerFor && (w.LeftReason != "" || age >= m.OfflineAfter)
 }
 
 // cost prices one call; ok is false for a model the table does not know.
@@ -284,78 +460,70 @@ func duration(ms float64) string {
 }
 
 // runs works out, for every agent.run.completed or failed event, the
-// summary of the run it ends: the events of that run id since it was
-// opened (by its run.started or its first llm.call), of the project that
-// opened it. Another project's events with the same run id add nothing to
-// it, and a finish that matches no open run of its project summarizes
-// nothing but itself.
+// summary of the run it ends: the events of that run id of its project
+// since the run was opened (by its run.started or its first llm.call),
+// unless the project opened more than Limits.OpenRuns other runs since
+// and it was the oldest open (dropped, as if never opened). A finish that
+// matches no open run of its project summarizes nothing but itself.
 func (m Model) runs(evs []*folded) map[*folded]fleet.RunSummary {
 	type open struct {
-		project, mission string
-		model            string
-		started          time.Time
-		calls, tokens    int64
-		spend            fleet.Micros
+		mission       string
+		model         string
+		started       time.Time
+		calls, tokens int64
+		spend         fleet.Micros
 	}
-	byRun := map[string][]*folded{}
-	var ids []string
-	for _, f := range evs {
-		switch f.ev.Type {
-		case fleet.TypeRunStarted, fleet.TypeToolCall, fleet.TypeRunCompleted, fleet.TypeRunFailed:
-		case fleet.TypeLLMCall:
-			if f.ev.RunID == "" {
-				continue // a call outside any run
-			}
-		default:
-			continue
-		}
-		if _, ok := byRun[f.ev.RunID]; !ok {
-			ids = append(ids, f.ev.RunID)
-		}
-		byRun[f.ev.RunID] = append(byRun[f.ev.RunID], f)
+	opened := map[key]*open{}
+	order := map[string][]string{} // project → its open run ids, oldest first
+	drop := func(k key) {
+		delete(opened, k)
+		order[k.project] = slices.DeleteFunc(order[k.project], func(id string) bool { return id == k.id })
 	}
 	out := map[*folded]fleet.RunSummary{}
-	for _, id := range ids {
-		var r *open
-		for _, f := range byRun[id] {
-			mine := r != nil && r.project == f.ev.ProjectID
-			switch f.ev.Type {
-			case fleet.TypeRunStarted, fleet.TypeLLMCall:
-				if r == nil {
-					r, mine = &open{project: f.ev.ProjectID, mission: f.ev.MissionID}, true
-				}
-				if !mine {
-					continue
-				}
-				if d, ok := f.data.(*fleet.RunStarted); ok {
-					r.started = f.t
-					if d.Model != "" {
-						r.model = d.Model
-					}
-				}
-				if c, ok := f.data.(*fleet.LLMCall); ok {
-					cost, _ := m.cost(c)
-					r.calls++
-					r.tokens += c.Tokens()
-					r.spend += cost
-				}
-			case fleet.TypeToolCall:
-				if mine {
-					r.calls++
-				}
-			case fleet.TypeRunCompleted, fleet.TypeRunFailed:
-				o := f.data.(*fleet.Outcome)
-				s := fleet.RunSummary{ID: id, MissionID: f.ev.MissionID, Status: "completed", Ended: f.t,
-					DurationMS: o.DurationMS, Error: o.Error}
-				if f.ev.Type == fleet.TypeRunFailed {
-					s.Status = "failed"
-				}
-				if mine {
-					s.MissionID, s.Model, s.Started, s.Calls, s.Tokens, s.Spend = r.mission, r.model, r.started, r.calls, r.tokens, r.spend
-					r = nil
-				}
-				out[f] = s
+	for _, f := range evs {
+		k := key{f.ev.ProjectID, f.ev.RunID}
+		switch f.ev.Type {
+		case fleet.TypeRunStarted, fleet.TypeLLMCall:
+			if f.ev.Type == fleet.TypeLLMCall && f.ev.RunID == "" {
+				continue // a call outside any run
 			}
+			r := opened[k]
+			if r == nil {
+				r = &open{mission: f.ev.MissionID}
+				opened[k] = r
+				order[k.project] = append(order[k.project], k.id)
+				if ids := order[k.project]; len(ids) > m.Limits.OpenRuns {
+					drop(key{k.project, ids[0]})
+				}
+			}
+			if d, ok := f.data.(*fleet.RunStarted); ok {
+				r.started = f.t
+				if d.Model != "" {
+					r.model = d.Model
+				}
+			}
+			if c, ok := f.data.(*fleet.LLMCall); ok {
+				cost, _ := m.cost(c)
+				r.calls++
+				r.tokens += c.Tokens()
+				r.spend += cost
+			}
+		case fleet.TypeToolCall:
+			if r := opened[k]; r != nil {
+				r.calls++
+			}
+		case fleet.TypeRunCompleted, fleet.TypeRunFailed:
+			o := f.data.(*fleet.Outcome)
+			s := fleet.RunSummary{ID: k.id, MissionID: f.ev.MissionID, Status: "completed", Ended: f.t,
+				DurationMS: o.DurationMS, Error: o.Error}
+			if f.ev.Type == fleet.TypeRunFailed {
+				s.Status = "failed"
+			}
+			if r := opened[k]; r != nil {
+				s.MissionID, s.Model, s.Started, s.Calls, s.Tokens, s.Spend = r.mission, r.model, r.started, r.calls, r.tokens, r.spend
+				drop(k)
+			}
+			out[f] = s
 		}
 	}
 	return out
@@ -372,37 +540,32 @@ func ewma(old, sample float64, n int64) float64 {
 	return math.Round((old+alpha*(sample-old))*10) / 10
 }
 
-// agentTypes are the event types that concern the agent they name.
-var agentTypes = map[string]bool{
-	fleet.TypeAgentCreated: true, fleet.TypeAgentState: true, fleet.TypeRunStarted: true, fleet.TypeLLMCall: true,
-	fleet.TypeToolCall: true, fleet.TypeRunCompleted: true, fleet.TypeRunFailed: true,
-}
-
 func (m Model) deriveAgents(d *Derived, evs []*folded, summaries map[*folded]fleet.RunSummary) {
-	byAgent := map[string][]*folded{}
-	var ids []string
+	byAgent := map[key][]*folded{}
+	var ids []key
 	for _, f := range evs {
 		if f.ev.AgentID == "" || !agentTypes[f.ev.Type] {
 			continue
 		}
-		if _, ok := byAgent[f.ev.AgentID]; !ok {
-			ids = append(ids, f.ev.AgentID)
+		k := key{f.ev.ProjectID, f.ev.AgentID}
+		if _, ok := byAgent[k]; !ok {
+			ids = append(ids, k)
 		}
-		byAgent[f.ev.AgentID] = append(byAgent[f.ev.AgentID], f)
+		byAgent[k] = append(byAgent[k], f)
 	}
-	for _, id := range ids {
-		list := byAgent[id]
-		a := &fleet.Agent{ID: id, ProjectID: list[0].ev.ProjectID, Name: id, State: fleet.AgentIdle,
-			Tools: []string{}, Skills: []string{}, RecentRuns: []fleet.RunSummary{}}
-		for _, f := range list {
-			if f.ev.ProjectID != a.ProjectID {
-				// Another tenant's event about this id: nothing of it.
-				switch f.ev.Type {
-				case fleet.TypeAgentCreated, fleet.TypeAgentState:
-					f.text = "" // the default line: see deriveTicker
-				}
-				continue
+	forget := m.Limits.ForgetAgentsAfter
+	for _, k := range ids {
+		var a *fleet.Agent
+		var at time.Time // when an event last named it
+		for _, f := range byAgent[k] {
+			if a != nil && !f.clock.Before(at.Add(forget)) {
+				a = nil // forgotten before this event: it starts afresh
 			}
+			if a == nil {
+				a = &fleet.Agent{ID: k.id, ProjectID: k.project, Name: k.id, State: fleet.AgentIdle,
+					Tools: []string{}, Skills: []string{}, RecentRuns: []fleet.RunSummary{}}
+			}
+			at = f.at
 			finish := f.ev.Type == fleet.TypeRunCompleted || f.ev.Type == fleet.TypeRunFailed
 			if !finish {
 				// Every event of the agent but a run's end says where and
@@ -421,7 +584,7 @@ func (m Model) deriveAgents(d *Derived, evs []*folded, summaries map[*folded]fle
 				a.Name, a.Role, a.Model, a.Version, a.Description = p.Name, p.Role, p.Model, p.Version, p.Description
 				a.Tools, a.Skills = orEmpty(p.Tools), orEmpty(p.Skills)
 				if a.Name == "" {
-					a.Name = id
+					a.Name = k.id
 				}
 				f.text = "agent " + a.Name + " created (" + a.Model + ")"
 			case *fleet.AgentStateChange:
@@ -461,10 +624,14 @@ func (m Model) deriveAgents(d *Derived, evs []*folded, summaries map[*folded]fle
 				}
 			}
 		}
+		if !d.clock.Before(at.Add(forget)) {
+			continue // forgotten since
+		}
 		a.Active = a.State != fleet.AgentOffline && d.clock.Sub(a.LastSeen) < fleet.AgentActiveFor
-		d.agents[id] = a
+		d.agents[k] = a
+		d.agentAt[k] = at
 	}
-	// Lines of agent events that name no agent, or another tenant's.
+	// Lines of agent events that name no agent.
 	for _, f := range evs {
 		if f.ev.Type == fleet.TypeAgentState && f.text == "" {
 			f.text = "agent " + f.ev.AgentID + " is " + dash(f.data.(*fleet.AgentStateChange).State)
@@ -479,38 +646,27 @@ func orEmpty(v []string) []string {
 	return slices.Clone(v)
 }
 
-var workerTypes = map[string]bool{fleet.TypeWorkerJoined: true, fleet.TypeWorkerHeartbeat: true, fleet.TypeWorkerLeft: true}
-
 func (m Model) deriveWorkers(d *Derived, evs []*folded) {
-	byWorker := map[string][]*folded{}
-	var ids []string
+	byWorker := map[key][]*folded{}
+	var ids []key
 	for _, f := range evs {
 		if f.ev.WorkerID == "" || !workerTypes[f.ev.Type] {
 			continue
 		}
-		if _, ok := byWorker[f.ev.WorkerID]; !ok {
-			ids = append(ids, f.ev.WorkerID)
+		k := key{f.ev.ProjectID, f.ev.WorkerID}
+		if _, ok := byWorker[k]; !ok {
+			ids = append(ids, k)
 		}
-		byWorker[f.ev.WorkerID] = append(byWorker[f.ev.WorkerID], f)
+		byWorker[k] = append(byWorker[k], f)
 	}
-	// forgotten reports whether a worker last seen at seen, left or not,
-	// is forgotten once the clock reads now.
-	forgotten := func(w *fleet.Worker, now time.Time) bool {
-		age := now.Sub(w.LastSeen)
-		return age >= fleet.ForgetWorkerFor && (w.LeftReason != "" || age >= m.OfflineAfter)
-	}
-	for _, id := range ids {
+	for _, k := range ids {
 		var w *fleet.Worker
-		for _, f := range byWorker[id] {
-			if w != nil && forgotten(w, f.clock) {
+		for _, f := range byWorker[k] {
+			if w != nil && m.forgotten(w, f.clock) {
 				w = nil // forgotten before this event: it starts afresh
 			}
 			if w == nil {
-				w = &fleet.Worker{ID: id, Projects: []string{}, State: "idle"}
-			}
-			if !slices.Contains(w.Projects, f.ev.ProjectID) {
-				w.Projects = append(slices.Clone(w.Projects), f.ev.ProjectID)
-				slices.Sort(w.Projects)
+				w = &fleet.Worker{ID: k.id, Projects: []string{k.project}, State: "idle"}
 			}
 			w.LastSeen = f.at
 			switch p := f.data.(type) {
@@ -529,7 +685,7 @@ func (m Model) deriveWorkers(d *Derived, evs []*folded) {
 					}
 				}
 				w.JoinedAt, w.LeftReason, w.State = f.t, "", "idle"
-				f.text = "worker " + id + " joined from " + p.Host
+				f.text = "worker " + k.id + " joined from " + p.Host
 			case *fleet.WorkerHeartbeat:
 				w.State, w.ActiveMissions, w.Load = p.State, p.ActiveMissions, p.Load
 			case *fleet.WorkerLeft:
@@ -538,10 +694,10 @@ func (m Model) deriveWorkers(d *Derived, evs []*folded) {
 					w.LeftReason = "left"
 				}
 				w.State = "left"
-				f.text, f.level = "worker "+id+" left: "+w.LeftReason, "warn"
+				f.text, f.level = "worker "+k.id+" left: "+w.LeftReason, "warn"
 			}
 		}
-		if forgotten(w, d.clock) {
+		if m.forgotten(w, d.clock) {
 			continue
 		}
 		age := d.clock.Sub(w.LastSeen)
@@ -553,19 +709,15 @@ func (m Model) deriveWorkers(d *Derived, evs []*folded) {
 		default:
 			w.Status = fleet.WorkerOnline
 		}
-		d.workers[id] = w
+		d.workers[k] = w
 	}
 }
 
-var missionTypes = map[string]bool{
-	fleet.TypeMissionQueued: true, fleet.TypeMissionClaimed: true, fleet.TypeMissionProgress: true,
-	fleet.TypeMissionRetrying: true, fleet.TypeRunStarted: true,
-}
-
 func (m Model) deriveMissions(d *Derived, evs []*folded) {
-	finished := map[string]bool{}
+	finished := map[key]bool{}
 	for _, f := range evs {
 		id := f.ev.MissionID
+		k := key{f.ev.ProjectID, id}
 		switch f.ev.Type {
 		case fleet.TypeMissionCompleted, fleet.TypeMissionFailed:
 			o := f.data.(*fleet.Outcome)
@@ -574,12 +726,12 @@ func (m Model) deriveMissions(d *Derived, evs []*folded) {
 			if f.ev.Type == fleet.TypeMissionFailed {
 				f.level = "error"
 			}
-			mi := d.missions[id]
-			if id == "" || finished[id] || mi != nil && mi.ProjectID != f.ev.ProjectID {
-				continue // finished already, or another tenant's
+			if id == "" || finished[k] {
+				continue // finished already
 			}
-			finished[id] = true
-			delete(d.missions, id)
+			finished[k] = true
+			f.ended = true
+			delete(d.missions, k)
 			p := d.projects[f.ev.ProjectID]
 			if f.ev.Type == fleet.TypeMissionCompleted {
 				p.MissionsDone++
@@ -597,16 +749,13 @@ func (m Model) deriveMissions(d *Derived, evs []*folded) {
 				f.text += ": " + p.Step
 			}
 		}
-		if !missionTypes[f.ev.Type] || id == "" || finished[id] {
+		if !missionTypes[f.ev.Type] || id == "" || finished[k] {
 			continue
 		}
-		mi := d.missions[id]
+		mi := d.missions[k]
 		if mi == nil {
 			mi = &fleet.Mission{ID: id, ProjectID: f.ev.ProjectID, Status: fleet.MissionQueuedStatus}
-			d.missions[id] = mi
-		}
-		if mi.ProjectID != f.ev.ProjectID {
-			continue
+			d.missions[k] = mi
 		}
 		setIf(&mi.TeamID, f.ev.TeamID)
 		setIf(&mi.UserID, f.ev.UserID)
@@ -663,7 +812,7 @@ func (m Model) deriveBudgets(d *Derived, evs []*folded) {
 			ID:        f.ev.ProjectID + "/" + n.Scope + ":" + n.ScopeID + ":" + n.Period,
 			ProjectID: f.ev.ProjectID, Scope: n.Scope, ScopeID: n.ScopeID, Period: n.Period,
 			LimitUSD: n.LimitUSD, SpentUSD: n.SpentUSD, Pct: fleet.Pct(n.SpentUSD, n.LimitUSD), Action: n.Action,
-			Status: status, Model: n.Model, UpdatedAt: f.t,
+			Status: status, Model: n.Model, ResetsAt: n.ResetsAt.UTC(), UpdatedAt: f.t,
 		}
 		if f.ev.Type == fleet.TypeBudgetStatus {
 			warn := n.WarnPct
@@ -685,6 +834,14 @@ func (m Model) deriveBudgets(d *Derived, evs []*folded) {
 				Pct: b.Pct, Action: n.Action, Period: n.Period}
 		}
 		f.text = "budget " + b.Status + ": " + n.Scope + " " + dash(n.ScopeID) + " $" + n.SpentUSD.Cents() + " of $" + n.LimitUSD.Cents()
+		if n.Scope == fleet.BudgetScopeGlobal {
+			// A global budget sums every project's spend: its project sees
+			// that the cap applies, never its figures.
+			f.own = "budget " + b.Status + ": a global " + dash(n.Period) + " cap (" + dash(n.Action) + ") applies to every project"
+			if !n.ResetsAt.IsZero() {
+				f.own += "; resets " + n.ResetsAt.UTC().Format("2006-01-02 15:04 UTC")
+			}
+		}
 		f.level = "warn"
 		if f.ev.Type == fleet.TypeBudgetExceeded {
 			f.level = "error"
@@ -735,7 +892,8 @@ func (m Model) deriveProjects(d *Derived, evs []*folded) {
 				f.level = "warn"
 			}
 		case *fleet.Outcome:
-			failed = f.ev.Type == fleet.TypeMissionFailed || f.ev.Type == fleet.TypeRunFailed
+			// A failed mission counts once: when it ends.
+			failed = f.ev.Type == fleet.TypeMissionFailed && f.ended || f.ev.Type == fleet.TypeRunFailed
 			switch f.ev.Type {
 			case fleet.TypeRunCompleted:
 				f.text = "run " + f.ev.RunID + " completed in " + duration(x.DurationMS)
@@ -768,12 +926,9 @@ func (m Model) deriveProjects(d *Derived, evs []*folded) {
 	for _, mi := range d.missions {
 		d.projects[mi.ProjectID].MissionsInFlight++
 	}
-	for _, w := range d.workers {
-		if w.Status != fleet.WorkerOnline {
-			continue
-		}
-		for _, id := range w.Projects {
-			d.projects[id].WorkersOnline++
+	for k, w := range d.workers {
+		if w.Status == fleet.WorkerOnline {
+			d.projects[k.project].WorkersOnline++
 		}
 	}
 }
@@ -796,10 +951,10 @@ func (m Model) deriveTicker(d *Derived, evs []*folded) {
 
 // Edges returns, in order, the instants after the clock at which what the
 // model shows may change with no further event: a worker turns stale or
-// offline or is forgotten, an agent stops being active, an event leaves
-// its window (at the start of the minute after its last one), the UTC day
-// ends. Tests move the clock to each of them, and to just before, where a
-// fold that is off by an instant differs.
+// offline or is forgotten, an agent stops being active or is forgotten, an
+// event leaves its window (at the start of the minute after its last one),
+// the UTC day ends. Tests move the clock to each of them, and to just
+// before, where a fold that is off by an instant differs.
 func (d *Derived) Edges() []time.Time {
 	var out []time.Time
 	add := func(t time.Time) {
@@ -812,10 +967,11 @@ func (d *Derived) Edges() []time.Time {
 			add(w.LastSeen.Add(after))
 		}
 	}
-	for _, a := range d.agents {
+	for k, a := range d.agents {
 		if a.Active {
 			add(a.LastSeen.Add(fleet.AgentActiveFor))
 		}
+		add(d.agentAt[k].Add(d.model.Limits.ForgetAgentsAfter))
 	}
 	for _, e := range d.windowed {
 		add(time.Unix((minute(e.t)+e.minutes)*60, 0).UTC())
@@ -830,7 +986,8 @@ func (d *Derived) Edges() []time.Time {
 func (d *Derived) View(scope string) fleet.View {
 	v := fleet.View{Projects: map[string]fleet.Project{}, Agents: map[string]fleet.Agent{}, Workers: map[string]fleet.Worker{},
 		Missions: map[string]fleet.Mission{}, Budgets: map[string]fleet.Budget{}, Ticker: []fleet.TickerEntry{}}
-	sees := func(project string) bool { return scope == fleet.ScopeAll || scope == project }
+	all := scope == fleet.ScopeAll
+	sees := func(project string) bool { return all || scope == project }
 	var daily fleet.Micros
 	for id, p := range d.projects {
 		if !sees(id) {
@@ -850,50 +1007,110 @@ func (d *Derived) View(scope string) fleet.View {
 		if p.Budget != nil && p.Budget.Period == fleet.PeriodDaily {
 			daily += p.Budget.LimitUSD
 		}
-		if scope != fleet.ScopeAll {
+		if !all {
 			ps.WorkersOnline = p.WorkersOnline
 		}
 	}
 	v.Posture.BudgetLimit, v.Posture.BudgetPct = daily, fleet.Pct(v.Posture.SpendToday, daily)
-	for id, a := range d.agents {
-		if sees(a.ProjectID) {
-			v.Agents[id] = *a
+	// In the whole fleet's view, an id that more than one project uses (or
+	// that holds a "/") is shown as <project>/<id>.
+	agentUsers, missionUsers := map[string]int{}, map[string]int{}
+	for k := range d.agents {
+		agentUsers[k.id]++
+	}
+	for k := range d.missions {
+		missionUsers[k.id]++
+	}
+	name := func(users map[string]int, k key) string {
+		if all && (users[k.id] > 1 || strings.Contains(k.id, "/")) {
+			return k.project + "/" + k.id
+		}
+		return k.id
+	}
+	for k, a := range d.agents {
+		if sees(k.project) {
+			c := *a
+			c.ID = name(agentUsers, k)
+			v.Agents[c.ID] = c
 		}
 	}
-	for id, w := range d.workers {
-		if scope == fleet.ScopeAll {
-			v.Workers[id] = *w
-			v.Posture.Workers++
-			if w.Status == fleet.WorkerOnline {
-				v.Posture.WorkersOnline++
+	for k, mi := range d.missions {
+		if sees(k.project) {
+			c := *mi
+			c.ID = name(missionUsers, k)
+			if all && c.AgentID != "" {
+				if ak := (key{k.project, c.AgentID}); d.agents[ak] != nil {
+					c.AgentID = name(agentUsers, ak)
+				} else {
+					c.AgentID = k.project + "/" + c.AgentID
+				}
 			}
-		} else if slices.Contains(w.Projects, scope) {
-			c := *w
-			c.Projects = []string{scope} // a tenant sees only itself among a shared worker's projects
-			v.Workers[id] = c
-			v.Posture.Workers++
+			v.Missions[c.ID] = c
 		}
 	}
-	for id, mi := range d.missions {
-		if sees(mi.ProjectID) {
-			v.Missions[id] = *mi
+	// Workers: a project sees its own record; the fleet one entry per id.
+	byID := map[string][]key{}
+	for k := range d.workers {
+		if sees(k.project) {
+			byID[k.id] = append(byID[k.id], k)
+		}
+	}
+	for id, ks := range byID {
+		slices.SortFunc(ks, func(a, b key) int { return strings.Compare(a.project, b.project) })
+		lead := d.workers[ks[0]]
+		var projects []string
+		online := false
+		for _, k := range ks {
+			w := d.workers[k]
+			projects = append(projects, k.project)
+			online = online || w.Status == fleet.WorkerOnline
+			if rank(w.Status) > rank(lead.Status) || rank(w.Status) == rank(lead.Status) && w.LastSeen.After(lead.LastSeen) {
+				lead = w
+			}
+		}
+		c := *lead
+		c.Projects = projects
+		v.Workers[id] = c
+		v.Posture.Workers++
+		if all && online {
+			v.Posture.WorkersOnline++
 		}
 	}
 	for id, b := range d.budgets {
-		if sees(b.ProjectID) {
-			v.Budgets[id] = *b
+		if !sees(b.ProjectID) {
+			continue
 		}
+		c := *b
+		if !all && c.Scope == fleet.BudgetScopeGlobal {
+			c.LimitUSD, c.SpentUSD, c.Pct, c.FiguresWithheld = 0, 0, 0, true
+		}
+		v.Budgets[id] = c
 	}
 	// The newest TickerSize entries of the scope, oldest first.
 	for i := len(d.ticker) - 1; i >= 0 && len(v.Ticker) < fleet.TickerSize; i-- {
 		if f := d.ticker[i]; sees(f.ev.ProjectID) {
+			text := f.text
+			if !all && f.own != "" {
+				text = f.own
+			}
 			v.Ticker = append(v.Ticker, fleet.TickerEntry{Seq: f.seq, ID: f.ev.ID, Type: f.ev.Type, Time: f.t,
 				ProjectID: f.ev.ProjectID, AgentID: f.ev.AgentID, MissionID: f.ev.MissionID, WorkerID: f.ev.WorkerID,
-				Level: f.level, Text: f.text})
+				Level: f.level, Text: text})
 		}
 	}
 	slices.Reverse(v.Ticker)
 	return v
+}
+
+// rank orders worker statuses from the liveliest.
+func rank(status string) int {
+	switch status {
+	case fleet.WorkerOnline:
+		return 2
+	case fleet.WorkerStale:
+		return 1
+	}
+	return 0
 }
 
 // Projects returns the ids of the projects seen, sorted.

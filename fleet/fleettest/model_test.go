@@ -1,6 +1,7 @@
 package fleettest_test
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -97,4 +98,64 @@ func TestModelEdges(t *testing.T) {
 	if diff := cmp.Diff(want, got[:len(want)]); diff != "" {
 		t.Errorf("edges (-want +got):\n%s", diff)
 	}
+}
+
+// TestModelKeepsTenantsApart pins the model's rules for ids two tenants
+// share and for the limits, on a stream worked out by hand from
+// docs/protocol.md §4 and docs/design.md §3.
+func TestModelKeepsTenantsApart(t *testing.T) {
+	t0 := fleettest.Epoch()
+	msgs := []fleettest.Msg{}
+	add := func(evs ...fleet.Event) {
+		for _, ev := range evs {
+			msgs = append(msgs, fleettest.MsgOf(ev, t0))
+		}
+	}
+	add(
+		fleettest.MissionFailed("globex", "m-1", "squatting", t0), // globex ends its m-1 before acme has one
+		fleettest.MissionFailed("globex", "m-1", "again", t0),     // a repeat: nothing
+		fleettest.AgentCreated("acme", "a1", "gpt-5", t0),
+		fleettest.RunStarted("acme", "a1", "r-1", "m-1", "gpt-5", t0), // acme's m-1 is in flight all the same
+		fleettest.AgentCreated("globex", "a1", "gpt-5", t0),
+		fleettest.AgentCreated("globex", "a2", "gpt-5", t0), // past globex's 1 agent: refused
+		fleettest.Heartbeat("acme", "w-1", "busy", t0),
+		fleettest.WorkerLeft("globex", "w-1", "forged", t0),
+		fleettest.Heartbeat("initech", "w-9", "idle", t0), // a third project: past 2 unannounced, refused
+		fleettest.ProjectCreated("initech", t0),           // announced, it is in
+	)
+	d := fleettest.Model{Limits: fleet.Limits{Projects: 2, Agents: 1}}.Derive(fleettest.Records(msgs))
+	if got, want := d.Counts(), (fleet.Counts{Applied: 8, Rejected: 2, Limited: 2}); got != want {
+		t.Errorf("counts %+v, want %+v", got, want)
+	}
+	all := d.View(fleet.ScopeAll)
+	type row struct {
+		Agents, Missions []string
+		MissionAgent     string
+		GlobexErrors     int64
+		GlobexFailed     int64
+	}
+	got := row{keys(all.Agents), keys(all.Missions), all.Missions["m-1"].AgentID,
+		all.Projects["globex"].Errors1h, all.Projects["globex"].MissionsFailed}
+	want := row{[]string{"acme/a1", "globex/a1"}, []string{"m-1"}, "acme/a1", 1, 1}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("the fleet's view (-want +got):\n%s", diff)
+	}
+	if w := all.Workers["w-1"]; w.Status != fleet.WorkerOnline || w.LeftReason != "" || !slices.Equal(w.Projects, []string{"acme", "globex"}) {
+		t.Errorf("the fleet's w-1 = %+v: want acme's online record, listing both projects", w)
+	}
+	if g := d.View("globex").Workers["w-1"]; g.Status != fleet.WorkerOffline || !slices.Equal(g.Projects, []string{"globex"}) {
+		t.Errorf("globex's own w-1 = %+v: want its record, offline", g)
+	}
+	if got := d.Projects(); !slices.Equal(got, []string{"acme", "globex", "initech"}) {
+		t.Errorf("projects %v", got)
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -6,6 +6,19 @@
 // server and this tool to different cores and runs the sizes of
 // docs/performance.md.
 //
+// It needs only the server's URL and admin password: it logs in, creates
+// its projects (bench00, bench01, ...) if they do not exist, mints an
+// enrollment key for them and enrolls as a worker (DESIGN §11.1), and
+// publishes its events with the NATS credentials enrollment gives it, at
+// the NATS URL the answer names (-nats overrides it). The server's NATS
+// refuses anonymous clients. Against a NATS you operate whose server
+// cannot mint credentials, pass a user's credentials file with -nats-creds
+// and the URL with -nats instead.
+//
+// Every subscriber uses the admin token, so the server's caps on /ws
+// connections (serve --ws-max-conns and --ws-max-conns-per-credential)
+// must allow -subs of them.
+//
 // Most subscribers are minimal WebSocket clients that count and discard
 // frames, so that the load generator itself stays cheap; a sample of probe
 // subscribers decodes every frame and times each ticker entry against the
@@ -15,6 +28,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -40,6 +54,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/natsauth"
+	"github.com/sagewai/observatory/worker"
 )
 
 func main() {
@@ -54,7 +70,9 @@ func main() {
 
 type config struct {
 	base      string
+	password  string
 	natsURL   string
+	natsCreds string
 	pid       int
 	subs      int
 	probes    int
@@ -93,7 +111,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	var c config
 	fs := flag.NewFlagSet("fanoutbench", flag.ContinueOnError)
 	fs.StringVar(&c.base, "url", "http://127.0.0.1:3001", "observatory base URL")
-	fs.StringVar(&c.natsURL, "nats", "nats://127.0.0.1:4222", "observatory's NATS")
+	fs.StringVar(&c.password, "password", cmp.Or(os.Getenv("OBSERVATORY_ADMIN_PASSWORD"), "admin"), "the admin password (env OBSERVATORY_ADMIN_PASSWORD)")
+	fs.StringVar(&c.natsURL, "nats", "", "the NATS to publish to (default: the URL the enrollment answer names)")
+	fs.StringVar(&c.natsCreds, "nats-creds", "", "a NATS credentials file to publish with instead of enrolling (a NATS you operate; needs -nats)")
 	fs.IntVar(&c.pid, "pid", 0, "server pid, for CPU and RSS from /proc")
 	fs.IntVar(&c.subs, "subs", 1000, "subscribers")
 	fs.IntVar(&c.probes, "probes", 50, "subscribers that decode frames and time events")
@@ -110,11 +130,18 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	token, err := login(c.base)
+	if c.projects < 1 || c.projects > maxEnrolledProjects {
+		return fmt.Errorf("-projects %d: want 1 to %d (one enrollment key's projects)", c.projects, maxEnrolledProjects)
+	}
+	token, err := login(c.base, c.password)
 	if err != nil {
 		return err
 	}
-	nc, err := nats.Connect(c.natsURL)
+	projects := make([]string, c.projects)
+	for i := range projects {
+		projects[i] = fmt.Sprintf("bench%02d", i)
+	}
+	nc, err := connectNATS(ctx, c, token, projects)
 	if err != nil {
 		return err
 	}
@@ -122,10 +149,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
-	}
-	projects := make([]string, c.projects)
-	for i := range projects {
-		projects[i] = fmt.Sprintf("bench%02d", i)
 	}
 	// Seed the fleet so that snapshots have their real size.
 	if err := seed(ctx, js, projects, c.agents); err != nil {
@@ -152,7 +175,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		conn, br, err := dial(u.Host, token, scope)
 		<-sem
 		if err != nil {
-			return fmt.Errorf("subscriber %d: %w", i, err)
+			return fmt.Errorf("subscriber %d: %w (are the server's --ws-max-conns and --ws-max-conns-per-credential at least -subs?)", i, err)
 		}
 		wg.Add(1)
 		go func() {
@@ -215,9 +238,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-func login(base string) (string, error) {
-	body := strings.NewReader(`{"username":"admin","password":"admin"}`)
-	resp, err := http.Post(base+"/api/v1/auth/login", "application/json", body)
+func login(base, password string) (string, error) {
+	body, err := json.Marshal(map[string]string{"username": "admin", "password": password})
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.Post(base+"/api/v1/auth/login", "application/json", bytes.NewReader(body))
 	if err != nil {
 		return "", err
 	}
@@ -226,9 +252,106 @@ func login(base string) (string, error) {
 		Token string `json:"token"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Token == "" {
-		return "", fmt.Errorf("login: status %d", resp.StatusCode)
+		return "", fmt.Errorf("login as admin: status %d (set -password or OBSERVATORY_ADMIN_PASSWORD)", resp.StatusCode)
 	}
 	return out.Token, nil
+}
+
+// maxEnrolledProjects is how many projects one enrollment key may cover.
+const maxEnrolledProjects = 64
+
+// benchWorkerID is the worker id fanoutbench enrolls as.
+const benchWorkerID = "fanoutbench"
+
+// connectNATS connects to the server's NATS as a publisher of projects'
+// events: with -nats-creds when given, else with the credentials of an
+// enrollment (the projects made if missing, an enrollment key minted with
+// the admin token).
+func connectNATS(ctx context.Context, c config, token string, projects []string) (*nats.Conn, error) {
+	opts := []nats.Option{nats.Name("fanoutbench")}
+	if c.natsCreds != "" {
+		if c.natsURL == "" {
+			return nil, errors.New("-nats-creds needs -nats, the URL of that NATS")
+		}
+		nc, err := nats.Connect(c.natsURL, append(opts, nats.UserCredentials(c.natsCreds))...)
+		if err != nil {
+			return nil, fmt.Errorf("connect %s: %w", c.natsURL, err)
+		}
+		return nc, nil
+	}
+	for _, p := range projects {
+		code, err := api(ctx, c.base, token, http.MethodPost, "/api/v1/projects", map[string]string{"id": p, "name": "fan-out bench " + p}, nil)
+		if err != nil && code != http.StatusConflict {
+			return nil, fmt.Errorf("create project %s: %w", p, err)
+		}
+	}
+	var key struct {
+		Key string `json:"key"`
+	}
+	if _, err := api(ctx, c.base, token, http.MethodPost, "/api/v1/enrollment-keys", map[string]any{"projects": projects, "ttl": "24h"}, &key); err != nil {
+		return nil, fmt.Errorf("mint an enrollment key: %w", err)
+	}
+	g, err := worker.EnrollHTTP(c.base, key.Key, nil)(ctx, worker.EnrollRequest{WorkerID: benchWorkerID, Projects: projects, Host: "fanoutbench"})
+	if err != nil {
+		return nil, err
+	}
+	if g.NATS == nil {
+		return nil, errors.New("the enrollment gave no NATS credentials (a server on a NATS it cannot mint users for): pass -nats and -nats-creds")
+	}
+	if len(g.Projects) != len(projects) {
+		return nil, fmt.Errorf("the enrollment granted projects %v of %v", g.Projects, projects)
+	}
+	creds := []byte(g.NATS.Creds)
+	jwt, seed, err := natsauth.Parse(creds)
+	if err != nil {
+		return nil, fmt.Errorf("the enrollment's credentials: %w", err)
+	}
+	// The user may read replies (JetStream's publish acks) only under its
+	// own inbox prefix.
+	inbox, err := natsauth.InboxPrefix(creds)
+	if err != nil {
+		return nil, fmt.Errorf("the enrollment's credentials: %w", err)
+	}
+	natsURL := cmp.Or(c.natsURL, g.NATS.URL)
+	nc, err := nats.Connect(natsURL, append(opts, nats.UserJWTAndSeed(jwt, seed), nats.CustomInboxPrefix(inbox))...)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s with the enrollment's credentials: %w", natsURL, err)
+	}
+	return nc, nil
+}
+
+// api sends a JSON request with the admin token and decodes a 2xx answer
+// into out (when not nil). It returns the status and, for other statuses,
+// an error with the answer's body.
+func api(ctx context.Context, base, token, method, path string, body, out any) (int, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(b))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if resp.StatusCode/100 != 2 {
+		return resp.StatusCode, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(raw))
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("%s %s: %w", method, path, err)
+		}
+	}
+	return resp.StatusCode, nil
 }
 
 // dial opens a WebSocket by hand (the HTTP upgrade, then one masked text

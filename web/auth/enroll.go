@@ -2,7 +2,6 @@ package auth
 
 import (
 	"bytes"
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -44,8 +43,10 @@ type wireEnroll struct {
 
 // Validate checks an enrollment key's claims: a subject and an id, 1 to
 // MaxEnrollScope well-formed projects and pools, an expiry after the issue
-// time.
-func (k EnrollmentKey) Validate() error {
+// time, at most MaxEnrollLifetime later.
+func (k EnrollmentKey) Validate() error { return k.validate(false) }
+
+func (k EnrollmentKey) validate(legacy bool) error {
 	if !ValidSubject(k.Subject) || !ValidSubject(k.ID) {
 		return fmt.Errorf("%w: enrollment key subject or id", ErrInvalid)
 	}
@@ -65,15 +66,22 @@ func (k EnrollmentKey) Validate() error {
 	if !k.ExpiresAt.After(k.IssuedAt) {
 		return fmt.Errorf("%w: expires before it is issued", ErrInvalid)
 	}
+	lifetime := MaxEnrollLifetime
+	if legacy {
+		lifetime = legacyMaxLifetime
+	}
+	if k.ExpiresAt.Sub(k.IssuedAt) > lifetime {
+		return fmt.Errorf("%w: an enrollment key lives at most %s", ErrInvalid, lifetime)
+	}
 	return nil
 }
 
 // SignEnrollment returns the enrollment key for k, after validating it:
-// EnrollPrefix, base64url(claims JSON), ".", base64url(HMAC), with an HMAC
-// key of its own, so that no enrollment key is accepted as a token nor a
-// token as an enrollment key.
+// EnrollPrefix, the signing key's id, ".", base64url(claims JSON), ".",
+// base64url(HMAC), with an HMAC key of its own, so that no enrollment key
+// is accepted as a token nor a token as an enrollment key.
 func (s *Signer) SignEnrollment(k EnrollmentKey) (string, error) {
-	if err := k.Validate(); err != nil {
+	if err := k.validate(false); err != nil {
 		return "", fmt.Errorf("auth: sign enrollment key: %w", err)
 	}
 	payload, err := json.Marshal(wireEnroll{ID: k.ID, Sub: k.Subject, Prj: k.Projects, Pools: k.Pools,
@@ -81,20 +89,18 @@ func (s *Signer) SignEnrollment(k EnrollmentKey) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("auth: sign enrollment key: %w", err)
 	}
-	p := b64.EncodeToString(payload)
-	return EnrollPrefix + p + "." + b64.EncodeToString(s.enrollMAC(p)), nil
-}
-
-func (s *Signer) enrollMAC(payload string) []byte {
-	m := hmac.New(sha256.New, s.enrollKey)
-	m.Write([]byte(payload))
-	return m.Sum(nil)
+	sk := s.keys.Load().current
+	signed := sk.id + "." + b64.EncodeToString(payload)
+	var sum [sha256.Size]byte
+	return EnrollPrefix + signed + "." + b64.EncodeToString(sk.enroll.mac(sum[:0], signed)), nil
 }
 
 // VerifyEnrollment checks an enrollment key's signature (in constant
-// time), decodes it and refuses it if it is malformed, incoherent or
-// expired at now. Its errors wrap ErrInvalid, and ErrExpired for an
-// expired key.
+// time) with the key its key id names, decodes it and refuses it if that
+// key is unknown or retired at now, or the enrollment key malformed,
+// incoherent or expired at now. Its errors wrap ErrInvalid, and
+// ErrExpired for an expired key. A key without a key id (a release before
+// them) verifies with the ring's legacy key alone.
 func (s *Signer) VerifyEnrollment(key string, now time.Time) (EnrollmentKey, error) {
 	if len(key) > MaxTokenSize*4 {
 		return EnrollmentKey{}, fmt.Errorf("%w: too long", ErrInvalid)
@@ -103,17 +109,9 @@ func (s *Signer) VerifyEnrollment(key string, now time.Time) (EnrollmentKey, err
 	if !ok {
 		return EnrollmentKey{}, fmt.Errorf("%w: not an enrollment key", ErrInvalid)
 	}
-	p, sig, ok := strings.Cut(rest, ".")
-	if !ok || p == "" {
-		return EnrollmentKey{}, fmt.Errorf("%w: malformed", ErrInvalid)
-	}
-	got, err := b64.DecodeString(sig)
-	if err != nil || !hmac.Equal(got, s.enrollMAC(p)) {
-		return EnrollmentKey{}, fmt.Errorf("%w: bad signature", ErrInvalid)
-	}
-	payload, err := b64.DecodeString(p)
+	_, legacy, payload, err := s.open(rest, now, func(k *signingKey) *macPool { return &k.enroll })
 	if err != nil {
-		return EnrollmentKey{}, fmt.Errorf("%w: payload encoding", ErrInvalid)
+		return EnrollmentKey{}, err
 	}
 	var w wireEnroll
 	dec := json.NewDecoder(bytes.NewReader(payload))
@@ -123,7 +121,7 @@ func (s *Signer) VerifyEnrollment(key string, now time.Time) (EnrollmentKey, err
 	}
 	k := EnrollmentKey{ID: w.ID, Subject: w.Sub, Projects: slices.Clip(w.Prj), Pools: slices.Clip(w.Pools),
 		IssuedAt: time.Unix(w.Iat, 0).UTC(), ExpiresAt: time.Unix(w.Exp, 0).UTC()}
-	if err := k.Validate(); err != nil {
+	if err := k.validate(legacy); err != nil {
 		return EnrollmentKey{}, err
 	}
 	if !now.Before(k.ExpiresAt) {

@@ -6,9 +6,9 @@ import (
 )
 
 // Limiter slows password guessing down. Each login attempt is counted
-// against several keys at once (a user name, a client address); once a key
-// has Max failures within Window, it is locked for Lockout, doubling with
-// every further failure up to MaxLockout. While a key is locked, attempts are
+// against several keys at once (a user at a client address, a client
+// address); once a key has its Max failures within Window, it is locked
+// for Lockout, doubling with every further failure up to MaxLockout. While a key is locked, attempts are
 // refused before any password is checked, so a locked account is no oracle.
 //
 // An attempt counts as a failure from the moment it starts: Attempt records
@@ -79,15 +79,32 @@ func NewLimiter(max int, window, lockout, maxLockout time.Duration) *Limiter {
 	}
 }
 
-// Attempt starts a login attempt at now against keys. If any key is locked
-// it returns ok false and how long the longest lock still runs; nothing is
-// recorded. Otherwise the attempt is recorded as a failure on every key
-// (locking those that reach the limit) and ok is true.
+// Limit is a key and the failures it may have within the window before
+// it locks (0: the Limiter's Max).
+type Limit struct {
+	Key string
+	Max int
+}
+
+// Attempt starts a login attempt at now against keys, each with the
+// Limiter's Max. If any key is locked it returns ok false and how long the
+// longest lock still runs; nothing is recorded. Otherwise the attempt is
+// recorded as a failure on every key (locking those that reach the limit)
+// and ok is true.
 func (l *Limiter) Attempt(now time.Time, keys ...string) (a Attempt, retryAfter time.Duration, ok bool) {
+	limits := make([]Limit, len(keys))
+	for i, k := range keys {
+		limits[i] = Limit{Key: k}
+	}
+	return l.AttemptLimits(now, limits...)
+}
+
+// AttemptLimits is Attempt with a limit of its own for each key.
+func (l *Limiter) AttemptLimits(now time.Time, limits ...Limit) (a Attempt, retryAfter time.Duration, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, k := range keys {
-		if r := l.recs[k]; r != nil && now.Before(r.until) {
+	for _, lim := range limits {
+		if r := l.recs[lim.Key]; r != nil && now.Before(r.until) {
 			retryAfter = max(retryAfter, r.until.Sub(now))
 		}
 	}
@@ -95,8 +112,14 @@ func (l *Limiter) Attempt(now time.Time, keys ...string) (a Attempt, retryAfter 
 		return Attempt{}, retryAfter, false
 	}
 	l.seq++
-	a = Attempt{seq: l.seq, keys: keys}
-	for _, k := range keys {
+	a = Attempt{seq: l.seq, keys: make([]string, len(limits))}
+	for i, lim := range limits {
+		k, maxFails := lim.Key, lim.Max
+		if maxFails <= 0 {
+			maxFails = l.max
+		}
+		maxFails = min(maxFails, maxMarks) // a key keeps no more marks
+		a.keys[i] = k
 		r := l.recs[k]
 		if r == nil {
 			r = &limitRecord{}
@@ -107,8 +130,8 @@ func (l *Limiter) Attempt(now time.Time, keys ...string) (a Attempt, retryAfter 
 			r.fails = append(r.fails[:0], r.fails[1:]...)
 		}
 		r.fails = append(r.fails, attemptMark{at: now, seq: a.seq})
-		if n := len(r.fails); n >= l.max {
-			r.until = now.Add(l.lockFor(n - l.max))
+		if n := len(r.fails); n >= maxFails {
+			r.until = now.Add(l.lockFor(n - maxFails))
 			r.lockSeq = a.seq
 		}
 	}

@@ -115,3 +115,30 @@ func TestLimiterConcurrentGuesses(t *testing.T) {
 		t.Errorf("%d concurrent attempts got through, want 5", ok)
 	}
 }
+
+// TestLimiterLimitsPerKey: each key locks at its own limit, and a locked
+// key refuses the attempt for every key it comes with, recording nothing.
+func TestLimiterLimitsPerKey(t *testing.T) {
+	l := auth.NewLimiter(5, 0, 0, 0)
+	attempt := func(user string) bool {
+		_, _, ok := l.AttemptLimits(epoch, auth.Limit{Key: "user:" + user + "@1"}, auth.Limit{Key: "addr:1", Max: 8})
+		return ok
+	}
+	for i := range 5 {
+		if !attempt("a") {
+			t.Fatalf("user a refused at attempt %d, before its limit of 5", i+1)
+		}
+	}
+	if attempt("a") {
+		t.Fatal("user a at the address past its limit of 5 was let through")
+	}
+	// The address has 5 failures of its 8: three more users get one each.
+	for i := range 3 {
+		if !attempt(string(rune('b' + i))) {
+			t.Fatalf("user %c refused before the address's limit of 8", 'b'+i)
+		}
+	}
+	if attempt("z") {
+		t.Error("a new user from the address past its limit of 8 was let through")
+	}
+}
