@@ -42,6 +42,7 @@ func (l *Ledger) follow(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}
+	l.epoch.Store(&epoch)
 	cur, err := l.loadCursor(ctx, epoch)
 	if err != nil {
 		return err

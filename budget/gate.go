@@ -70,7 +70,7 @@ func (l *Ledger) Reserve(ctx context.Context, req fleet.BudgetRequest) (fleet.Bu
 			_, err := l.casEntry(ctx, keys[i], snaps[i], func() *ledgerEntry { return newEntry(budgets[i], windows[i]) },
 				func(e *ledgerEntry) error {
 					e.prune(now)
-					st := e.standing(budgets[i], windows[i], now)
+					st := e.standing(budgets[i], windows[i], now, l.fleetEpoch())
 					switch v := st.Verdict(out.Estimate); {
 					case v == fleet.ActionStop:
 						return errRefuse
@@ -164,7 +164,7 @@ func (l *Ledger) read(ctx context.Context, budgets []fleet.BudgetLimit, windows 
 			return nil, nil, fmt.Errorf("reserve: %w", err)
 		}
 		snaps[i] = s
-		standings[i] = s.entry.standing(budgets[i], windows[i], now)
+		standings[i] = s.entry.standing(budgets[i], windows[i], now, l.fleetEpoch())
 	}
 	return snaps, standings, nil
 }

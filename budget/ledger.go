@@ -157,6 +157,9 @@ type Ledger struct {
 	lastEvent map[string]time.Time
 
 	stat ledgerStats
+	// epoch is FLEET's lineage as the follower found it ("" until then):
+	// an entry's sequence mark means something only in its own lineage.
+	epoch atomic.Pointer[string]
 }
 
 type cachedBudget struct {
@@ -447,7 +450,7 @@ func (l *Ledger) standing(ctx context.Context, b fleet.BudgetLimit, now time.Tim
 	if err != nil {
 		return fleet.BudgetStanding{}, err
 	}
-	return snap.entry.standing(b, w, now), nil
+	return snap.entry.standing(b, w, now, l.fleetEpoch()), nil
 }
 
 // CreateBudget stores a new budget; fleet.ErrBudgetExists if its scope and
@@ -614,8 +617,27 @@ func (e *ledgerEntry) prune(now time.Time) int {
 	return n
 }
 
-func (e *ledgerEntry) standing(b fleet.BudgetLimit, w fleet.BudgetWindow, now time.Time) fleet.BudgetStanding {
-	return fleet.BudgetStanding{Budget: b, Window: w, Spent: e.Spent, Reserved: e.reserved(now)}
+// standing is the entry's standing at now. epoch is FLEET's lineage: the
+// entry's sequence mark is reported as ChargedThrough only in its own
+// (an entry nothing was charged to yet is charged through 0 in any).
+func (e *ledgerEntry) standing(b fleet.BudgetLimit, w fleet.BudgetWindow, now time.Time, epoch string) fleet.BudgetStanding {
+	st := fleet.BudgetStanding{Budget: b, Window: w, Spent: e.Spent, Reserved: e.reserved(now)}
+	switch {
+	case e.Seq == 0 && e.Spent == 0:
+		st.ChargedThrough = new(uint64)
+	case epoch != "" && e.Epoch == epoch:
+		seq := e.Seq
+		st.ChargedThrough = &seq
+	}
+	return st
+}
+
+// fleetEpoch is FLEET's lineage as the follower found it, "" before.
+func (l *Ledger) fleetEpoch() string {
+	if p := l.epoch.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 type entrySnap struct {
@@ -824,7 +846,7 @@ func (l *Ledger) notify(typ string, st fleet.BudgetStanding, project string, req
 	}
 	data := budgetEventData{
 		BudgetNotice: fleet.BudgetNotice{Scope: b.Scope, ScopeID: b.ScopeID, Period: b.Period, LimitUSD: b.LimitUSD,
-			SpentUSD: st.Spent, Action: b.Action, Model: b.ThrottleModel, ResetsAt: st.Window.End},
+			SpentUSD: st.Spent, Action: b.Action, Model: b.ThrottleModel, ResetsAt: st.Window.End, ThroughSeq: st.ChargedThrough},
 		BudgetID: b.ID, ReservedUSD: st.Reserved, Window: st.Window.Key,
 		WarnPct: b.WarnPct,
 	}

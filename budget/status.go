@@ -71,7 +71,8 @@ func statusEvent(st fleet.BudgetStanding, now time.Time, every time.Duration) (f
 		return fleet.Event{}, false
 	}
 	data, err := json.Marshal(fleet.BudgetNotice{Scope: b.Scope, ScopeID: b.ScopeID, Period: b.Period, LimitUSD: b.LimitUSD,
-		SpentUSD: st.Spent, Action: b.Action, Model: b.ThrottleModel, WarnPct: b.WarnPct, ResetsAt: st.Window.End})
+		SpentUSD: st.Spent, Action: b.Action, Model: b.ThrottleModel, WarnPct: b.WarnPct, ResetsAt: st.Window.End,
+		ThroughSeq: st.ChargedThrough})
 	if err != nil {
 		return fleet.Event{}, false
 	}

@@ -2,6 +2,7 @@ package budget_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -68,5 +69,72 @@ func TestBudgetStatusReachesTheHUD(t *testing.T) {
 	}, "the team budget "+b.ID+" never showed")
 	if n := count(); n != 2 {
 		t.Errorf("%d budget.status events stored for two budgets' standings published by two ledgers; want 2", n)
+	}
+}
+
+// TestHUDGaugeEqualsTheLedger checks issue 17's promise: the budget gauge
+// the HUD draws moves with each call, so whenever the fold has folded
+// what the ledger has charged, the gauge shows what the ledger holds (and
+// the project's spend KPI the same figure), not what the ledger held at
+// its last budget.status. Statuses come every 20 ms, so they race the
+// bursts of calls: some are read before the ledger charged a burst's last
+// calls, and the fold adds those above the status's through_seq.
+func TestHUDGaugeEqualsTheLedger(t *testing.T) {
+	env := streamtest.Start(t, stream.HubConfig{Tick: 10 * time.Millisecond})
+	l := startLedger(t, env.JS, budget.Config{Auditor: env.Publisher, Events: env.Publisher, StatusEvery: 20 * time.Millisecond})
+	project := mustCreate(t, l, fleet.BudgetLimit{Scope: "project", ProjectID: "acme", ScopeID: "acme", Period: "daily",
+		LimitUSD: 100 * fleet.MicrosPerUSD, Action: "warn"})
+	team := mustCreate(t, l, fleet.BudgetLimit{Scope: "team", ProjectID: "acme", ScopeID: "support", Period: "daily",
+		LimitUSD: 100 * fleet.MicrosPerUSD, Action: "warn"})
+	ctx := context.Background()
+	streamtest.Eventually(t, 10*time.Second, func() bool {
+		v, _, _ := env.Hub.View(ctx, "acme")
+		_, p := v.Budgets["acme/project:acme:daily"]
+		_, tm := v.Budgets["acme/team:support:daily"]
+		return p && tm
+	}, "the budgets never showed on the hub's view")
+
+	moved := 0
+	for burst := range 12 {
+		var last uint64
+		for i := range 1 + burst%4 {
+			team := "support"
+			if i == 2 {
+				team = "research" // charged to the project, not to support
+			}
+			last = call(t, env, "acme", team, "u-1", fmt.Sprintf("m-%d-%d", burst, i), "gpt-5", int64(1000+100*i), time.Now())
+		}
+		waitSeq(t, l, last)
+		want := map[string]fleet.Micros{"acme/project:acme:daily": standing(t, l, project.ID).Spent,
+			"acme/team:support:daily": standing(t, l, team.ID).Spent}
+		var got map[string]fleet.Micros
+		var kpi fleet.Micros
+		streamtest.Eventually(t, 20*time.Second, func() bool {
+			v, seq, err := env.Hub.View(ctx, "acme")
+			if err != nil || seq < last {
+				return false
+			}
+			got = map[string]fleet.Micros{}
+			for id := range want {
+				got[id] = v.Budgets[id].SpentUSD
+			}
+			kpi = v.Projects["acme"].SpendToday
+			if pb := v.Projects["acme"].Budget; pb == nil || pb.SpentUSD != got["acme/project:acme:daily"] {
+				return false
+			}
+			return true
+		}, fmt.Sprintf("burst %d: the hub never folded seq %d with the project's gauge on its row", burst, last))
+		for id, w := range want {
+			if got[id] != w {
+				t.Errorf("burst %d, at seq ≥ %d: the HUD's %s shows %s spent; the ledger has charged %s", burst, last, id, got[id], w)
+			}
+		}
+		if kpi != want["acme/project:acme:daily"] {
+			t.Errorf("burst %d: spend today %s, project budget's spent %s: two figures for one thing", burst, kpi, want["acme/project:acme:daily"])
+		}
+		moved++
+	}
+	if moved != 12 {
+		t.Fatalf("%d of 12 bursts compared", moved)
 	}
 }

@@ -40,6 +40,9 @@ type BudgetStanding struct {
 	Window   BudgetWindow `json:"window"`
 	Spent    Micros       `json:"spent_usd"`
 	Reserved Micros       `json:"reserved_usd"`
+	// ChargedThrough is the FLEET sequence up to which Spent holds every
+	// charge (BudgetNotice.ThroughSeq); nil when unknown.
+	ChargedThrough *uint64 `json:"charged_through_seq,omitempty"`
 }
 
 // Committed is what the window holds: spent plus reserved.

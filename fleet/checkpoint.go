@@ -37,6 +37,7 @@ type cpProject struct {
 	Missions map[string]*Mission  `json:"missions,omitempty"`
 	Workers  map[string]*Worker   `json:"workers,omitempty"`
 	Budgets  map[string]*Budget   `json:"budgets,omitempty"`
+	Gauges   map[string]*gauge    `json:"gauges,omitempty"`
 	Runs     []*openRun           `json:"runs,omitempty"` // open runs, oldest first
 	Finished []string             `json:"finished,omitempty"`
 	Ticker   []TickerEntry        `json:"ticker,omitempty"`
@@ -52,7 +53,7 @@ func (s *State) MarshalCheckpoint() ([]byte, error) {
 		Projects: make(map[string]*cpProject, len(s.projects)), Seen: s.seen.order.list(), Ticker: s.ticker, Counts: s.counts,
 	}
 	for id, p := range s.projects {
-		c := &cpProject{Row: p, Agents: p.agents, Missions: p.missions, Workers: p.workers, Budgets: p.budgets,
+		c := &cpProject{Row: p, Agents: p.agents, Missions: p.missions, Workers: p.workers, Budgets: p.budgets, Gauges: p.gauges,
 			Finished: p.finished.order.list(), Ticker: p.ticker}
 		for e := p.runOrder.Front(); e != nil; e = e.Next() {
 			c.Runs = append(c.Runs, e.Value.(*openRun))
@@ -180,6 +181,12 @@ func (s *State) restoreProject(id string, c *cpProject) {
 	for bid, b := range c.Budgets {
 		b.ID, b.ProjectID = bid, id
 		p.budgets[bid] = b
+		if g := c.Gauges[bid]; g != nil {
+			if p.gauges == nil {
+				p.gauges = make(map[string]*gauge)
+			}
+			p.gauges[bid] = g
+		}
 	}
 	p.Agents, p.MissionsInFlight = len(p.agents), len(p.missions)
 	for _, r := range c.Runs {

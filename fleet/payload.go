@@ -129,6 +129,14 @@ type BudgetNotice struct {
 	// ResetsAt is the end of the budget's current period window, when its
 	// spend starts again from zero (absent: not reported).
 	ResetsAt time.Time `json:"resets_at,omitzero"`
+	// ThroughSeq is the FLEET sequence up to which SpentUSD holds every
+	// charge: the last llm.call the ledger charged to this budget's
+	// window (0: none yet). The fold adds the calls it folds above it, so
+	// that its gauge moves with each call and equals what the ledger has
+	// charged at the same seq. Absent (an older server, or marks of
+	// another FLEET lineage): SpentUSD stands as it is until the next
+	// notice.
+	ThroughSeq *uint64 `json:"through_seq,omitempty"`
 }
 
 // Priority accepts a JSON number or string and keeps it as text.

@@ -95,6 +95,7 @@ type projectRec struct {
 	missions map[string]*Mission
 	workers  map[string]*Worker // this project's record of each worker
 	budgets  map[string]*Budget
+	gauges   map[string]*gauge // by budget id: how its spend moves with calls
 	runs     map[string]*openRun
 	runOrder list.List // of *openRun, oldest first
 	finished fifoSet   // ids of finished missions
@@ -550,6 +551,9 @@ func (s *State) llmCall(p *projectRec, ev Event, d *LLMCall, t, at time.Time) (s
 	tokens := d.Tokens()
 	p.TokensTotal += tokens
 	p.SpendTotal += cost
+	if len(p.gauges) > 0 {
+		s.budgetsCharge(p, s.seq, t, cost, ev.TeamID, ev.UserID)
+	}
 	if dayOf(t) == p.SpendDay {
 		p.SpendToday += cost
 	}
@@ -606,8 +610,9 @@ func (s *State) budget(p *projectRec, ev Event, d *BudgetNotice, t time.Time) (s
 		p.budgets[id] = b
 	}
 	b.ProjectID, b.Scope, b.ScopeID, b.Period = ev.ProjectID, d.Scope, d.ScopeID, d.Period
-	b.LimitUSD, b.SpentUSD, b.Action, b.Model, b.ResetsAt, b.UpdatedAt = d.LimitUSD, d.SpentUSD, d.Action, d.Model, d.ResetsAt.UTC(), t
-	b.Pct = pct(d.SpentUSD, d.LimitUSD)
+	b.LimitUSD, b.Action, b.Model, b.ResetsAt, b.UpdatedAt = d.LimitUSD, d.Action, d.Model, d.ResetsAt.UTC(), t
+	b.SpentUSD = p.noticeGauge(b, d, ev.Type == TypeBudgetStatus)
+	b.Pct = pct(b.SpentUSD, d.LimitUSD)
 	switch ev.Type {
 	case TypeBudgetWarning:
 		b.Status = "warning"
@@ -616,22 +621,11 @@ func (s *State) budget(p *projectRec, ev Event, d *BudgetNotice, t time.Time) (s
 	case TypeBudgetThrottled:
 		b.Status = "throttled"
 	case TypeBudgetStatus:
-		warn := d.WarnPct
-		if warn <= 0 {
-			warn = DefaultWarnPct
-		}
-		switch {
-		case b.Pct >= 100:
-			b.Status = "reached"
-		case b.Pct >= warn:
-			b.Status = "warning"
-		default:
-			b.Status = "ok"
-		}
+		b.Status = statusOf(b.Pct, d.WarnPct)
 	}
 	s.mark(collBudgets, p.ID, id)
 	if d.Scope == "project" && d.ScopeID == ev.ProjectID {
-		p.Budget = &BudgetStatus{LimitUSD: d.LimitUSD, SpentUSD: d.SpentUSD, Pct: b.Pct, Action: d.Action, Period: d.Period}
+		p.Budget = &BudgetStatus{LimitUSD: d.LimitUSD, SpentUSD: b.SpentUSD, Pct: b.Pct, Action: d.Action, Period: d.Period}
 	}
 	level := "warn"
 	if ev.Type == TypeBudgetExceeded {

@@ -342,6 +342,11 @@ func (g *gen) llmEnv(p *proj, r *run, model string) env {
 			e["mission_id"] = r.mission
 		}
 	}
+	if g.chance(0.6) {
+		// Workers stamp a mission's calls with its team and user, which
+		// team and user budgets charge.
+		e["team_id"], e["user_id"] = []string{"support", "research", "ops"}[g.pick(3)], fmt.Sprintf("u-%d", g.pick(20))
+	}
 	data := map[string]any{
 		"provider":      providerOf(model),
 		"model":         model,
@@ -659,8 +664,11 @@ func (g *gen) runDone(p *proj, typ string) {
 // under the project, as the budget gate does).
 func (g *gen) budget(p *proj) {
 	typ := fleet.TypeBudgetWarning
-	if g.chance(0.3) {
+	switch r := g.rng.Float64(); {
+	case r < 0.2:
 		typ = fleet.TypeBudgetExceeded
+	case r < 0.6:
+		typ = fleet.TypeBudgetStatus
 	}
 	e := g.env(typ, p)
 	limit := 5 + g.pick(200)
@@ -677,6 +685,14 @@ func (g *gen) budget(p *proj) {
 	period := []string{"daily", "monthly"}[g.pick(2)]
 	data := map[string]any{"scope": scope, "scope_id": scopeID, "period": period,
 		"limit_usd": limit, "spent_usd": fmt.Sprintf("%.4f", spent), "action": action}
+	if g.chance(0.8) {
+		// Up to where the gate had charged: a few messages back, as a
+		// follower a batch behind reports it (0: nothing charged yet).
+		data["through_seq"] = max(0, len(g.out)-g.pick(8))
+	}
+	if typ == fleet.TypeBudgetStatus && g.chance(0.5) {
+		data["warn_pct"] = 50 + g.pick(45)
+	}
 	if limit%2 == 0 {
 		// The end of the period, as the gate reports it (most notices).
 		day := g.at.UTC().Truncate(24 * time.Hour)

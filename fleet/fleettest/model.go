@@ -284,6 +284,7 @@ func (m Model) Derive(recs []Record) *Derived {
 	m.deriveWorkers(d, evs)
 	m.deriveMissions(d, evs)
 	m.deriveBudgets(d, evs)
+	m.deriveGauges(d, evs)
 	m.deriveProjects(d, evs)
 	m.deriveTicker(d, evs)
 	return d
@@ -845,6 +846,117 @@ func (m Model) deriveBudgets(d *Derived, evs []*folded) {
 		f.level = "warn"
 		if f.ev.Type == fleet.TypeBudgetExceeded {
 			f.level = "error"
+		}
+	}
+}
+
+// gaugeCharges is how many charges above a notice the fold keeps apart
+// (fleet's gaugeCharges); older ones are summed and dropped at the next
+// notice.
+const gaugeCharges = 64
+
+// deriveGauges moves each budget's spend with the calls folded after its
+// last notice: a notice that says up to which seq its spend holds every
+// charge (through_seq) starts a gauge; every priced call of the budget's
+// project (of its team or user, as the call names them) adds to it, the
+// calls above the notice's through_seq are added again after each
+// notice, and a call past the window's end starts the next window at
+// zero. The budget's spend is where its gauge ends.
+func (m Model) deriveGauges(d *Derived, evs []*folded) {
+	for id, b := range d.budgets {
+		type charge struct {
+			seq  uint64
+			cost fleet.Micros
+		}
+		var (
+			live                bool
+			base, merged, spent fleet.Micros
+			charges             []charge
+			resets              time.Time
+			status              bool
+			warn                float64
+		)
+		for _, f := range evs {
+			if f.ev.ProjectID != b.ProjectID {
+				continue
+			}
+			switch x := f.data.(type) {
+			case *fleet.BudgetNotice:
+				if f.ev.ProjectID+"/"+x.Scope+":"+x.ScopeID+":"+x.Period != id {
+					continue
+				}
+				resets = x.ResetsAt.UTC()
+				status, warn = f.ev.Type == fleet.TypeBudgetStatus, x.WarnPct
+				if x.ThroughSeq == nil {
+					live, spent, charges, merged = false, x.SpentUSD, nil, 0
+					continue
+				}
+				live, base, merged = true, x.SpentUSD, 0
+				var keep []charge
+				for _, c := range charges {
+					if c.seq > *x.ThroughSeq {
+						keep = append(keep, c)
+					}
+				}
+				charges = keep
+			case *fleet.LLMCall:
+				cost, ok := m.cost(x)
+				if !live || !ok || cost <= 0 {
+					continue
+				}
+				switch {
+				case b.Scope == fleet.BudgetScopeProject && b.ScopeID == b.ProjectID:
+				case b.Scope == fleet.BudgetScopeTeam && f.ev.TeamID != "" && f.ev.TeamID == b.ScopeID:
+				case b.Scope == fleet.BudgetScopeUser && f.ev.UserID != "" && f.ev.UserID == b.ScopeID:
+				default:
+					continue
+				}
+				if !resets.IsZero() {
+					if !f.t.Before(resets) {
+						w, err := fleet.WindowOf(b.Period, f.t)
+						if err != nil {
+							continue
+						}
+						base, merged, charges, resets = 0, 0, nil, w.End
+					} else if w, err := fleet.WindowOf(b.Period, resets.Add(-time.Nanosecond)); err == nil && f.t.Before(w.Start) {
+						continue
+					}
+				}
+				charges = append(charges, charge{f.seq, cost})
+				if len(charges) > gaugeCharges {
+					merged += charges[0].cost
+					charges = charges[1:]
+				}
+			default:
+				continue
+			}
+			if live {
+				spent = base + merged
+				for _, c := range charges {
+					spent += c.cost
+				}
+			}
+		}
+		if !live {
+			continue
+		}
+		b.SpentUSD, b.ResetsAt = spent, resets
+		b.Pct = fleet.Pct(spent, b.LimitUSD)
+		if status {
+			if warn <= 0 {
+				warn = fleet.DefaultWarnPct
+			}
+			switch {
+			case b.Pct >= 100:
+				b.Status = "reached"
+			case b.Pct >= warn:
+				b.Status = "warning"
+			default:
+				b.Status = "ok"
+			}
+		}
+		if pb := d.projects[b.ProjectID].Budget; pb != nil && b.Scope == fleet.BudgetScopeProject && b.ScopeID == b.ProjectID && pb.Period == b.Period {
+			pb.SpentUSD, pb.Pct = b.SpentUSD, b.Pct
 		}
 	}
 }
