@@ -32,7 +32,11 @@ test: deps fmt-check templ-check vet unit clock-check
 ##     than the pin below, so a stale cache never passes for the pin; the
 ##     test finds them through OBSERVATORY_VM_BIN and fails, never skips,
 ##     without them.
+##   - nats-server for the cluster tests (natscluster: three real
+##     processes), at the version of the module the server embeds, the
+##     same way; found through OBSERVATORY_VM_BIN.
 VM_VERSION     := v1.151.0
+NATS_SERVER_VERSION := v2.15.2
 VLOGS_VERSION  := v1.52.1
 deps: | $(CACHE)/bin
 	@command -v $${CC:-gcc} >/dev/null || { echo "go test -race needs a C compiler: apt-get install -y gcc" >&2; exit 1; }
@@ -40,6 +44,7 @@ deps: | $(CACHE)/bin
 	@GO=$(GO) scripts/go-tool.sh $(CACHE)/bin victoria-metrics github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@$(VM_VERSION)
 	@GO=$(GO) scripts/go-tool.sh $(CACHE)/bin victoria-logs github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@$(VLOGS_VERSION)
 	@GO=$(GO) scripts/go-tool.sh $(CACHE)/bin vmalert github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert@$(VM_VERSION)
+	@GO=$(GO) scripts/go-tool.sh $(CACHE)/bin nats-server github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
 
 $(CACHE)/bin:
 	mkdir -p $@

@@ -41,7 +41,8 @@ type Config struct {
 	// MaxAge is the longest any revoked credential lives, so how long a
 	// revocation is kept at most (required).
 	MaxAge time.Duration
-	// Replicas of the bucket (1).
+	// Replicas of the bucket; 0 leaves it to the JetStream the store is
+	// opened on (one, or what stream.WithReplicas sets on a cluster).
 	Replicas int
 	// Now is the clock that stamps revocations and decides when they no
 	// longer matter (time.Now).
@@ -78,9 +79,6 @@ type Store struct {
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error) {
 	if cfg.MaxAge <= 0 {
 		return nil, errors.New("revoke: open: MaxAge is required")
-	}
-	if cfg.Replicas <= 0 {
-		cfg.Replicas = 1
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

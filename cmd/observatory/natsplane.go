@@ -30,6 +30,7 @@ type natsFlags struct {
 	tlsCert    string
 	tlsKey     string
 	advertise  string // the URL workers dial, when not the one serve uses
+	replicas   int    // of every stream and bucket serve creates
 }
 
 func (n *natsFlags) register(fs *flag.FlagSet, getenv func(string) string) {
@@ -39,6 +40,7 @@ func (n *natsFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&n.tlsCA, "nats-tls-ca", env("OBSERVATORY_NATS_TLS_CA"), "with --nats-url: the CA file that signs the NATS servers' certificates (env OBSERVATORY_NATS_TLS_CA)")
 	fs.StringVar(&n.tlsCert, "nats-tls-cert", env("OBSERVATORY_NATS_TLS_CERT"), "with --nats-url: serve's client certificate file, for NATS servers that verify clients (env OBSERVATORY_NATS_TLS_CERT)")
 	fs.StringVar(&n.tlsKey, "nats-tls-key", env("OBSERVATORY_NATS_TLS_KEY"), "the key file of --nats-tls-cert (env OBSERVATORY_NATS_TLS_KEY)")
+	fs.IntVar(&n.replicas, "nats-replicas", envInt(getenv, "OBSERVATORY_NATS_REPLICAS", 1), "with --nats-url: replicas of every stream and key-value bucket serve creates, e.g. 3 on a three-node cluster (env OBSERVATORY_NATS_REPLICAS)")
 	fs.StringVar(&n.advertise, "nats-advertise", env("OBSERVATORY_NATS_ADVERTISE"), "the NATS URL(s) enrolled workers are told to dial, without userinfo; default the embedded server's client URL or --nats-url (env OBSERVATORY_NATS_ADVERTISE)")
 }
 
@@ -51,6 +53,12 @@ func (n *natsFlags) check(natsURL string) error {
 				return fmt.Errorf("%s is for an external NATS (--nats-url); the embedded one makes its own keys under --data-dir", flag)
 			}
 		}
+	}
+	if n.replicas < 1 || n.replicas > stream.MaxReplicas {
+		return fmt.Errorf("--nats-replicas %d: want 1 to %d", n.replicas, stream.MaxReplicas)
+	}
+	if natsURL == "" && n.replicas > 1 {
+		return errors.New("--nats-replicas is for a NATS cluster (--nats-url); the embedded server is one node")
 	}
 	if n.signingKey != "" && n.creds == "" {
 		return errors.New("--nats-account-signing-key needs --nats-creds: workers are minted in the account of serve's own user")

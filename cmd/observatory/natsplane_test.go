@@ -365,6 +365,8 @@ func TestServeNATSFlags(t *testing.T) {
 		{[]string{"--nats-url", "nats://127.0.0.1:1", "--nats-account-signing-key", "sk.nk"}, "needs --nats-creds"},
 		{[]string{"--nats-url", "nats://127.0.0.1:1", "--nats-tls-cert", "c.pem"}, "go together"},
 		{[]string{"--nats-advertise", "nats://u:p@example.com:4222"}, "must not carry userinfo"},
+		{[]string{"--nats-replicas", "3"}, "--nats-replicas is for a NATS cluster"},
+		{[]string{"--nats-url", "nats://127.0.0.1:1", "--nats-replicas", "7"}, "want 1 to 5"},
 	} {
 		var stdout, stderr syncBuffer
 		err := run(context.Background(), append([]string{"serve", "--addr", "127.0.0.1:0", "--data-dir", t.TempDir()}, tc.args...), noEnv, &stdout, &stderr)

@@ -154,6 +154,10 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
+	// On a cluster every stream and bucket gets --nats-replicas.
+	if js, err = stream.WithReplicas(js, c.nats.replicas); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
 	setupCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := stream.EnsureStreams(setupCtx, js, c.bounds.streams(stream.StreamsConfig{FleetMaxAge: c.fleetMaxAge, MaxStore: dp.maxStore()})); err != nil {

@@ -1,0 +1,311 @@
+package natscluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/sagewai/observatory/natsauth"
+)
+
+// Binary returns the path of the nats-server binary the tests use, or an
+// error that says how to get it.
+func Binary() (string, error) {
+	path := os.Getenv("OBSERVATORY_NATS_SERVER")
+	if path == "" {
+		dir := os.Getenv("OBSERVATORY_VM_BIN")
+		if dir == "" {
+			return "", errors.New("no nats-server: run the tests with `make test` (it installs the pinned binary into .cache/bin), " +
+				"or set OBSERVATORY_NATS_SERVER to a nats-server binary")
+		}
+		path = filepath.Join(dir, "nats-server")
+	}
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("no nats-server at %s (`make deps` installs it): %w", path, err)
+	}
+	return path, nil
+}
+
+// Cluster is a running cluster of nats-server processes.
+type Cluster struct {
+	t     testing.TB
+	bin   string
+	Nodes []*Node
+	// Account is the application account's public key; Signing mints its
+	// users (Creds).
+	Account string
+	signing *natsauth.Authority
+	seed    []byte
+}
+
+// Node is one nats-server process of a cluster.
+type Node struct {
+	Name       string
+	ClientPort int
+	conf       string
+	log        string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// URL is the node's client URL.
+func (n *Node) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.ClientPort) }
+
+// Start runs a cluster of n nodes until the test ends and waits until its
+// JetStream has a meta leader. It fails the test if the binary is missing.
+func Start(t testing.TB, n int) *Cluster {
+	t.Helper()
+	bin, err := Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	c := &Cluster{t: t, bin: bin}
+	preload, sysPub := c.trust(dir)
+	clientPorts, routePorts := freePorts(t, n), freePorts(t, n)
+	for i := range n {
+		var routes []string
+		for j, p := range routePorts {
+			if j != i {
+				routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+			}
+		}
+		node := &Node{Name: fmt.Sprintf("n%d", i+1), ClientPort: clientPorts[i],
+			conf: filepath.Join(dir, fmt.Sprintf("n%d.conf", i+1)), log: filepath.Join(dir, fmt.Sprintf("n%d.log", i+1))}
+		conf := fmt.Sprintf(`server_name: %s
+listen: 127.0.0.1:%d
+jetstream { store_dir: %q }
+cluster {
+  name: observatory
+  listen: 127.0.0.1:%d
+  routes: [%s]
+}
+operator: %q
+system_account: %s
+resolver: MEMORY
+resolver_preload: {
+%s}
+`, node.Name, node.ClientPort, filepath.Join(dir, node.Name), routePorts[i], strings.Join(routes, ", "),
+			filepath.Join(dir, "operator.jwt"), sysPub, preload)
+		if err := os.WriteFile(node.conf, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c.Nodes = append(c.Nodes, node)
+	}
+	for _, node := range c.Nodes {
+		c.Restart(node)
+	}
+	t.Cleanup(func() {
+		for _, node := range c.Nodes {
+			node.kill(syscall.SIGTERM)
+		}
+	})
+	c.WaitReady()
+	return c
+}
+
+// trust makes the operator, the system account and the application
+// account (with JetStream and a signing key), writes the operator's JWT
+// and returns the accounts' resolver preload and the system account.
+func (c *Cluster) trust(dir string) (preload, sysPub string) {
+	t := c.t
+	op, _ := nkeys.CreateOperator()
+	sys, _ := nkeys.CreateAccount()
+	acc, _ := nkeys.CreateAccount()
+	sk, _ := nkeys.CreateAccount()
+	opPub, _ := op.PublicKey()
+	sysPub, _ = sys.PublicKey()
+	accPub, _ := acc.PublicKey()
+	skPub, _ := sk.PublicKey()
+	oc := jwt.NewOperatorClaims(opPub)
+	oc.SystemAccount = sysPub
+	opJWT, err := oc.Encode(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sysJWT, err := jwt.NewAccountClaims(sysPub).Encode(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac := jwt.NewAccountClaims(accPub)
+	ac.Name = "OBSERVATORY"
+	ac.SigningKeys.Add(skPub)
+	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: jwt.NoLimit, DiskStorage: jwt.NoLimit, Streams: jwt.NoLimit, Consumer: jwt.NoLimit}
+	accJWT, err := ac.Encode(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "operator.jwt"), []byte(opJWT), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.seed, _ = sk.Seed()
+	if c.signing, err = natsauth.External(c.seed, accPub); err != nil {
+		t.Fatal(err)
+	}
+	c.Account = accPub
+	return fmt.Sprintf("  %s: %q\n  %s: %q\n", sysPub, sysJWT, accPub, accJWT), sysPub
+}
+
+// SigningSeed is the account signing key's seed (SA...), as
+// --nats-account-signing-key reads it.
+func (c *Cluster) SigningSeed() []byte { return c.seed }
+
+// Creds mints a user of the application account that may publish and
+// subscribe to everything, as nsc would for serve (--nats-creds).
+func (c *Cluster) Creds(name string) []byte {
+	b, err := c.signing.Creds(natsauth.User{Name: name, Publish: []string{">"}, Subscribe: []string{">"}}, time.Now())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return b
+}
+
+// URLs is every node's client URL, comma-separated, as --nats-url takes a
+// cluster.
+func (c *Cluster) URLs() string {
+	urls := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		urls[i] = n.URL()
+	}
+	return strings.Join(urls, ",")
+}
+
+// Connect connects to the cluster as a fresh user of the account.
+func (c *Cluster) Connect(name string, opts ...nats.Option) *nats.Conn {
+	c.t.Helper()
+	tok, seed, err := natsauth.Parse(c.Creds(name))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	// A node just started may not listen yet: the client keeps trying.
+	nc, err := nats.Connect(c.URLs(), append([]nats.Option{nats.UserJWTAndSeed(tok, seed), nats.MaxReconnects(-1),
+		nats.ReconnectWait(100 * time.Millisecond), nats.RetryOnFailedConnect(true)}, opts...)...)
+	if err != nil {
+		c.t.Fatalf("connect to the cluster: %v", err)
+	}
+	c.t.Cleanup(nc.Close)
+	return nc
+}
+
+// WaitReady waits until the cluster's JetStream answers (it has a meta
+// leader and every node is up).
+func (c *Cluster) WaitReady() {
+	c.t.Helper()
+	nc := c.Connect("ready-probe")
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute) // a hang bound on a loaded machine
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := js.AccountInfo(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("the NATS cluster's JetStream never answered: %v\n%s", err, c.Logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Kill kills node with SIGKILL, as a machine dies, and waits until it has
+// exited.
+func (c *Cluster) Kill(n *Node) { n.kill(syscall.SIGKILL) }
+
+// Restart starts node again (or the first time) on its ports and store.
+func (c *Cluster) Restart(n *Node) {
+	c.t.Helper()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	logf, err := os.OpenFile(n.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cmd := exec.Command(c.bin, "-c", n.conf)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		c.t.Fatalf("start %s: %v", n.Name, err)
+	}
+	n.cmd, n.done = cmd, make(chan struct{})
+	go func(done chan struct{}) {
+		_ = cmd.Wait()
+		logf.Close()
+		close(done)
+	}(n.done)
+}
+
+func (n *Node) kill(sig syscall.Signal) {
+	n.mu.Lock()
+	cmd, done := n.cmd, n.done
+	n.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	select {
+	case <-done:
+		return
+	default:
+	}
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+// Logs returns every node's log, for a failure message.
+func (c *Cluster) Logs() string {
+	var b strings.Builder
+	for _, n := range c.Nodes {
+		data, _ := os.ReadFile(n.log)
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		if len(lines) > 20 {
+			lines = lines[len(lines)-20:]
+		}
+		fmt.Fprintf(&b, "--- %s (last lines)\n%s\n", n.Name, strings.Join(lines, "\n"))
+	}
+	return b.String()
+}
+
+// freePorts returns n loopback ports free at the time of the call.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var lns []net.Listener
+	var ports []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return ports
+}

@@ -1,0 +1,73 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// MaxReplicas is the most replicas JetStream keeps of a stream.
+const MaxReplicas = 5
+
+// WithReplicas returns js, except that every stream and key-value bucket
+// created or updated through it that names no replica count gets n
+// (DESIGN §11.3: --nats-replicas 3 on a three-node cluster, so that an
+// acknowledged write survives the loss of any one node). Every package
+// creates its streams and buckets through the JetStream it is given, so
+// serve sets the count in one place. n ≤ 1 returns js itself: one replica,
+// JetStream's default, as the embedded single node runs.
+func WithReplicas(js jetstream.JetStream, n int) (jetstream.JetStream, error) {
+	switch {
+	case n < 0 || n > MaxReplicas:
+		return nil, fmt.Errorf("replicas: %d is not between 1 and %d", n, MaxReplicas)
+	case n <= 1:
+		return js, nil
+	}
+	return replicated{JetStream: js, n: n}, nil
+}
+
+// replicated is a JetStream whose created streams and buckets get n
+// replicas unless their configuration names a count.
+type replicated struct {
+	jetstream.JetStream
+	n int
+}
+
+func (r replicated) stream(cfg jetstream.StreamConfig) jetstream.StreamConfig {
+	if cfg.Replicas == 0 {
+		cfg.Replicas = r.n
+	}
+	return cfg
+}
+
+func (r replicated) kv(cfg jetstream.KeyValueConfig) jetstream.KeyValueConfig {
+	if cfg.Replicas == 0 {
+		cfg.Replicas = r.n
+	}
+	return cfg
+}
+
+func (r replicated) CreateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	return r.JetStream.CreateStream(ctx, r.stream(cfg))
+}
+
+func (r replicated) UpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	return r.JetStream.UpdateStream(ctx, r.stream(cfg))
+}
+
+func (r replicated) CreateOrUpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	return r.JetStream.CreateOrUpdateStream(ctx, r.stream(cfg))
+}
+
+func (r replicated) CreateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	return r.JetStream.CreateKeyValue(ctx, r.kv(cfg))
+}
+
+func (r replicated) UpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	return r.JetStream.UpdateKeyValue(ctx, r.kv(cfg))
+}
+
+func (r replicated) CreateOrUpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	return r.JetStream.CreateOrUpdateKeyValue(ctx, r.kv(cfg))
+}
