@@ -36,8 +36,13 @@ type gauge struct {
 	// Base is the notice's spend, charged through Through.
 	Base    Micros `json:"base_usd"`
 	Through uint64 `json:"through"`
-	// Charges are the calls the fold added above Through, oldest first.
+	// Charges are the calls the fold added above Through, oldest first,
+	// and Sum their sum.
 	Charges []seqCost `json:"charges,omitempty"`
+	Sum     Micros    `json:"sum_usd,omitempty"`
+	// Start is when the budget's window began (from its resets_at): a
+	// call before it belongs to a window that is over.
+	Start time.Time `json:"start,omitzero"`
 	// Merged is the sum of charges dropped from Charges for room; it
 	// counts until the next notice.
 	Merged Micros `json:"merged_usd,omitempty"`
@@ -47,6 +52,8 @@ type gauge struct {
 	// (budget.status: ok, warning, reached), so that it follows the gauge;
 	// a warning, exceeded or throttled notice's status stands.
 	FromStatus bool `json:"from_status,omitempty"`
+
+	budget *Budget // the budget it moves (its project's entry of the same id)
 }
 
 type seqCost struct {
@@ -55,37 +62,48 @@ type seqCost struct {
 }
 
 // spent is the gauge's figure: the notice's spend and what came above it.
-func (g *gauge) spent() Micros {
-	sum := g.Base + g.Merged
-	for _, c := range g.Charges {
-		sum += c.Cost
-	}
-	return sum
-}
+func (g *gauge) spent() Micros { return g.Base + g.Merged + g.Sum }
 
 // settle takes a notice: spend charged through seq.
 func (g *gauge) settle(spent Micros, through uint64) {
 	g.Live, g.Base, g.Through = true, spent, through
-	keep := g.Charges[:0]
+	keep, sum := g.Charges[:0], Micros(0)
 	for _, c := range g.Charges {
 		if c.Seq > through {
-			keep = append(keep, c)
+			keep, sum = append(keep, c), sum+c.Cost
 		}
 	}
-	g.Charges, g.Merged = keep, 0
+	g.Charges, g.Sum, g.Merged = keep, sum, 0
 }
 
 // add records a charge above the last notice.
 func (g *gauge) add(seq uint64, cost Micros) {
 	if len(g.Charges) == gaugeCharges {
+		// Dropped from the front: append reallocates now and then, which
+		// costs less than moving every charge down on each call.
 		g.Merged += g.Charges[0].Cost
-		g.Charges = append(g.Charges[:0], g.Charges[1:]...)
+		g.Sum -= g.Charges[0].Cost
+		g.Charges = g.Charges[1:]
 	}
 	g.Charges = append(g.Charges, seqCost{seq, cost})
+	g.Sum += cost
 }
 
-// noticeGauge updates the gauge of budget b from notice d: it returns the
-// spend the budget shows.
+// window sets the window the gauge counts in: the one ending at resetsAt
+// (zero: not reported, every call counts).
+func (g *gauge) window(period string, resetsAt time.Time) {
+	g.Start = time.Time{}
+	if resetsAt.IsZero() {
+		return
+	}
+	if w, err := WindowOf(period, resetsAt.Add(-time.Nanosecond)); err == nil {
+		g.Start = w.Start
+	}
+}
+
+// noticeGauge updates the gauge of budget b (its figures but the spend
+// already set from d) from notice d: it returns the spend the budget
+// shows.
 func (p *projectRec) noticeGauge(b *Budget, d *BudgetNotice, status bool) Micros {
 	g := p.gauges[b.ID]
 	if d.ThroughSeq == nil {
@@ -95,13 +113,14 @@ func (p *projectRec) noticeGauge(b *Budget, d *BudgetNotice, status bool) Micros
 		return d.SpentUSD
 	}
 	if g == nil {
-		g = &gauge{}
+		g = &gauge{budget: b}
 		if p.gauges == nil {
 			p.gauges = make(map[string]*gauge)
 		}
 		p.gauges[b.ID] = g
 	}
 	g.settle(d.SpentUSD, *d.ThroughSeq)
+	g.window(b.Period, b.ResetsAt)
 	g.FromStatus = status
 	if status {
 		g.WarnPct = d.WarnPct
@@ -113,12 +132,12 @@ func (p *projectRec) noticeGauge(b *Budget, d *BudgetNotice, status bool) Micros
 // the gauges of the budgets it applies to. team and user are whom the call
 // is for.
 func (s *State) budgetsCharge(p *projectRec, seq uint64, t time.Time, cost Micros, team, user string) {
-	if cost <= 0 || len(p.gauges) == 0 {
+	if cost <= 0 {
 		return
 	}
-	for id, g := range p.gauges {
-		b := p.budgets[id]
-		if b == nil || !g.Live || !budgetTakes(b, p.ID, team, user) {
+	for _, g := range p.gauges {
+		b := g.budget
+		if !g.Live || !budgetTakes(b, p.ID, team, user) {
 			continue
 		}
 		if !b.ResetsAt.IsZero() {
@@ -129,10 +148,10 @@ func (s *State) budgetsCharge(p *projectRec, seq uint64, t time.Time, cost Micro
 				if err != nil {
 					continue
 				}
-				g.Charges, g.Merged = g.Charges[:0], 0
+				g.Charges, g.Sum, g.Merged = g.Charges[:0], 0, 0
 				g.Base, g.Through = 0, seq-1
-				b.ResetsAt = w.End
-			} else if w, err := WindowOf(b.Period, b.ResetsAt.Add(-time.Nanosecond)); err == nil && t.Before(w.Start) {
+				b.ResetsAt, g.Start = w.End, w.Start
+			} else if t.Before(g.Start) {
 				continue // a late call of a window that is over
 			}
 		}

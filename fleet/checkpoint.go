@@ -185,6 +185,7 @@ func (s *State) restoreProject(id string, c *cpProject) {
 			if p.gauges == nil {
 				p.gauges = make(map[string]*gauge)
 			}
+			g.budget = b
 			p.gauges[bid] = g
 		}
 	}

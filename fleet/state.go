@@ -551,7 +551,7 @@ func (s *State) llmCall(p *projectRec, ev Event, d *LLMCall, t, at time.Time) (s
 	tokens := d.Tokens()
 	p.TokensTotal += tokens
 	p.SpendTotal += cost
-	if len(p.gauges) > 0 {
+	if len(p.gauges) > 0 && cost > 0 {
 		s.budgetsCharge(p, s.seq, t, cost, ev.TeamID, ev.UserID)
 	}
 	if dayOf(t) == p.SpendDay {

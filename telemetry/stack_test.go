@@ -386,7 +386,7 @@ func TestMetricsAfterKnownTraffic(t *testing.T) {
 		if got := sum(fams, "sagewai_budget_rejections_total", map[string]string{"sagewai_project_id": "acme", "scope": "project"}); got != 1 {
 			t.Errorf("budget rejections of acme: %v, want 1", got)
 		}
-		if got := sum(fams, "sagewai_budget_limit_usd", map[string]string{"sagewai_project_id": "globex", "scope": "team", "team": "research"}); got != 100 {
+		if got := sum(fams, "sagewai_budget_limit_usd", map[string]string{"sagewai_project_id": "globex", "scope": "team", "team": "research", "period": "monthly"}); got != 100 {
 			t.Errorf("team budget limit of globex: %v, want 100", got)
 		}
 	})
