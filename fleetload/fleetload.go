@@ -49,6 +49,9 @@ type Figures struct {
 	RatePerSec        float64         `json:"rate_per_sec"`
 	TimeScale         float64         `json:"time_scale"`
 	ByTenant          []TenantFigures `json:"by_tenant"`
+	// WorkersUnclean counts worker processes (Config.WorkerCommand) that
+	// did not exit cleanly when the run stopped them.
+	WorkersUnclean int64 `json:"workers_unclean,omitempty"`
 }
 
 // TenantFigures are one tenant's share of the run.
@@ -79,15 +82,27 @@ func (f *Figures) Problems() []string {
 	if f.MissionsRejected > 0 {
 		problems = append(problems, fmt.Sprintf("%d missions refused by the admin API", f.MissionsRejected))
 	}
+	if f.WorkersUnclean > 0 {
+		problems = append(problems, fmt.Sprintf("%d worker processes did not exit cleanly", f.WorkersUnclean))
+	}
 	return problems
 }
 
 // Config configures a run. Zero values mean the defaults of `observatory
 // fleet`'s flags.
 type Config struct {
-	// Workers run as goroutines (default 24); Tenants are the first of
-	// live.DefaultTenants (default all three).
+	// Workers run as goroutines (default 24), or as processes with
+	// WorkerCommand; Tenants are the first of live.DefaultTenants
+	// (default all three).
 	Workers, Tenants int
+	// WorkerCommand, when set, runs each worker as a process of its own:
+	// the command line of `observatory worker` (the observatory binary
+	// and "worker"), to which the run adds each worker's flags (--url,
+	// --worker-id, --projects, ...). The enrollment key goes in the
+	// processes' environment (OBSERVATORY_ENROLL_KEY), never on their
+	// command lines. It needs the embedded NATS, whose credentials the
+	// workers enroll for.
+	WorkerCommand []string
 	// Missions in all (default 300), created at Rate per second (default 20).
 	Missions int
 	Rate     float64
@@ -275,17 +290,23 @@ func (w *watch) progress() (created, ended, claimed int) {
 // be carried out; what went wrong within it is in the figures' Problems.
 func Run(ctx context.Context, cfg Config) (*Figures, error) {
 	cfg.defaults()
-	log := cfg.Logger
 	tenants := live.DefaultTenants()[:cfg.Tenants]
 	out := cfg.Out
-	fmt.Fprintf(out, "observatory fleet: %d workers, %d tenants, %d missions at %g/s through the admin API (agents at %gx real time)\n",
-		cfg.Workers, len(tenants), cfg.Missions, cfg.Rate, 1/cfg.TimeScale)
+	as := ""
+	if len(cfg.WorkerCommand) > 0 {
+		as = " (processes)"
+	}
+	fmt.Fprintf(out, "observatory fleet: %d workers%s, %d tenants, %d missions at %g/s through the admin API (agents at %gx real time)\n",
+		cfg.Workers, as, len(tenants), cfg.Missions, cfg.Rate, 1/cfg.TimeScale)
 
 	s, err := startSite(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	defer s.stop()
+	if len(cfg.WorkerCommand) > 0 && s.p.Authority == nil {
+		return nil, errors.New("worker processes enroll for NATS credentials, which the server cannot mint on an existing NATS: run them on the embedded one")
+	}
 	fmt.Fprintf(out, "  admin API  %s/api/v1 (in process)\n", s.Base)
 	if s.p.NS != nil {
 		fmt.Fprintf(out, "  NATS       %s (embedded, in %s)\n", s.p.NS.ClientURL(), s.p.Dir)
@@ -343,59 +364,30 @@ func Run(ctx context.Context, cfg Config) (*Figures, error) {
 	if _, err := s.DoWant(ctx, http.MethodPost, "/api/v1/enrollment-keys", map[string]any{"projects": runProjects, "ttl": "24h"}, http.StatusCreated, &ek); err != nil {
 		return nil, fmt.Errorf("an enrollment key: %w", err)
 	}
-	enroll := worker.EnrollHTTP(s.Base, ek.Key, nil)
 	enrolled := map[string][]string{}
 	tenantWorkers := map[string]int{}
-	workers := make([]*worker.Worker, cfg.Workers)
-	agent := worker.Synthetic(worker.SyntheticConfig{TimeScale: cfg.TimeScale, Seed: cfg.Seed})
+	members := make([]member, cfg.Workers)
 	suffix := randomHex(3)
-	for i := range workers {
+	for i := range members {
 		projects := Enrolment(runProjects, i)
-		id := fmt.Sprintf("w-fleet-%s-%02d", suffix, i+1)
-		enrolled[id] = projects
+		members[i] = member{id: fmt.Sprintf("w-fleet-%s-%02d", suffix, i+1), projects: projects}
+		enrolled[members[i].id] = projects
 		for _, p := range projects {
 			tenantWorkers[p]++
 		}
-		wcfg := worker.Config{
-			ID: id, Projects: projects, Capacity: 1, Agent: agent, Host: "fleet-example", Logger: log, Enroll: enroll, Now: cfg.Now,
-		}
-		if s.p.Authority != nil {
-			// On the embedded NATS the workers connect with the
-			// credentials their enrollment gives them, as on other
-			// machines; on an existing NATS, the server has none to give
-			// and they share the example's connection.
-			workers[i] = worker.Enrolled(wcfg)
-		} else {
-			workers[i] = worker.New(s.p.JS, s.p.Pub, wcfg)
-		}
 	}
-	wctx, wcancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer wcancel()
-	var wg sync.WaitGroup
-	runErrs := make(chan error, len(workers))
-	for _, wk := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := wk.Run(wctx); err != nil && !errors.Is(err, context.Canceled) {
-				runErrs <- err
-			}
-		}()
-	}
-	stopWorkers := func() {
-		for _, wk := range workers {
-			wk.Stop()
+	var workers crew
+	if len(cfg.WorkerCommand) > 0 {
+		procs, err := startProcesses(cfg.WorkerCommand, s.Base, ek.Key, members, cfg)
+		if err != nil {
+			return nil, err
 		}
-		done := make(chan struct{})
-		go func() { wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			wcancel()
-			<-done
-		}
+		workers = procs
+	} else {
+		workers = startGoroutines(ctx, goroutineWorkers(cfg, s, ek.Key, members))
 	}
-	defer stopWorkers()
+	defer workers.stop()
+	runErrs := workers.failed()
 	if err := waitWorkersReady(ctx, s.p.JS, tenantWorkers, runErrs); err != nil {
 		return nil, err
 	}
@@ -499,13 +491,37 @@ wait:
 		}
 	}
 	stopProgress()
-	stopWorkers()
+	workers.stop()
 
-	fig := report(w, workers, enrolled, tenants, tenantWorkers, start)
+	fig := report(w, workers.stats().Leaks, enrolled, tenants, tenantWorkers, start)
+	fig.WorkersUnclean = workers.unclean()
 	fig.Workers, fig.Tenants = cfg.Workers, len(tenants)
 	fig.MissionsRejected = rejected.Load()
 	fig.RatePerSec, fig.TimeScale = cfg.Rate, cfg.TimeScale
 	return fig, nil
+}
+
+// goroutineWorkers makes the runtimes of members, to run in this process,
+// enrolling with key.
+func goroutineWorkers(cfg Config, s *site, key string, members []member) []*worker.Worker {
+	enroll := worker.EnrollHTTP(s.Base, key, nil)
+	agent := worker.Synthetic(worker.SyntheticConfig{TimeScale: cfg.TimeScale, Seed: cfg.Seed})
+	workers := make([]*worker.Worker, len(members))
+	for i, m := range members {
+		wcfg := worker.Config{
+			ID: m.id, Projects: m.projects, Capacity: 1, Agent: agent, Host: "fleet-example", Logger: cfg.Logger, Enroll: enroll, Now: cfg.Now,
+		}
+		if s.p.Authority != nil {
+			// On the embedded NATS the workers connect with the
+			// credentials their enrollment gives them, as on other
+			// machines; on an existing NATS, the server has none to give
+			// and they share the example's connection.
+			workers[i] = worker.Enrolled(wcfg)
+		} else {
+			workers[i] = worker.New(s.p.JS, s.p.Pub, wcfg)
+		}
+	}
+	return workers
 }
 
 // Enrolment gives worker i its projects: one tenant each in turn, and
@@ -551,7 +567,7 @@ func waitWorkersReady(ctx context.Context, js jetstream.JetStream, tenantWorkers
 }
 
 // report measures the run from what FLEET said and the workers counted.
-func report(w *watch, workers []*worker.Worker, enrolled map[string][]string, tenants []live.Tenant,
+func report(w *watch, workerLeaks int64, enrolled map[string][]string, tenants []live.Tenant,
 	tenantWorkers map[string]int, start time.Time) *Figures {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -606,9 +622,7 @@ func report(w *watch, workers []*worker.Worker, enrolled map[string][]string, te
 			last = e.at
 		}
 	}
-	for _, wk := range workers {
-		fig.CrossTenantLeaks += wk.Stats().Leaks
-	}
+	fig.CrossTenantLeaks += workerLeaks
 	if !last.IsZero() {
 		fig.DurationSec = round2(last.Sub(start).Seconds())
 		if d := last.Sub(start).Seconds(); d > 0 {

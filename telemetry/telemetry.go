@@ -41,8 +41,13 @@ type Options struct {
 	ServiceName string
 	// ServiceVersion is service.version ("" leaves it out).
 	ServiceVersion string
-	// LogOutput receives the JSON log lines (os.Stdout).
+	// LogOutput receives the log lines (os.Stdout).
 	LogOutput io.Writer
+	// LogFormat is how the lines are written: LogFormatJSON (the
+	// default, what log collectors parse) or LogFormatText (slog's
+	// key=value lines, for people reading a file). OTLP log records are
+	// the same whatever the format.
+	LogFormat string
 	// LogLevel is the lowest level logged (slog.LevelInfo).
 	LogLevel slog.Leveler
 	// MaxOpenRuns bounds the runs and missions remembered between their
@@ -58,6 +63,12 @@ type Options struct {
 	Now func() time.Time
 }
 
+// The formats of Options.LogFormat.
+const (
+	LogFormatJSON = "json"
+	LogFormatText = "text"
+)
+
 // Telemetry is the process's OpenTelemetry set-up: metrics through the
 // Prometheus exporter on a private registry, traces and logs over
 // OTLP/HTTP when the OTEL_* variables ask for them, the slog logger, and
@@ -69,7 +80,7 @@ type Telemetry struct {
 	registry *prometheus.Registry
 	metrics  http.Handler
 	logger   *slog.Logger
-	errLog   *slog.Logger // JSON only: export errors never feed the export
+	errLog   *slog.Logger // lines only: export errors never feed the export
 	fleet    *fleetObserver
 	spans    pipelineStats
 	logs     pipelineStats
@@ -97,6 +108,11 @@ const exportErrorEvery = 30 * time.Second
 func Setup(ctx context.Context, getenv func(string) string, opts Options) (*Telemetry, error) {
 	if opts.LogOutput == nil {
 		opts.LogOutput = os.Stdout
+	}
+	switch opts.LogFormat {
+	case "", LogFormatJSON, LogFormatText:
+	default:
+		return nil, fmt.Errorf("telemetry: log format %q: want %s or %s", opts.LogFormat, LogFormatJSON, LogFormatText)
 	}
 	if opts.MaxOpenRuns <= 0 {
 		opts.MaxOpenRuns = defaultMaxOpenRuns
@@ -134,7 +150,7 @@ func Setup(ctx context.Context, getenv func(string) string, opts Options) (*Tele
 	t.meters = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithResource(res),
 		sdkmetric.WithExemplarFilter(exemplar.AlwaysOffFilter))
 	t.metrics = promhttp.HandlerFor(t.registry, promhttp.HandlerOpts{})
-	t.errLog = slog.New(newLogHandler(opts.LogOutput, opts.LogLevel, nil, opts.Now))
+	t.errLog = slog.New(newLineHandler(opts, nil))
 
 	if traceCfg.URL == "" {
 		// Nothing would receive them: spans are not recorded, but still
@@ -168,7 +184,7 @@ func Setup(ctx context.Context, getenv func(string) string, opts Options) (*Tele
 		otelLogger = t.loggers.Logger("github.com/sagewai/observatory")
 		t.logURL = logCfg.URL
 	}
-	t.logger = slog.New(newLogHandler(opts.LogOutput, opts.LogLevel, otelLogger, opts.Now))
+	t.logger = slog.New(newLineHandler(opts, otelLogger))
 
 	meter := t.meters.Meter(ScopeName)
 	var spans *fleetSpans
@@ -182,6 +198,17 @@ func Setup(ctx context.Context, getenv func(string) string, opts Options) (*Tele
 		return nil, errors.Join(fmt.Errorf("telemetry: metrics: %w", err), t.Shutdown(ctx))
 	}
 	return t, nil
+}
+
+// newLineHandler is newLogHandler with the lines in opts.LogFormat: the
+// text format swaps slog's text handler in for the JSON one, and the rest
+// (trace and project ids, the OTLP records) is the same.
+func newLineHandler(opts Options, otel otellog.Logger) *logHandler {
+	h := newLogHandler(opts.LogOutput, opts.LogLevel, otel, opts.Now)
+	if opts.LogFormat == LogFormatText {
+		h.json = slog.NewTextHandler(opts.LogOutput, &slog.HandlerOptions{Level: h.level})
+	}
+	return h
 }
 
 func newResource(getenv func(string) string, opts Options) (*resource.Resource, error) {
@@ -248,7 +275,7 @@ func readSampler(getenv func(string) string) (sdktrace.Sampler, error) {
 }
 
 // exportError logs a signal's export errors, at most one line per
-// exportErrorEvery (on Options.Now), to the JSON lines only.
+// exportErrorEvery (on Options.Now), to the log lines only.
 func (t *Telemetry) exportError(signal string) func(error) {
 	return func(err error) {
 		now := t.now()
@@ -332,7 +359,7 @@ func (t *Telemetry) MeterProvider() metric.MeterProvider { return t.meters }
 // recorded but still get ids, for the trace_id and span_id of the logs.
 func (t *Telemetry) TracerProvider() trace.TracerProvider { return t.tracers }
 
-// Logger returns the process's logger: JSON lines to Options.LogOutput,
+// Logger returns the process's logger: lines to Options.LogOutput,
 // and OTLP log records when configured.
 func (t *Telemetry) Logger() *slog.Logger { return t.logger }
 

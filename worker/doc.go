@@ -141,11 +141,20 @@
 // from Run, before any goroutine starts; an enrolled worker's connection,
 // JetStream context and pass counter are set then and read-only after.
 //
-// Cancelling Run's context is an abrupt stop, as a crash looks to the
-// fleet: missions are neither acknowledged nor ended, no worker.left is
-// published, and their leases expire. Stop is the clean stop: the worker
-// claims nothing new, lets the running missions end, publishes worker.left
-// for each project and Run returns nil.
+// Cancelling Run's context is an abrupt stop, as a crash looks to the fleet:
+// missions are neither acknowledged nor ended, no worker.left is published,
+// and their leases expire. Stop is the clean stop: the worker claims nothing
+// new (a delivery that arrives or waits for a slot after Stop is handed back
+// unstarted: counted as a pass, so it costs the mission no attempt, and
+// NAKed with SkipDelay, by when the worker's consumers are gone), lets the
+// running missions end, publishes worker.left for each project and Run
+// returns nil. HandBack is the clean stop that does not wait for the running
+// missions: it cancels their agents (the agents run on a context of their
+// own, which only HandBack and Run's context cancel), ends each run with
+// agent.run.failed and NAKs each message, so another worker claims the
+// mission at once, as its next attempt; then worker.left, and Run returns
+// nil. A process that stops on a signal calls Stop, and HandBack when its
+// grace period ends (`observatory worker --grace`).
 //
 // The Dispatcher's Run is one goroutine that runs the sweep on its ticker
 // and handles JetStream's MAX_DELIVERIES advisories (a backstop for

@@ -56,8 +56,9 @@ var ErrEventType = errors.New("event type not allowed from an agent")
 // mission.progress, agent.state) with emit, which fills the envelope (id,
 // time, project, worker, mission, run, agent, trace) where the event leaves
 // it empty. A nil error completes the mission; an error fails it for good.
-// When ctx is cancelled the worker is stopping abruptly and the result is
-// ignored.
+// When ctx is cancelled the worker is stopping abruptly (the result is
+// ignored) or handing the mission back (HandBack: an error then returns
+// the mission to the queue), and the agent should return soon.
 type Agent func(ctx context.Context, m Mission, emit func(fleet.Event) error) error
 
 // Mission is a claimed mission as an agent sees it.
@@ -179,10 +180,14 @@ type Stats struct {
 	Skipped   int64 // deliveries of missions it does not match, passed on unrun
 	Expired   int64 // missions it failed on delivery: MaxAttempts leases lost
 	Unmatched int64 // missions it failed on delivery: no worker matched within MatchWait
+	// HandedBack counts the missions it returned to the queue unfinished
+	// while stopping: those it was running when HandBack was called, and
+	// deliveries it received after Stop and never started.
+	HandedBack int64
 }
 
 type counters struct {
-	claimed, completed, failed, leaks, invalid, skipped, expired, unmatched atomic.Int64
+	claimed, completed, failed, leaks, invalid, skipped, expired, unmatched, handedBack atomic.Int64
 }
 
 // Worker claims and runs missions. Create it with New and run it with Run.
@@ -201,8 +206,12 @@ type Worker struct {
 	slots    chan struct{} // one token per running mission
 	stop     chan struct{} // closed by Stop
 	stopOnce sync.Once
-	draining atomic.Bool
-	stats    counters
+	// handBack is closed by HandBack: Run then cancels the agents of the
+	// running missions and returns their messages to the queue.
+	handBack     chan struct{}
+	handBackOnce sync.Once
+	draining     atomic.Bool
+	stats        counters
 
 	// leasesMu guards leases: the deliveries whose leases the heartbeat
 	// renews (running missions and those waiting for a slot).
@@ -229,11 +238,12 @@ func New(js jetstream.JetStream, pub *stream.Publisher, cfg Config) *Worker {
 	cfg.defaults()
 	return &Worker{
 		js: js, pub: pub, cfg: cfg,
-		log:    cfg.Logger.With("worker_id", cfg.ID),
-		lost:   make(chan struct{}),
-		slots:  make(chan struct{}, cfg.Capacity),
-		stop:   make(chan struct{}),
-		leases: map[*lease]struct{}{},
+		log:      cfg.Logger.With("worker_id", cfg.ID),
+		lost:     make(chan struct{}),
+		slots:    make(chan struct{}, cfg.Capacity),
+		stop:     make(chan struct{}),
+		handBack: make(chan struct{}),
+		leases:   map[*lease]struct{}{},
 	}
 }
 
@@ -256,12 +266,27 @@ func (w *Worker) Stats() Stats {
 		Claimed: w.stats.claimed.Load(), Completed: w.stats.completed.Load(), Failed: w.stats.failed.Load(),
 		Leaks: w.stats.leaks.Load(), Invalid: w.stats.invalid.Load(),
 		Skipped: w.stats.skipped.Load(), Expired: w.stats.expired.Load(), Unmatched: w.stats.unmatched.Load(),
+		HandedBack: w.stats.handedBack.Load(),
 	}
 }
 
 // Stop asks Run to stop cleanly: claim nothing new, let the running
 // missions end, publish worker.left and return nil. It does not wait.
 func (w *Worker) Stop() { w.stopOnce.Do(func() { close(w.stop) }) }
+
+// HandBack stops the worker as Stop does and hands the missions it is
+// still running back to the queue at once, for a stop that cannot wait
+// for them to end (a grace period that ran out): their agents' contexts
+// are cancelled, each run ends with agent.run.failed ("handed back"), and
+// each message is NAKed, so that another worker claims the mission now
+// rather than when its lease would have expired. The next claim is the
+// mission's next attempt (mission.retrying), as after a lost lease, so a
+// hand-back counts against MaxAttempts. Run then publishes worker.left and
+// returns nil, as after Stop. It does not wait.
+func (w *Worker) HandBack() {
+	w.Stop()
+	w.handBackOnce.Do(func() { close(w.handBack) })
+}
 
 // ConsumerName returns the durable consumer of project's missions in the
 // default pool.
@@ -375,6 +400,23 @@ func (w *Worker) Run(ctx context.Context) error {
 		defer close(hbDone)
 		w.heartbeat(hbCtx)
 	}()
+	// The agents run on work, which HandBack cancels; publishing and
+	// acknowledging stay on ctx, so a handed-back mission can still say
+	// so and return to the queue.
+	work, cancelWork := context.WithCancel(ctx)
+	workDone := make(chan struct{})
+	go func() {
+		defer close(workDone)
+		select {
+		case <-w.handBack:
+			cancelWork()
+		case <-work.Done():
+		}
+	}()
+	defer func() {
+		cancelWork()
+		<-workDone
+	}()
 
 	var ccs []jetstream.ConsumeContext
 	stopConsuming := func() {
@@ -390,7 +432,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		for range w.cfg.Capacity {
 			// One message at a time, run in the handler: the client pulls
 			// the next one only after the handler returns.
-			cc, err := consumers[q].Consume(func(msg jetstream.Msg) { w.handle(ctx, q, msg) },
+			cc, err := consumers[q].Consume(func(msg jetstream.Msg) { w.handle(ctx, work, q, msg) },
 				jetstream.PullMaxMessages(1),
 				jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 					if ctx.Err() == nil {
@@ -513,12 +555,17 @@ func (w *Worker) joined() fleet.WorkerJoined {
 		Pools: pools, Models: w.cfg.Models, Labels: w.cfg.Labels}
 }
 
-// handle runs one delivery of the consumer of q.
-func (w *Worker) handle(ctx context.Context, q queue, msg jetstream.Msg) {
+// handle runs one delivery of the consumer of q; its agent runs on work.
+func (w *Worker) handle(ctx, work context.Context, q queue, msg jetstream.Msg) {
 	w.handlersMu.Lock()
 	if w.handlersClosed {
-		// Stopping: the delivery goes back to the queue when its lease ends.
+		// Stopping: the consumer was stopped while this delivery was on
+		// its way. Hand it back rather than hold it for a lease (best
+		// effort: the connection may be closing; then the lease expires).
 		w.handlersMu.Unlock()
+		if ctx.Err() == nil {
+			w.handBackUnstarted(ctx, msg)
+		}
 		return
 	}
 	w.handlers.Add(1)
@@ -574,8 +621,19 @@ func (w *Worker) handle(ctx context.Context, q queue, msg jetstream.Msg) {
 
 	l := w.hold(msg)
 	defer w.release(l)
+	// A stopping worker starts nothing new: a delivery that arrives, or
+	// still waits for a slot, after Stop goes back to the queue now.
+	select {
+	case <-w.stop:
+		w.handBackUnstarted(ctx, msg)
+		return
+	default:
+	}
 	select {
 	case w.slots <- struct{}{}:
+	case <-w.stop:
+		w.handBackUnstarted(ctx, msg)
+		return
 	case <-ctx.Done():
 		return
 	}
@@ -583,9 +641,37 @@ func (w *Worker) handle(ctx context.Context, q queue, msg jetstream.Msg) {
 	w.setRunning(1)
 	defer w.setRunning(-1)
 	w.stats.claimed.Add(1)
-	if w.runMission(ctx, msg, attempt, ev, mq) && skipped > 0 {
+	if w.runMission(ctx, work, msg, attempt, ev, mq) && skipped > 0 {
 		_ = w.passes.Clear(context.WithoutCancel(ctx), q.project, meta.Sequence.Stream)
 	}
+}
+
+// handBackUnstarted returns a delivery the worker never started to the
+// queue, as a pass: it counts the pass first, so that the next delivery
+// is not taken for a lost lease (it costs the mission no attempt), then
+// NAKs it with Config.SkipDelay. The delay lets the stopping worker's
+// consumers unsubscribe before the mission is delivered again, so that
+// it goes to another worker rather than back to this one.
+func (w *Worker) handBackUnstarted(ctx context.Context, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return
+	}
+	ev, _, err := decodeMission(msg.Data())
+	if err == nil {
+		if _, err := w.passes.Add(ctx, ev.ProjectID, meta.Sequence.Stream); err != nil {
+			// Not counted: the next delivery will look like a lost lease.
+			w.log.Warn("counting a handed-back mission failed", "event", "worker.skip_count_failed",
+				"mission_id", ev.MissionID, "error", err.Error())
+		}
+	}
+	if err := msg.NakWithDelay(w.cfg.SkipDelay); err != nil {
+		w.log.Warn("handing a mission back failed", "event", "worker.nak_failed", "error", err.Error())
+		return
+	}
+	w.stats.handedBack.Add(1)
+	w.log.Info("unstarted mission handed back", "event", "worker.mission_handed_back",
+		"sagewai.project_id", ev.ProjectID, "mission_id", ev.MissionID, "started", false)
 }
 
 // Mismatch says why a worker serving models (none: every model) and
@@ -739,8 +825,9 @@ type Claimed struct {
 	LeaseMS float64 `json:"lease_ms"`
 }
 
-// runMission runs a claimed mission; it reports whether the mission ended.
-func (w *Worker) runMission(ctx context.Context, msg jetstream.Msg, attempt int, queued fleet.Event, q fleet.MissionQueued) bool {
+// runMission runs a claimed mission, its agent on work; it reports
+// whether the mission ended.
+func (w *Worker) runMission(ctx, work context.Context, msg jetstream.Msg, attempt int, queued fleet.Event, q fleet.MissionQueued) bool {
 	now := w.cfg.Now().UTC()
 	m := Mission{
 		ID: queued.MissionID, ProjectID: queued.ProjectID, TeamID: queued.TeamID, UserID: queued.UserID,
@@ -788,9 +875,15 @@ func (w *Worker) runMission(ctx context.Context, msg jetstream.Msg, attempt int,
 		}
 		return w.publishEvent(ctx, fill(e, base))
 	}
-	agentErr := w.cfg.Agent(ctx, m, emit)
+	agentErr := w.cfg.Agent(work, m, emit)
 	if ctx.Err() != nil {
 		// An abrupt stop: nothing is acknowledged; the lease will expire.
+		return false
+	}
+	if agentErr != nil && work.Err() != nil {
+		// HandBack: the run ends here and the mission goes back to the
+		// queue for another worker.
+		w.handBackRun(ctx, msg, log, pub, started)
 		return false
 	}
 	end := w.cfg.Now().UTC()
@@ -819,6 +912,22 @@ func (w *Worker) runMission(ctx context.Context, msg jetstream.Msg, attempt int,
 		log.Warn("acknowledging the mission failed", "event", "worker.ack_failed", "error", err.Error())
 	}
 	return true
+}
+
+// handBackRun ends a run that HandBack interrupted with agent.run.failed
+// (publishing with pub) and NAKs its message, so that the mission is
+// claimed again at once.
+func (w *Worker) handBackRun(ctx context.Context, msg jetstream.Msg, log *slog.Logger, pub func(string, any) error, started time.Time) {
+	why := "handed back: worker " + w.cfg.ID + " stopped before the run ended"
+	if err := pub(fleet.TypeRunFailed, fleet.Outcome{DurationMS: msSince(started, w.cfg.Now()), Error: why}); err != nil {
+		log.Warn("publishing the handed-back run's end failed", "event", "worker.publish_failed", "error", err.Error())
+	}
+	if err := msg.Nak(); err != nil {
+		log.Warn("handing a mission back failed", "event", "worker.nak_failed", "error", err.Error())
+		return
+	}
+	w.stats.handedBack.Add(1)
+	log.Info("mission handed back", "event", "worker.mission_handed_back", "started", true)
 }
 
 // publish publishes e with data as its payload, filling the id, the time

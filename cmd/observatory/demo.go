@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math"
+	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -29,6 +32,55 @@ type demoOptions struct {
 	missionRate float64
 	timeScale   float64
 	crossEvery  time.Duration
+	fresh       bool
+}
+
+// demoDataNote is what `observatory demo -h` says the demo does to its
+// data dir, in two lines (the README says the same).
+const demoDataNote = `The demo keeps its stream, checkpoints and keys in ./data (--data-dir) between runs; missions an
+earlier run left queued are taken over once their lease ends. --fresh empties it and starts anew.
+`
+
+// dataDirEntries are the names an observatory data dir holds: the
+// embedded NATS's store (nats), the hub's checkpoints, the keys, and the
+// log file.
+var dataDirEntries = map[string]bool{"nats": true, "checkpoints": true, "keys": true, logFileName: true}
+
+// freshDataDir empties dir for --fresh. It removes only what is inside
+// dir, and only when dir looks like an observatory data dir: it holds the
+// embedded NATS's store or the checkpoints, and nothing an observatory
+// does not write there. Anything else (a mistyped --data-dir pointing at
+// a home or a project) is refused untouched. A dir that does not exist or
+// is empty is already fresh.
+func freshDataDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("--fresh: %w", err)
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	ours := false
+	for _, e := range entries {
+		if !dataDirEntries[e.Name()] {
+			return fmt.Errorf("--fresh: %s does not look like an observatory data dir (it holds %q, which observatory does not write); nothing was removed", dir, e.Name())
+		}
+		if e.IsDir() && (e.Name() == "nats" || e.Name() == "checkpoints") {
+			ours = true
+		}
+	}
+	if !ours {
+		return fmt.Errorf("--fresh: %s does not look like an observatory data dir (no nats/ or checkpoints/ in it); nothing was removed", dir)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("--fresh: %w", err)
+		}
+	}
+	return nil
 }
 
 // demoRun is the fleet and the workload `observatory demo` runs beside the

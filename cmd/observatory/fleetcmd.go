@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/term"
+
 	"github.com/sagewai/observatory/fleetload"
 	"github.com/sagewai/observatory/live"
 )
@@ -24,8 +26,9 @@ func fleetCmd(ctx context.Context, args []string, getenv func(string) string, st
 	fs.SetOutput(stderr)
 	env := func(k, def string) string { return envDefault(getenv, k, def) }
 	var c fleetload.Config
-	var asJSON bool
-	fs.IntVar(&c.Workers, "workers", envInt(getenv, "OBSERVATORY_FLEET_WORKERS", 24), "workers, run as goroutines (env OBSERVATORY_FLEET_WORKERS)")
+	var asJSON, processes bool
+	fs.IntVar(&c.Workers, "workers", envInt(getenv, "OBSERVATORY_FLEET_WORKERS", 24), "workers, run as goroutines, or as processes with --worker-processes (env OBSERVATORY_FLEET_WORKERS)")
+	fs.BoolVar(&processes, "worker-processes", env("OBSERVATORY_FLEET_WORKER_PROCESSES", "") == "true", "run each worker as a process of this binary (observatory worker) instead of a goroutine (env OBSERVATORY_FLEET_WORKER_PROCESSES=true)")
 	fs.IntVar(&c.Tenants, "tenants", envInt(getenv, "OBSERVATORY_FLEET_TENANTS", len(live.DefaultTenants())), "tenants, 1 to 3: acme, globex, initech (env OBSERVATORY_FLEET_TENANTS)")
 	fs.IntVar(&c.Missions, "missions", envInt(getenv, "OBSERVATORY_FLEET_MISSIONS", 300), "missions in all (env OBSERVATORY_FLEET_MISSIONS)")
 	fs.Float64Var(&c.Rate, "rate", 20, "missions per second created through the admin API")
@@ -54,6 +57,13 @@ func fleetCmd(ctx context.Context, args []string, getenv func(string) string, st
 	case c.Timeout <= 0:
 		return errors.New("fleet: want a positive --timeout")
 	}
+	if processes {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("fleet: --worker-processes runs this binary: %w", err)
+		}
+		c.WorkerCommand = []string{exe, "worker"}
+	}
 	c.Out, c.Progress, c.TTY = stdout, stderr, isTerminal(stderr)
 	if asJSON {
 		c.Out = io.Discard
@@ -77,12 +87,10 @@ func fleetCmd(ctx context.Context, args []string, getenv func(string) string, st
 	return nil
 }
 
-// isTerminal says whether w is a character device (a terminal).
+// isTerminal says whether w is a terminal. Being a character device is
+// not enough: /dev/null is one, and output sent there must not get the
+// redrawn progress lines and status block of a terminal.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }

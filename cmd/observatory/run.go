@@ -18,6 +18,7 @@ commands:
   embed-token  print a short-lived embed token for one project's HUD iframe
   rotate-key   rotate the token signing keys; old tokens verify for --grace (24h)
   healthcheck  exit 0 if the server's readiness probe answers 200 (for container images)
+  worker  a standalone worker: enrolls with an enrollment key, runs missions with the synthetic agent
   fleet   example 40: workers claiming missions of three tenants under load, with proof
   live    example 43: mixed-tenant HTTP traffic against a running server, with proof
   cost    example 34: cost-tagged work for two tenants, where the money went
@@ -49,6 +50,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = liveCmd(ctx, rest, getenv, stdout, stderr)
 	case "healthcheck":
 		err = healthcheckCmd(ctx, rest, getenv, stdout, stderr)
+	case "worker":
+		err = workerCmd(ctx, rest, getenv, stdout, stderr)
 	case "fleet":
 		err = fleetCmd(ctx, rest, getenv, stdout, stderr)
 	case "cost":

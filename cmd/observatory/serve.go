@@ -35,6 +35,8 @@ type serveConfig struct {
 	fleetMaxAge   time.Duration
 	syncAlways    bool
 	logLevel      string
+	logFile       string
+	logFormat     string
 	demo          demoOptions
 	pricingFile   string
 	holdTTL       time.Duration
@@ -63,7 +65,10 @@ func serveFlags(name string, getenv func(string) string, stderr io.Writer, demo 
 	fs.StringVar(&c.pricingFile, "pricing", env("OBSERVATORY_PRICING", ""), "a pricing table (JSON, the format of fleet/pricing.json) to use instead of the embedded one (env OBSERVATORY_PRICING)")
 	fs.DurationVar(&c.holdTTL, "reservation-ttl", envDuration(getenv, "OBSERVATORY_RESERVATION_TTL", budget.DefaultHoldTTL), "how long a budget reservation holds money when nobody settles or releases it (env OBSERVATORY_RESERVATION_TTL)")
 	fs.StringVar(&c.logLevel, "log-level", env("OBSERVATORY_LOG_LEVEL", "info"), "debug, info, warn or error (env OBSERVATORY_LOG_LEVEL)")
+	fs.StringVar(&c.logFile, "log-file", env("OBSERVATORY_LOG_FILE", ""), "append the log lines to this file; default <data-dir>/"+logFileName+" when stderr is a terminal (a live status block is drawn instead), else stderr; - for stderr (env OBSERVATORY_LOG_FILE)")
+	fs.StringVar(&c.logFormat, "log-format", env("OBSERVATORY_LOG_FORMAT", telemetry.LogFormatJSON), "json or text (env OBSERVATORY_LOG_FORMAT)")
 	if demo {
+		fs.BoolVar(&c.demo.fresh, "fresh", env("OBSERVATORY_DEMO_FRESH", "") == "true", "empty --data-dir first and start from nothing; refused if it does not look like an observatory data dir (env OBSERVATORY_DEMO_FRESH=true)")
 		fs.IntVar(&c.demo.workers, "workers", envInt(getenv, "OBSERVATORY_DEMO_WORKERS", 24), "workers serving the three tenants, run as goroutines (env OBSERVATORY_DEMO_WORKERS)")
 		fs.Float64Var(&c.demo.missionRate, "mission-rate", envFloat(getenv, "OBSERVATORY_DEMO_MISSION_RATE", 1), "missions per second the tenants ask for (env OBSERVATORY_DEMO_MISSION_RATE)")
 		fs.Float64Var(&c.demo.timeScale, "time-scale", envFloat(getenv, "OBSERVATORY_DEMO_TIME_SCALE", 0.5), "speed of the synthetic agents: 1 is real time, 0.5 runs a 20 s mission in 10 s (env OBSERVATORY_DEMO_TIME_SCALE)")
@@ -72,6 +77,12 @@ func serveFlags(name string, getenv func(string) string, stderr io.Writer, demo 
 	edgeFlags(fs, getenv, &c.edge, demo)
 	addAuthFlags(fs, getenv, &c.dataDir, &c.auth)
 	c.bounds.register(fs, getenv)
+	if demo {
+		fs.Usage = func() {
+			fmt.Fprintf(fs.Output(), "usage: observatory demo [flags]\n\n%s\nflags:\n", demoDataNote)
+			fs.PrintDefaults()
+		}
+	}
 	return fs, c
 }
 
@@ -87,7 +98,7 @@ func envDuration(getenv func(string) string, name string, def time.Duration) tim
 // serveCmd runs `observatory serve`, or `observatory demo` with the
 // synthetic fleet publishing into the same stream.
 func serveCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, demo bool) error {
-	began := time.Now() // the demo's time to alive counts from here
+	began := time.Now() // the demo's time to alive and the status block's uptime count from here
 	name := "serve"
 	if demo {
 		name = "demo"
@@ -122,9 +133,24 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
 		return fmt.Errorf("%s: --log-level: %w", name, err)
 	}
+	if err := checkLogFormat(c.logFormat); err != nil {
+		return usagef("%s: %v", name, err)
+	}
+	if c.demo.fresh {
+		if err := freshDataDir(c.dataDir); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	// The log file is closed after telemetry shut down (defers run last
+	// first), so that the last lines reach it.
+	logs, err := openLogSink(c.logFile, c.dataDir, stderr)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	defer logs.close()
 	// Telemetry first, so that everything logs through it; shut down last,
 	// so that what is queued is flushed after everything else stopped.
-	tel, err := telemetry.Setup(ctx, getenv, telemetry.Options{LogOutput: stderr, LogLevel: level})
+	tel, err := telemetry.Setup(ctx, getenv, telemetry.Options{LogOutput: logs.w, LogLevel: level, LogFormat: c.logFormat})
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
@@ -276,14 +302,28 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 		})
 	}
 	printBanner(stdout, name, ln.Addr(), c, dp)
+	logs.printBanner(stdout, c.logFormat)
 	edgeAuth.printBanner(stdout)
 	printTelemetry(stdout, ln.Addr(), tel)
 	if demo {
 		fmt.Fprintf(stdout, "  fleet        %d workers, three tenants (acme, globex, initech), %g missions/s through the admin API; Ctrl-C prints the proof\n",
 			c.demo.workers, c.demo.missionRate)
 	}
+	// On a terminal a status block redrawn in place follows the banner;
+	// it stops on Ctrl-C (or when the server stops), leaving its last
+	// frame above the proof.
+	status := newStatusBlock(stdout, logs, name, c.edge.baseURL(ln.Addr())+"/hud", c.adminPassword == "admin", began, hub, log)
+	if status != nil {
+		fmt.Fprintln(stdout)
+		sctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stopWithServer := context.AfterFunc(gctx, cancel)
+		defer stopWithServer()
+		status.start(sctx)
+	}
 
 	err = g.Wait()
+	status.stop()
 	rig.Drain(nc)
 	if d != nil {
 		d.proof(stdout)
