@@ -215,19 +215,22 @@ func NewLedger(ctx context.Context, js jetstream.JetStream, cfg Config) (*Ledger
 		statusKick: make(chan struct{}, 1),
 		lastEvent:  make(map[string]time.Time),
 	}
+	// Reads must see the gate's own writes (a reservation just made, the
+	// revision a compare-and-swap starts from), also on a replicated
+	// bucket.
 	var err error
-	if l.budgets, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if l.budgets, err = stream.ConsistentKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket: BudgetsBucket, Description: "Observatory budgets (DESIGN §10)", History: 8, Storage: jetstream.FileStorage,
 	}); err != nil {
 		return nil, fmt.Errorf("ledger: budgets bucket: %w", err)
 	}
-	if l.entries, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if l.entries, err = stream.ConsistentKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket: LedgerBucket, Description: "Observatory budget ledger: spend and holds per budget and window", History: 1,
 		TTL: cfg.LedgerMaxAge, Storage: jetstream.FileStorage,
 	}); err != nil {
 		return nil, fmt.Errorf("ledger: ledger bucket: %w", err)
 	}
-	if l.reserves, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if l.reserves, err = stream.ConsistentKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket: ReservationsBucket, Description: "Observatory budget reservations", History: 1,
 		TTL: cfg.ReservationMaxAge, Storage: jetstream.FileStorage,
 	}); err != nil {

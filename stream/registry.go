@@ -89,7 +89,9 @@ type KVStore struct {
 
 // OpenKVStore creates or updates the bucket cfg describes.
 func OpenKVStore(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (*KVStore, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+	// The admin API reads what it has just written (a project, a worker
+	// id claimed): reads go to the leader on a replicated bucket.
+	kv, err := ConsistentKV(ctx, js, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", cfg.Bucket, err)
 	}

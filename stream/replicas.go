@@ -71,3 +71,32 @@ func (r replicated) UpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueCo
 func (r replicated) CreateOrUpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	return r.JetStream.CreateOrUpdateKeyValue(ctx, r.kv(cfg))
 }
+
+// ConsistentKV creates or updates the bucket cfg describes and returns it
+// with reads that see every write acknowledged before them. A replicated
+// bucket answers gets from any replica ("direct get"), and a replica may
+// be a write behind the leader: the budget gate would then not find the
+// reservation it has just made, or compare-and-swap against a revision
+// that is already gone. So on a bucket of more than one replica direct
+// gets are turned off, and reads go to the stream's leader; a bucket of
+// one replica is left as it is (its one copy is always current).
+func ConsistentKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	st, err := js.Stream(ctx, "KV_"+cfg.Bucket)
+	if err != nil {
+		return nil, err
+	}
+	sc := st.CachedInfo().Config
+	if sc.Replicas <= 1 || !sc.AllowDirect {
+		return kv, nil
+	}
+	sc.AllowDirect = false
+	if _, err := js.UpdateStream(ctx, sc); err != nil {
+		return nil, fmt.Errorf("bucket %s: leader reads: %w", cfg.Bucket, err)
+	}
+	// A handle bound now reads the way the stream says.
+	return js.KeyValue(ctx, cfg.Bucket)
+}
