@@ -32,6 +32,11 @@ test: deps fmt-check templ-check vet unit clock-check
 ##     than the pin below, so a stale cache never passes for the pin; the
 ##     test finds them through OBSERVATORY_VM_BIN and fails, never skips,
 ##     without them.
+##   - Debian's nginx for the load-balancer tests (lbtest: nginx in front
+##     of serve replicas, run in the foreground with its own configuration
+##     in a temporary directory, never as the system's service), from apt;
+##     the tests fail, never skip, without it:
+##       command -v nginx || (apt-get update && apt-get install -y nginx)
 ##   - nats-server for the cluster tests (natscluster: three real
 ##     processes), at the version of the module the server embeds, the
 ##     same way; found through OBSERVATORY_VM_BIN.
@@ -41,6 +46,7 @@ VLOGS_VERSION  := v1.52.1
 deps: | $(CACHE)/bin
 	@command -v $${CC:-gcc} >/dev/null || { echo "go test -race needs a C compiler: apt-get install -y gcc" >&2; exit 1; }
 	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || (apt-get update && apt-get install -y nginx)
 	@GO=$(GO) scripts/go-tool.sh $(CACHE)/bin victoria-metrics github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics@$(VM_VERSION)
 	@GO=$(GO) scripts/go-tool.sh $(CACHE)/bin victoria-logs github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@$(VLOGS_VERSION)
 	@GO=$(GO) scripts/go-tool.sh $(CACHE)/bin vmalert github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert@$(VM_VERSION)

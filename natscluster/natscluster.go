@@ -88,20 +88,22 @@ func Start(t testing.TB, n int) *Cluster {
 		}
 		node := &Node{Name: fmt.Sprintf("n%d", i+1), ClientPort: clientPorts[i],
 			conf: filepath.Join(dir, fmt.Sprintf("n%d.conf", i+1)), log: filepath.Join(dir, fmt.Sprintf("n%d.log", i+1))}
+		// One node is a single server: a cluster block without routes
+		// is refused by JetStream.
+		cluster := ""
+		if n > 1 {
+			cluster = fmt.Sprintf("cluster {\n  name: observatory\n  listen: 127.0.0.1:%d\n  routes: [%s]\n}\n",
+				routePorts[i], strings.Join(routes, ", "))
+		}
 		conf := fmt.Sprintf(`server_name: %s
 listen: 127.0.0.1:%d
 jetstream { store_dir: %q }
-cluster {
-  name: observatory
-  listen: 127.0.0.1:%d
-  routes: [%s]
-}
-operator: %q
+%soperator: %q
 system_account: %s
 resolver: MEMORY
 resolver_preload: {
 %s}
-`, node.Name, node.ClientPort, filepath.Join(dir, node.Name), routePorts[i], strings.Join(routes, ", "),
+`, node.Name, node.ClientPort, filepath.Join(dir, node.Name), cluster,
 			filepath.Join(dir, "operator.jwt"), sysPub, preload)
 		if err := os.WriteFile(node.conf, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
@@ -243,7 +245,7 @@ func (c *Cluster) Restart(n *Node) {
 	}
 	cmd := exec.Command(c.bin, "-c", n.conf)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		c.t.Fatalf("start %s: %v", n.Name, err)

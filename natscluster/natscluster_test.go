@@ -237,3 +237,16 @@ func BenchmarkReserveR1VsR3(b *testing.B) {
 		})
 	}
 }
+
+// TestOneNode checks that a "cluster" of one node starts: a single
+// server with JetStream, as a test of the external-NATS path may want.
+func TestOneNode(t *testing.T) {
+	c := natscluster.Start(t, 1)
+	js, err := jetstream.New(c.Connect("one-node"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.EnsureStreams(context.Background(), js, stream.StreamsConfig{}); err != nil {
+		t.Fatal(err)
+	}
+}
