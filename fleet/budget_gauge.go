@@ -54,6 +54,9 @@ type gauge struct {
 	FromStatus bool `json:"from_status,omitempty"`
 
 	budget *Budget // the budget it moves (its project's entry of the same id)
+	// marked is State.takes+1 when the gauge last marked its budget
+	// changed: once per set of changes is enough.
+	marked uint64
 }
 
 type seqCost struct {
@@ -108,16 +111,13 @@ func (p *projectRec) noticeGauge(b *Budget, d *BudgetNotice, status bool) Micros
 	g := p.gauges[b.ID]
 	if d.ThroughSeq == nil {
 		if g != nil {
-			delete(p.gauges, b.ID)
+			p.dropGauge(b.ID)
 		}
 		return d.SpentUSD
 	}
 	if g == nil {
 		g = &gauge{budget: b}
-		if p.gauges == nil {
-			p.gauges = make(map[string]*gauge)
-		}
-		p.gauges[b.ID] = g
+		p.addGauge(b.ID, g)
 	}
 	g.settle(d.SpentUSD, *d.ThroughSeq)
 	g.window(b.Period, b.ResetsAt)
@@ -128,6 +128,27 @@ func (p *projectRec) noticeGauge(b *Budget, d *BudgetNotice, status bool) Micros
 	return g.spent()
 }
 
+// addGauge keeps g as the gauge of budget id.
+func (p *projectRec) addGauge(id string, g *gauge) {
+	if p.gauges == nil {
+		p.gauges = make(map[string]*gauge)
+	}
+	p.gauges[id] = g
+	p.gaugeSet = append(p.gaugeSet, g)
+}
+
+// dropGauge forgets the gauge of budget id.
+func (p *projectRec) dropGauge(id string) {
+	g := p.gauges[id]
+	delete(p.gauges, id)
+	for i, x := range p.gaugeSet {
+		if x == g {
+			p.gaugeSet = append(p.gaugeSet[:i], p.gaugeSet[i+1:]...)
+			break
+		}
+	}
+}
+
 // budgetsCharge adds a priced call of p, folded at seq and made at t, to
 // the gauges of the budgets it applies to. team and user are whom the call
 // is for.
@@ -135,7 +156,7 @@ func (s *State) budgetsCharge(p *projectRec, seq uint64, t time.Time, cost Micro
 	if cost <= 0 {
 		return
 	}
-	for _, g := range p.gauges {
+	for _, g := range p.gaugeSet {
 		b := g.budget
 		if !g.Live || !budgetTakes(b, p.ID, team, user) {
 			continue
@@ -168,7 +189,10 @@ func (s *State) showGauge(p *projectRec, b *Budget, g *gauge) {
 	if g.FromStatus {
 		b.Status = statusOf(b.Pct, g.WarnPct)
 	}
-	s.mark(collBudgets, p.ID, b.ID)
+	if g.marked != s.takes+1 {
+		s.mark(collBudgets, p.ID, b.ID)
+		g.marked = s.takes + 1
+	}
 	if b.Scope == BudgetScopeProject && b.ScopeID == p.ID && p.Budget != nil && p.Budget.Period == b.Period {
 		p.Budget.SpentUSD, p.Budget.Pct = b.SpentUSD, b.Pct
 	}

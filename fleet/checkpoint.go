@@ -182,11 +182,8 @@ func (s *State) restoreProject(id string, c *cpProject) {
 		b.ID, b.ProjectID = bid, id
 		p.budgets[bid] = b
 		if g := c.Gauges[bid]; g != nil {
-			if p.gauges == nil {
-				p.gauges = make(map[string]*gauge)
-			}
 			g.budget = b
-			p.gauges[bid] = g
+			p.addGauge(bid, g)
 		}
 	}
 	p.Agents, p.MissionsInFlight = len(p.agents), len(p.missions)

@@ -42,6 +42,9 @@ type State struct {
 
 	seq   uint64
 	clock time.Time // the newest stored time seen; windows and liveness use it
+	// takes counts TakeChanges calls: what was marked changed since the
+	// last one need not be marked again (budget gauges, on every call).
+	takes uint64
 	// nextSweep is the earliest clock at which a worker's liveness, an
 	// agent's activity or an agent's memory can change (never later than
 	// the true one): the fold sweeps as soon as the clock reaches it, so
@@ -96,6 +99,7 @@ type projectRec struct {
 	workers  map[string]*Worker // this project's record of each worker
 	budgets  map[string]*Budget
 	gauges   map[string]*gauge // by budget id: how its spend moves with calls
+	gaugeSet []*gauge          // the same, to range over on each call
 	runs     map[string]*openRun
 	runOrder list.List // of *openRun, oldest first
 	finished fifoSet   // ids of finished missions

@@ -55,6 +55,7 @@ func (s *State) mark(c coll, project, id string) {
 func (s *State) TakeChanges() *Changes {
 	ch := s.ch
 	s.ch.reset()
+	s.takes++
 	return &ch
 }
 
