@@ -194,7 +194,11 @@ func (s *State) showGauge(p *projectRec, b *Budget, g *gauge) {
 		g.marked = s.takes + 1
 	}
 	if b.Scope == BudgetScopeProject && b.ScopeID == p.ID && p.Budget != nil && p.Budget.Period == b.Period {
-		p.Budget.SpentUSD, p.Budget.Pct = b.SpentUSD, b.Pct
+		// A new value, never a write through the pointer: views handed
+		// out earlier share the old one.
+		pb := *p.Budget
+		pb.SpentUSD, pb.Pct = b.SpentUSD, b.Pct
+		p.Budget = &pb
 	}
 }
 
