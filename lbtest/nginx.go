@@ -14,6 +14,8 @@ import (
 	"testing"
 	"text/template"
 	"time"
+
+	"github.com/sagewai/observatory/natscluster"
 )
 
 // DefaultReadTimeout is the idle timeout of a proxied connection
@@ -133,27 +135,6 @@ func Snippet(cfg Config) string {
 	return b.String()
 }
 
-// FreePorts returns n loopback ports free at the time of the call, for
-// replicas (and a balancer) that must know each other's addresses before
-// they start.
-func FreePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var lns []net.Listener
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return ports
-}
-
 // Balancer is a running nginx.
 type Balancer struct {
 	// Addr is where it listens (127.0.0.1:port) and URL its http:// URL.
@@ -182,7 +163,7 @@ func Start(t testing.TB, cfg Config) *Balancer {
 		t.Fatal("lbtest: a balancer needs at least one upstream")
 	}
 	if cfg.Listen == "" {
-		cfg.Listen = "127.0.0.1:" + strconv.Itoa(FreePorts(t, 1)[0])
+		cfg.Listen = "127.0.0.1:" + strconv.Itoa(natscluster.FreePorts(t, 1)[0])
 	}
 	addr := cfg.Listen
 	if !strings.Contains(addr, ":") {

@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/sagewai/observatory/lbtest"
+	"github.com/sagewai/observatory/natscluster"
 )
 
 // hangBound turns a hang into a failure; it decides no outcome.
@@ -74,7 +75,7 @@ func clientFrom(src string) *http.Client {
 // client's address to X-Forwarded-For; a WebSocket goes through; and when
 // an upstream dies, every request is answered by the other.
 func TestBalancerInFront(t *testing.T) {
-	ports := lbtest.FreePorts(t, 2)
+	ports := natscluster.FreePorts(t, 2)
 	addrA, addrB := "127.0.0.1:"+strconv.Itoa(ports[0]), "127.0.0.1:"+strconv.Itoa(ports[1])
 	stopA := upstream(t, "a", addrA)
 	upstream(t, "b", addrB)
@@ -148,7 +149,7 @@ func TestBalancerInFront(t *testing.T) {
 // longer than proxy_read_timeout is cut by nginx: the reason serve pings
 // quiet /ws connections.
 func TestBalancerCutsQuietConnections(t *testing.T) {
-	addr := "127.0.0.1:" + strconv.Itoa(lbtest.FreePorts(t, 1)[0])
+	addr := "127.0.0.1:" + strconv.Itoa(natscluster.FreePorts(t, 1)[0])
 	upstream(t, "a", addr)
 	lb := lbtest.Start(t, lbtest.Config{Upstreams: []string{addr}, ReadTimeout: time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), hangBound)

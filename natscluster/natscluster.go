@@ -78,7 +78,7 @@ func Start(t testing.TB, n int) *Cluster {
 	dir := t.TempDir()
 	c := &Cluster{t: t, bin: bin}
 	preload, sysPub := c.trust(dir)
-	clientPorts, routePorts := freePorts(t, n), freePorts(t, n)
+	clientPorts, routePorts := FreePorts(t, n), FreePorts(t, n)
 	for i := range n {
 		var routes []string
 		for j, p := range routePorts {
@@ -293,8 +293,10 @@ func (c *Cluster) Logs() string {
 	return b.String()
 }
 
-// freePorts returns n loopback ports free at the time of the call.
-func freePorts(t testing.TB, n int) []int {
+// FreePorts returns n loopback ports free at the time of the call, for
+// processes (nodes, replicas, a balancer) that must know each other's
+// addresses before they start.
+func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var lns []net.Listener
 	var ports []int

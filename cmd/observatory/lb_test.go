@@ -332,7 +332,7 @@ func TestReplicasBehindNginx(t *testing.T) {
 	if err := os.WriteFile(seed, append(c.SigningSeed(), '\n'), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ports := lbtest.FreePorts(t, 3)
+	ports := natscluster.FreePorts(t, 3)
 	lbAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
 	public := fmt.Sprintf("http://%s:%d", lbPublicHost, ports[0])
 	serveArgs := func() []string {
