@@ -122,46 +122,70 @@ resolver_preload: {
 	return c
 }
 
-// trust makes the operator, the system account and the application
-// account (with JetStream and a signing key), writes the operator's JWT
-// and returns the accounts' resolver preload and the system account.
-func (c *Cluster) trust(dir string) (preload, sysPub string) {
-	t := c.t
+// Trust is a trust chain the way docs/deploy.md has an operator make one
+// with nsc: an operator, its system account, and an application account
+// (OBSERVATORY, with JetStream) whose users are signed by a signing key
+// apart from the account's own.
+type Trust struct {
+	Operator      *jwt.OperatorClaims // decoded, as a server's options take it
+	OperatorJWT   string
+	SystemAccount string // public key
+	SystemJWT     string
+	Account       string // public key of the application account
+	AccountJWT    string
+	SigningSeed   []byte // the account signing key's seed (SA...)
+}
+
+// NewTrust makes a fresh trust chain.
+func NewTrust(t testing.TB) *Trust {
+	t.Helper()
 	op, _ := nkeys.CreateOperator()
 	sys, _ := nkeys.CreateAccount()
 	acc, _ := nkeys.CreateAccount()
 	sk, _ := nkeys.CreateAccount()
 	opPub, _ := op.PublicKey()
-	sysPub, _ = sys.PublicKey()
-	accPub, _ := acc.PublicKey()
+	tr := &Trust{}
+	tr.SystemAccount, _ = sys.PublicKey()
+	tr.Account, _ = acc.PublicKey()
 	skPub, _ := sk.PublicKey()
 	oc := jwt.NewOperatorClaims(opPub)
-	oc.SystemAccount = sysPub
-	opJWT, err := oc.Encode(op)
-	if err != nil {
+	oc.SystemAccount = tr.SystemAccount
+	var err error
+	if tr.OperatorJWT, err = oc.Encode(op); err != nil {
 		t.Fatal(err)
 	}
-	sysJWT, err := jwt.NewAccountClaims(sysPub).Encode(op)
-	if err != nil {
+	if tr.Operator, err = jwt.DecodeOperatorClaims(tr.OperatorJWT); err != nil {
 		t.Fatal(err)
 	}
-	ac := jwt.NewAccountClaims(accPub)
+	if tr.SystemJWT, err = jwt.NewAccountClaims(tr.SystemAccount).Encode(op); err != nil {
+		t.Fatal(err)
+	}
+	ac := jwt.NewAccountClaims(tr.Account)
 	ac.Name = "OBSERVATORY"
 	ac.SigningKeys.Add(skPub)
 	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: jwt.NoLimit, DiskStorage: jwt.NoLimit, Streams: jwt.NoLimit, Consumer: jwt.NoLimit}
-	accJWT, err := ac.Encode(op)
-	if err != nil {
+	if tr.AccountJWT, err = ac.Encode(op); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "operator.jwt"), []byte(opJWT), 0o600); err != nil {
+	tr.SigningSeed, _ = sk.Seed()
+	return tr
+}
+
+// trust makes the cluster's trust chain, writes the operator's JWT and
+// returns the accounts' resolver preload and the system account.
+func (c *Cluster) trust(dir string) (preload, sysPub string) {
+	t := c.t
+	tr := NewTrust(t)
+	if err := os.WriteFile(filepath.Join(dir, "operator.jwt"), []byte(tr.OperatorJWT), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c.seed, _ = sk.Seed()
-	if c.signing, err = natsauth.External(c.seed, accPub); err != nil {
+	var err error
+	c.seed = tr.SigningSeed
+	if c.signing, err = natsauth.External(c.seed, tr.Account); err != nil {
 		t.Fatal(err)
 	}
-	c.Account = accPub
-	return fmt.Sprintf("  %s: %q\n  %s: %q\n", sysPub, sysJWT, accPub, accJWT), sysPub
+	c.Account = tr.Account
+	return fmt.Sprintf("  %s: %q\n  %s: %q\n", tr.SystemAccount, tr.SystemJWT, tr.Account, tr.AccountJWT), tr.SystemAccount
 }
 
 // SigningSeed is the account signing key's seed (SA...), as
@@ -228,6 +252,61 @@ func (c *Cluster) WaitReady() {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// WaitStreamsCurrent waits until every stream of the account (key-value
+// buckets included) has a leader and every replica has caught up with it:
+// after a node came back, what a user would call "recovered". Before
+// that a write may wait for an election and time out.
+func (c *Cluster) WaitStreamsCurrent() {
+	c.t.Helper()
+	nc := c.Connect("streams-probe")
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var lagging string
+	deadline := time.Now().Add(2 * time.Minute) // a hang bound on a loaded machine
+	for {
+		lagging = c.laggingStream(js)
+		if lagging == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("the cluster never recovered: %s\n%s", lagging, c.Logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// laggingStream names a stream without a leader or with a replica behind
+// it, or returns "" when there is none.
+func (c *Cluster) laggingStream(js jetstream.JetStream) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	l := js.ListStreams(ctx)
+	for info := range l.Info() {
+		cl := info.Cluster
+		if info.Config.Replicas <= 1 {
+			continue
+		}
+		if cl == nil || cl.Leader == "" {
+			return info.Config.Name + " has no leader"
+		}
+		if len(cl.Replicas) < info.Config.Replicas-1 {
+			return fmt.Sprintf("%s has %d of %d followers", info.Config.Name, len(cl.Replicas), info.Config.Replicas-1)
+		}
+		for _, r := range cl.Replicas {
+			if !r.Current || r.Offline {
+				return info.Config.Name + "'s replica on " + r.Name + " is behind"
+			}
+		}
+	}
+	if err := l.Err(); err != nil {
+		return "streams not listed: " + err.Error()
+	}
+	return ""
 }
 
 // Kill kills node with SIGKILL, as a machine dies, and waits until it has

@@ -155,6 +155,7 @@ func TestReplicasOnANATSCluster(t *testing.T) {
 	publish(evs[2*third:])
 	c.Restart(lead)
 	c.WaitReady()
+	c.WaitStreamsCurrent()
 
 	// Every acknowledged event is in FLEET once.
 	st, err := js.Stream(ctx, stream.FleetStream)

@@ -16,11 +16,11 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nkeys"
 
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/live"
 	"github.com/sagewai/observatory/natsauth"
+	"github.com/sagewai/observatory/natscluster"
 	"github.com/sagewai/observatory/stream"
 	"github.com/sagewai/observatory/stream/streamtest"
 	"github.com/sagewai/observatory/worker"
@@ -211,40 +211,12 @@ func TestServeNeverPrintsNATSPassword(t *testing.T) {
 // and the signing key's seed.
 func externalOperator(t *testing.T) (*server.Server, string, []byte) {
 	t.Helper()
-	op, _ := nkeys.CreateOperator()
-	sys, _ := nkeys.CreateAccount()
-	acc, _ := nkeys.CreateAccount()
-	sk, _ := nkeys.CreateAccount()
-	opPub, _ := op.PublicKey()
-	sysPub, _ := sys.PublicKey()
-	accPub, _ := acc.PublicKey()
-	skPub, _ := sk.PublicKey()
-	oc := jwt.NewOperatorClaims(opPub)
-	oc.SystemAccount = sysPub
-	opJWT, err := oc.Encode(op)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if oc, err = jwt.DecodeOperatorClaims(opJWT); err != nil {
-		t.Fatal(err)
-	}
-	sysJWT, err := jwt.NewAccountClaims(sysPub).Encode(op)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ac := jwt.NewAccountClaims(accPub)
-	ac.Name = "OBSERVATORY"
-	ac.SigningKeys.Add(skPub)
-	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: jwt.NoLimit, DiskStorage: jwt.NoLimit, Streams: jwt.NoLimit, Consumer: jwt.NoLimit}
-	accJWT, err := ac.Encode(op)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := natscluster.NewTrust(t)
 	res := &server.MemAccResolver{}
-	_ = res.Store(sysPub, sysJWT)
-	_ = res.Store(accPub, accJWT)
+	_ = res.Store(tr.SystemAccount, tr.SystemJWT)
+	_ = res.Store(tr.Account, tr.AccountJWT)
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(),
-		TrustedOperators: []*jwt.OperatorClaims{oc}, SystemAccount: sysPub, AccountResolver: res, NoSigs: true, NoLog: true})
+		TrustedOperators: []*jwt.OperatorClaims{tr.Operator}, SystemAccount: tr.SystemAccount, AccountResolver: res, NoSigs: true, NoLog: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,8 +225,7 @@ func externalOperator(t *testing.T) (*server.Server, string, []byte) {
 	if !ns.ReadyForConnections(10 * time.Second) {
 		t.Fatal("NATS not ready")
 	}
-	seed, _ := sk.Seed()
-	return ns, accPub, seed
+	return ns, tr.Account, tr.SigningSeed
 }
 
 // TestServeExternalNATSWithSigningKey runs serve on an external NATS in
