@@ -30,6 +30,12 @@ type HubConfig struct {
 	// Checkpoints stores the folded state; nil folds the stream from the start
 	// at every start.
 	Checkpoints *Checkpoints
+	// Extra, when set, is saved with each checkpoint and handed back when
+	// one is loaded, before the hub folds anything: what Observe derived
+	// from the events the checkpoint covers (telemetry's domain
+	// counters), so that a restart continues it instead of starting again
+	// from zero. Both calls run on the hub goroutine.
+	Extra CheckpointExtra
 	// CheckpointEvery is the time between checkpoints (default 5 s).
 	CheckpointEvery time.Duration
 	// Pricing prices llm.call events (default fleet.DefaultPricing()).
@@ -289,7 +295,7 @@ func (h *Hub) start(ctx context.Context) error {
 	h.target = info.State.LastSeq
 	h.state = fleet.NewState(h.cfg.Pricing)
 	if h.cfg.Checkpoints != nil {
-		st, err := h.cfg.Checkpoints.Load(epoch, h.cfg.Pricing)
+		st, extra, err := h.cfg.Checkpoints.LoadWith(epoch, h.cfg.Pricing)
 		switch {
 		case err != nil:
 			h.log.Warn("checkpoint not used; folding the stream from the start", "event", "hub.checkpoint.skipped", "err", err.Error())
@@ -298,6 +304,11 @@ func (h *Hub) start(ctx context.Context) error {
 			h.log.Warn("checkpoint is ahead of the stream; folding from the start", "event", "hub.checkpoint.skipped",
 				"checkpoint_seq", st.Seq(), "stream_last_seq", info.State.LastSeq)
 		default:
+			if h.cfg.Extra != nil && extra != nil {
+				if err := h.cfg.Extra.LoadCheckpoint(extra); err != nil {
+					h.log.Warn("checkpoint's extra part not used", "event", "hub.checkpoint.extra_skipped", "err", err.Error())
+				}
+			}
 			h.state = st
 			h.cpSeq = st.Seq()
 			h.log.Info("resuming from checkpoint", "event", "hub.checkpoint.loaded", "seq", st.Seq(), "stream_last_seq", info.State.LastSeq)
@@ -592,8 +603,12 @@ func (h *Hub) checkpoint(final bool) {
 		return
 	}
 	b, err := h.state.MarshalCheckpoint()
+	var extra []byte
+	if err == nil && h.cfg.Extra != nil {
+		extra, err = h.cfg.Extra.SaveCheckpoint()
+	}
 	if err == nil {
-		err = h.cfg.Checkpoints.Save(h.epoch, b)
+		err = h.cfg.Checkpoints.SaveWith(h.epoch, b, extra)
 	}
 	if err != nil {
 		h.stat.checkpointErrors.Add(1)
@@ -602,6 +617,13 @@ func (h *Hub) checkpoint(final bool) {
 	}
 	h.cpSeq = h.state.Seq()
 	h.stat.checkpoints.Add(1)
+}
+
+// CheckpointExtra is what the hub checkpoints beside its state
+// (HubConfig.Extra).
+type CheckpointExtra interface {
+	SaveCheckpoint() ([]byte, error)
+	LoadCheckpoint([]byte) error
 }
 
 // call sends r to the hub goroutine and waits for its reply.

@@ -80,8 +80,18 @@ func (r replicated) CreateOrUpdateKeyValue(ctx context.Context, cfg jetstream.Ke
 // that is already gone. So on a bucket of more than one replica direct
 // gets are turned off, and reads go to the stream's leader; a bucket of
 // one replica is left as it is (its one copy is always current).
+//
+// A bucket that keeps more history than cfg asks for (an operator, or an
+// audit, raised it) is bound as it is, never updated: updating would trim
+// the revisions it keeps.
 func ConsistentKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+	var kv jetstream.KeyValue
+	var err error
+	if st, serr := js.Stream(ctx, "KV_"+cfg.Bucket); serr == nil && keepsMore(st.CachedInfo().Config.MaxMsgsPerSubject, cfg.History) {
+		kv, err = js.KeyValue(ctx, cfg.Bucket)
+	} else {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, cfg)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -99,4 +109,10 @@ func ConsistentKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.Key
 	}
 	// A handle bound now reads the way the stream says.
 	return js.KeyValue(ctx, cfg.Bucket)
+}
+
+// keepsMore reports whether a bucket's stream keeping keep revisions per
+// key (-1: all) keeps more than history (0 means 1).
+func keepsMore(keep int64, history uint8) bool {
+	return keep < 0 || keep > int64(max(history, 1))
 }

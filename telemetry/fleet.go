@@ -65,9 +65,13 @@ type fleetObserver struct {
 	// with the fold's pricing).
 	coster *fleet.Coster
 
-	tokens, calls, unpriced, toolCalls  metric.Int64Counter
-	runs, missions, events              metric.Int64Counter
-	budgetEvents, budgetRejections      metric.Int64Counter
+	// The domain counters are exact tallies the observer keeps (under
+	// costMu) and the collector reads: a checkpoint saves them at its seq
+	// and a restart continues them (tallies.go).
+	tokens, calls, unpriced, toolCalls  *tally
+	runs, missions, events              *tally
+	budgetEvents, budgetRejections      *tally
+	tallies                             []*tally
 	tokenUsage                          metric.Int64Histogram
 	opDuration, runDuration, lagSeconds metric.Float64Histogram
 
@@ -89,7 +93,7 @@ type optKey struct {
 // opts is one attribute set as the one-element option slices Add and
 // Record take, so that a measurement allocates nothing.
 type opts struct {
-	add []metric.AddOption
+	set attribute.Set
 	rec []metric.RecordOption
 }
 
@@ -102,7 +106,9 @@ var businessEvents = map[string]bool{
 	fleet.TypeAgentCreated: true, fleet.TypeRunStarted: true, fleet.TypeRunCompleted: true, fleet.TypeRunFailed: true,
 }
 
-func newFleetObserver(m metric.Meter, spans *fleetSpans, log *slog.Logger, now func() time.Time) (*fleetObserver, error) {
+// newFleetObserver makes the observer's domain instruments on m and the
+// hub's event lag, this replica's own figure, on own.
+func newFleetObserver(m, own metric.Meter, spans *fleetSpans, log *slog.Logger, now func() time.Time) (*fleetObserver, error) {
 	o := &fleetObserver{
 		spans:       spans,
 		log:         log,
@@ -115,9 +121,12 @@ func newFleetObserver(m metric.Meter, spans *fleetSpans, log *slog.Logger, now f
 		costByAgent: make(map[[3]string]fleet.Micros),
 	}
 	var err error
-	counter := func(dst *metric.Int64Counter, name, unit, desc string) {
+	counter := func(dst **tally, name, unit, desc string) {
 		if err == nil {
-			*dst, err = m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+			var inst metric.Int64ObservableCounter
+			inst, err = m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+			*dst = &tally{name: name, inst: inst, vals: map[attribute.Distinct]*tallyVal{}}
+			o.tallies = append(o.tallies, *dst)
 		}
 	}
 	counter(&o.tokens, "sagewai.llm.tokens", "{token}", "Tokens of llm.call events by project, model and kind (input excludes cache reads and writes).")
@@ -147,7 +156,7 @@ func newFleetObserver(m metric.Meter, spans *fleetSpans, log *slog.Logger, now f
 		metric.WithExplicitBucketBoundaries(runBuckets...)); err != nil {
 		return nil, err
 	}
-	if o.lagSeconds, err = m.Float64Histogram("sagewai.hub.event_lag", metric.WithUnit("s"),
+	if o.lagSeconds, err = own.Float64Histogram("sagewai.hub.event_lag", metric.WithUnit("s"),
 		metric.WithDescription("Time from NATS storing an event to the hub folding it (live events only)."),
 		metric.WithExplicitBucketBoundaries(lagBuckets...)); err != nil {
 		return nil, err
@@ -162,9 +171,18 @@ func newFleetObserver(m metric.Meter, spans *fleetSpans, log *slog.Logger, now f
 	if err != nil {
 		return nil, err
 	}
+	observables := []metric.Observable{costCounter, costByAgent}
+	for _, t := range o.tallies {
+		observables = append(observables, t.inst)
+	}
 	if _, err := m.RegisterCallback(func(_ context.Context, ob metric.Observer) error {
 		o.costMu.Lock()
 		defer o.costMu.Unlock()
+		for _, t := range o.tallies {
+			for _, v := range t.vals {
+				ob.ObserveInt64(t.inst, v.n, metric.WithAttributeSet(v.set))
+			}
+		}
 		for k, v := range o.cost {
 			ob.ObserveFloat64(costCounter, v.USD(), metric.WithAttributes(
 				attribute.String(ProjectKey, k[0]), attribute.String(attrModel, k[1])))
@@ -174,7 +192,7 @@ func newFleetObserver(m metric.Meter, spans *fleetSpans, log *slog.Logger, now f
 				attribute.String(ProjectKey, k[0]), attribute.String(attrAgent, k[1]), attribute.String(attrTeam, k[2])))
 		}
 		return nil
-	}, costCounter, costByAgent); err != nil {
+	}, observables...); err != nil {
 		return nil, err
 	}
 	return o, nil
@@ -198,8 +216,8 @@ func (o *fleetObserver) opt(k optKey) opts {
 			kvs = append(kvs, attribute.String(kv[0], kv[1]))
 		}
 	}
-	m := metric.WithAttributeSet(attribute.NewSet(kvs...))
-	v := opts{add: []metric.AddOption{m}, rec: []metric.RecordOption{m}}
+	set := attribute.NewSet(kvs...)
+	v := opts{set: set, rec: []metric.RecordOption{metric.WithAttributeSet(set)}}
 	o.opts[k] = v
 	return v
 }
@@ -224,7 +242,7 @@ func (o *fleetObserver) observe(ev fleet.Event, res fleet.Result, st *fleet.Stat
 	if !fleet.Known(typ) {
 		typ = labelUnknown
 	}
-	o.events.Add(ctx, 1, o.opt(optKey{project: project, k1: attrType, v1: typ}).add...)
+	o.add(o.events, 1, o.opt(optKey{project: project, k1: attrType, v1: typ}).set)
 	if live && businessEvents[ev.Type] && o.log != nil {
 		o.log.Info(ev.Type, "event", ev.Type, "sagewai.project_id", ev.ProjectID, "event_id", ev.ID, "agent_id", ev.AgentID,
 			"run_id", ev.RunID, "mission_id", ev.MissionID, "worker_id", ev.WorkerID)
@@ -248,14 +266,14 @@ func (o *fleetObserver) observe(ev fleet.Event, res fleet.Result, st *fleet.Stat
 			return
 		}
 		tool, status := caps.tools.value(d.Tool), statusLabel(d.Status)
-		o.toolCalls.Add(ctx, 1, o.opt(optKey{project: project, k1: attrTool, v1: tool, k2: attrStatus, v2: status}).add...)
+		o.add(o.toolCalls, 1, o.opt(optKey{project: project, k1: attrTool, v1: tool, k2: attrStatus, v2: status}).set)
 		call = fleetCall{tool: &d}
 	case fleet.TypeRunCompleted, fleet.TypeRunFailed:
 		var d fleet.Outcome
 		_ = json.Unmarshal(ev.Data, &d)
 		outcome := strings.TrimPrefix(ev.Type, "agent.run.")
 		opt := o.opt(optKey{project: project, k1: attrOutcome, v1: outcome})
-		o.runs.Add(ctx, 1, opt.add...)
+		o.add(o.runs, 1, opt.set)
 		o.runDuration.Record(ctx, d.DurationMS/1000, opt.rec...)
 		call = fleetCall{outcome: &d}
 	case fleet.TypeMissionCompleted, fleet.TypeMissionFailed:
@@ -266,7 +284,7 @@ func (o *fleetObserver) observe(ev fleet.Event, res fleet.Result, st *fleet.Stat
 		ended := st.Effect().Finished
 		if ended {
 			outcome := strings.TrimPrefix(ev.Type, "mission.")
-			o.missions.Add(ctx, 1, o.opt(optKey{project: project, k1: attrOutcome, v1: outcome}).add...)
+			o.add(o.missions, 1, o.opt(optKey{project: project, k1: attrOutcome, v1: outcome}).set)
 		}
 		call = fleetCall{outcome: &d, ended: ended}
 	case fleet.TypeBudgetWarning, fleet.TypeBudgetExceeded, fleet.TypeBudgetThrottled:
@@ -303,8 +321,8 @@ type fleetCall struct {
 // built once per project, model, provider and status. They are kept as
 // the slices the instruments take, so a measurement allocates nothing.
 type llmOpts struct {
-	tokens                    [4][]metric.AddOption // input, output, cache_read, cache_write
-	calls, unpriced           []metric.AddOption
+	tokens                    [4]attribute.Set // input, output, cache_read, cache_write
+	calls, unpriced           attribute.Set
 	genIn, genOut, genLatency []metric.RecordOption
 }
 
@@ -316,9 +334,7 @@ func (o *fleetObserver) llmOptsFor(project, model, provider, status string) *llm
 		return v
 	}
 	pkv, mkv := attribute.String(ProjectKey, project), attribute.String(attrModel, model)
-	add := func(kvs ...attribute.KeyValue) []metric.AddOption {
-		return []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(kvs...))}
-	}
+	add := attribute.NewSet
 	rec := func(kvs ...attribute.KeyValue) []metric.RecordOption {
 		return []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(kvs...))}
 	}
@@ -356,16 +372,16 @@ func (o *fleetObserver) llmCall(ctx context.Context, project string, caps *proje
 	o.costMu.Lock()
 	o.cost[[2]string{project, model}] += cost
 	o.costByAgent[[3]string{project, agent, team}] += cost
-	o.costMu.Unlock()
 	for i, n := range [4]int64{d.InputTokens, d.OutputTokens, d.CacheReadTokens, d.CacheWriteTokens} {
 		if n > 0 {
-			o.tokens.Add(ctx, n, opts.tokens[i]...)
+			o.tokens.addLocked(n, opts.tokens[i])
 		}
 	}
-	o.calls.Add(ctx, 1, opts.calls...)
+	o.calls.addLocked(1, opts.calls)
 	if !priced {
-		o.unpriced.Add(ctx, 1, opts.unpriced...)
+		o.unpriced.addLocked(1, opts.unpriced)
 	}
+	o.costMu.Unlock()
 	o.tokenUsage.Record(ctx, d.InputTokens+d.CacheReadTokens+d.CacheWriteTokens, opts.genIn...)
 	o.tokenUsage.Record(ctx, d.OutputTokens, opts.genOut...)
 	o.opDuration.Record(ctx, d.LatencyMS/1000, opts.genLatency...)
@@ -375,10 +391,10 @@ func (o *fleetObserver) llmCall(ctx context.Context, project string, caps *proje
 func (o *fleetObserver) budget(ctx context.Context, project, typ string, d fleet.BudgetNotice) {
 	kind := strings.TrimPrefix(typ, "budget.")
 	scope, action := budgetWord(d.Scope), budgetWord(d.Action)
-	o.budgetEvents.Add(ctx, 1, o.opt(optKey{project: project, k1: attrType, v1: kind, k2: attrScope, v2: scope,
-		k3: attrAction, v3: action}).add...)
+	o.add(o.budgetEvents, 1, o.opt(optKey{project: project, k1: attrType, v1: kind, k2: attrScope, v2: scope,
+		k3: attrAction, v3: action}).set)
 	if typ == fleet.TypeBudgetExceeded && d.Action == fleet.ActionStop {
-		o.budgetRejections.Add(ctx, 1, o.opt(optKey{project: project, k1: attrScope, v1: scope}).add...)
+		o.add(o.budgetRejections, 1, o.opt(optKey{project: project, k1: attrScope, v1: scope}).set)
 	}
 }
 

@@ -37,3 +37,36 @@ func FuzzSetupEnv(f *testing.F) {
 		}
 	})
 }
+
+// FuzzLoadCheckpoint: the telemetry part of a hub checkpoint is read from
+// disk; whatever it holds, loading it never panics, and a part that loads
+// is saved back to a part that loads to the same figures.
+func FuzzLoadCheckpoint(f *testing.F) {
+	f.Add([]byte(`{"tallies":{"sagewai.fleet.events":[{"attrs":{"sagewai.project_id":"acme","type":"llm.call"},"n":3}]},"cost":[{"keys":["acme","gpt-5"],"usd":0.25}],"cost_by_agent":[{"keys":["acme","a1","t1"],"usd":0.25}]}`))
+	f.Add([]byte(`{"cost":[{"keys":["only-one"],"usd":1}]}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tel, err := telemetry.Setup(context.Background(), envOf(nil), telemetry.Options{LogOutput: &syncBuffer{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tel.Shutdown(context.Background())
+		if tel.LoadCheckpoint(b) != nil {
+			return
+		}
+		saved, err := tel.SaveCheckpoint()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tel.LoadCheckpoint(saved); err != nil {
+			t.Fatalf("a saved part does not load: %v", err)
+		}
+		again, err := tel.SaveCheckpoint()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(again) != string(saved) {
+			t.Fatalf("saved, loaded and saved again differ:\n%s\n%s", saved, again)
+		}
+	})
+}

@@ -2,9 +2,7 @@ package telemetry_test
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -19,163 +17,14 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	collogs "go.opentelemetry.io/proto/otlp/collector/logs/v1"
-	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/sagewai/observatory/stream"
 	"github.com/sagewai/observatory/stream/streamtest"
 	"github.com/sagewai/observatory/telemetry"
+	"github.com/sagewai/observatory/telemetry/otlptest"
 	"github.com/sagewai/observatory/web"
 	"github.com/sagewai/observatory/web/auth"
 )
-
-// receiver is an in-process OTLP/HTTP receiver: it decodes the protobuf
-// export requests of traces and logs and keeps what they carry.
-type receiver struct {
-	srv *httptest.Server
-
-	// mu guards what was received and the failure switch.
-	mu       sync.Mutex
-	spans    []span
-	logs     []logRecord
-	failWith int // answer every export with this status when not 0
-	requests int
-}
-
-// span is one received span, flattened.
-type span struct {
-	Name, TraceID, SpanID, ParentID string
-	Kind                            string
-	Start, End                      time.Time
-	Attrs                           map[string]any
-	Resource                        map[string]any
-	StatusError                     bool
-}
-
-// logRecord is one received log record, flattened.
-type logRecord struct {
-	Body, EventName, Severity string
-	TraceID, SpanID           string
-	Attrs                     map[string]any
-}
-
-func newReceiver(t *testing.T) *receiver {
-	t.Helper()
-	r := &receiver{}
-	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
-	t.Cleanup(r.srv.Close)
-	return r
-}
-
-func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
-	var body io.Reader = req.Body
-	if req.Header.Get("Content-Encoding") == "gzip" {
-		zr, err := gzip.NewReader(req.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		body = zr
-	}
-	b, err := io.ReadAll(body)
-	if err != nil || req.Header.Get("Content-Type") != "application/x-protobuf" {
-		http.Error(w, "want protobuf", http.StatusUnsupportedMediaType)
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.requests++
-	if r.failWith != 0 {
-		http.Error(w, "failing on purpose", r.failWith)
-		return
-	}
-	var out proto.Message
-	switch req.URL.Path {
-	case "/v1/traces":
-		var m coltrace.ExportTraceServiceRequest
-		if err := proto.Unmarshal(b, &m); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		for _, rs := range m.ResourceSpans {
-			res := attrMap(rs.GetResource().GetAttributes())
-			for _, ss := range rs.ScopeSpans {
-				for _, s := range ss.Spans {
-					r.spans = append(r.spans, span{
-						Name: s.Name, TraceID: hex.EncodeToString(s.TraceId), SpanID: hex.EncodeToString(s.SpanId),
-						ParentID: hex.EncodeToString(s.ParentSpanId), Kind: s.Kind.String(),
-						Start: time.Unix(0, int64(s.StartTimeUnixNano)).UTC(), End: time.Unix(0, int64(s.EndTimeUnixNano)).UTC(),
-						Attrs: attrMap(s.Attributes), Resource: res, StatusError: s.GetStatus().GetCode() == 2,
-					})
-				}
-			}
-		}
-		out = &coltrace.ExportTraceServiceResponse{}
-	case "/v1/logs":
-		var m collogs.ExportLogsServiceRequest
-		if err := proto.Unmarshal(b, &m); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		for _, rl := range m.ResourceLogs {
-			for _, sl := range rl.ScopeLogs {
-				for _, l := range sl.LogRecords {
-					r.logs = append(r.logs, logRecord{
-						Body: l.GetBody().GetStringValue(), EventName: l.EventName, Severity: l.SeverityText,
-						TraceID: hex.EncodeToString(l.TraceId), SpanID: hex.EncodeToString(l.SpanId),
-						Attrs: attrMap(l.Attributes),
-					})
-				}
-			}
-		}
-		out = &collogs.ExportLogsServiceResponse{}
-	default:
-		http.NotFound(w, req)
-		return
-	}
-	rb, _ := proto.Marshal(out)
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	w.Write(rb)
-}
-
-func attrMap(kvs []*commonpb.KeyValue) map[string]any {
-	m := make(map[string]any, len(kvs))
-	for _, kv := range kvs {
-		switch v := kv.Value.GetValue().(type) {
-		case *commonpb.AnyValue_StringValue:
-			m[kv.Key] = v.StringValue
-		case *commonpb.AnyValue_IntValue:
-			m[kv.Key] = v.IntValue
-		case *commonpb.AnyValue_DoubleValue:
-			m[kv.Key] = v.DoubleValue
-		case *commonpb.AnyValue_BoolValue:
-			m[kv.Key] = v.BoolValue
-		default:
-			m[kv.Key] = kv.Value.String()
-		}
-	}
-	return m
-}
-
-func (r *receiver) receivedSpans() []span {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]span(nil), r.spans...)
-}
-
-func (r *receiver) receivedLogs() []logRecord {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]logRecord(nil), r.logs...)
-}
-
-func (r *receiver) fail(status int) {
-	r.mu.Lock()
-	r.failWith = status
-	r.mu.Unlock()
-}
 
 // envOf returns a getenv reading m.
 func envOf(m map[string]string) func(string) string {
@@ -225,7 +74,7 @@ type stack struct {
 	srv  *web.Server
 	url  string
 	logs *syncBuffer
-	recv *receiver // nil when OTLP is off
+	recv *otlptest.Receiver // nil when OTLP is off
 }
 
 // signingKey signs the test tokens.
@@ -238,8 +87,8 @@ func newStack(t *testing.T, otlp bool) *stack {
 	st := &stack{logs: &syncBuffer{}}
 	env := map[string]string{}
 	if otlp {
-		st.recv = newReceiver(t)
-		env["OTEL_EXPORTER_OTLP_ENDPOINT"] = st.recv.srv.URL
+		st.recv = otlptest.NewReceiver(t)
+		env["OTEL_EXPORTER_OTLP_ENDPOINT"] = st.recv.URL
 		env["OTEL_BSP_SCHEDULE_DELAY"] = "50"
 		env["OTEL_BLRP_SCHEDULE_DELAY"] = "50"
 	}

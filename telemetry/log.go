@@ -28,6 +28,9 @@ type logHandler struct {
 	otel  otellog.Logger // nil while OTLP logs are off
 	level slog.Leveler
 	now   func() time.Time // the observed time of OTel records
+	// lineIf, when set, says whether to write the line (the OTel record
+	// is made either way): fleet business lines come from the exporter.
+	lineIf func() bool
 
 	// What WithAttrs and WithGroup added, for the OTel record; prefix is
 	// the group path ("a.b.") new attributes go under.
@@ -67,7 +70,10 @@ func (h *logHandler) Handle(ctx context.Context, r slog.Record) error {
 	if needProject {
 		r.AddAttrs(slog.String(ProjectKey, ProjectFromContext(ctx)))
 	}
-	err := h.json.Handle(ctx, r)
+	var err error
+	if h.lineIf == nil || h.lineIf() {
+		err = h.json.Handle(ctx, r)
+	}
 	if h.otel != nil {
 		h.emit(ctx, r, sc.IsValid())
 	}

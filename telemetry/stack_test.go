@@ -13,6 +13,7 @@ import (
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/fleet/fleettest"
 	"github.com/sagewai/observatory/stream/streamtest"
+	"github.com/sagewai/observatory/telemetry/otlptest"
 	"github.com/sagewai/observatory/web/auth"
 )
 
@@ -103,7 +104,7 @@ func TestSpansFromMixedTraffic(t *testing.T) {
 	if err := st.tel.ForceFlush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	spans := st.recv.receivedSpans()
+	spans := st.recv.Spans()
 	totals := foldTotals(t, st)
 
 	t.Run("every span carries its project", func(t *testing.T) {
@@ -139,7 +140,7 @@ func TestSpansFromMixedTraffic(t *testing.T) {
 	})
 
 	t.Run("runs parent their calls", func(t *testing.T) {
-		runs := map[string]span{}
+		runs := map[string]otlptest.Span{}
 		for _, s := range spans {
 			if s.Attrs["gen_ai.operation.name"] == "invoke_agent" {
 				runs[s.Attrs["sagewai.project_id"].(string)+"/"+s.Attrs["sagewai.run.id"].(string)] = s
@@ -581,7 +582,7 @@ func TestBusinessEventLogs(t *testing.T) {
 
 	t.Run("otlp log records", func(t *testing.T) {
 		var got []record
-		for _, r := range st.recv.receivedLogs() {
+		for _, r := range st.recv.Logs() {
 			switch r.EventName {
 			case "auth.login.succeeded", "auth.login.failed", "tenant.cross_access_denied":
 			default:
@@ -607,8 +608,8 @@ func TestHealthProbesAreSilent(t *testing.T) {
 		t.Fatal(err)
 	}
 	linesBefore := len(st.logs.lines(t))
-	spansBefore := len(st.recv.receivedSpans())
-	logsBefore := len(st.recv.receivedLogs())
+	spansBefore := len(st.recv.Spans())
+	logsBefore := len(st.recv.Logs())
 	for i := range 1000 {
 		path := "/healthz"
 		if i%2 == 1 {
@@ -628,10 +629,10 @@ func TestHealthProbesAreSilent(t *testing.T) {
 	if n := len(st.logs.lines(t)) - linesBefore; n != 0 {
 		t.Errorf("1000 probes and 20 scrapes wrote %d log lines:\n%s", n, st.logs.String())
 	}
-	if n := len(st.recv.receivedSpans()) - spansBefore; n != 0 {
+	if n := len(st.recv.Spans()) - spansBefore; n != 0 {
 		t.Errorf("1000 probes and 20 scrapes made %d spans", n)
 	}
-	if n := len(st.recv.receivedLogs()) - logsBefore; n != 0 {
+	if n := len(st.recv.Logs()) - logsBefore; n != 0 {
 		t.Errorf("1000 probes and 20 scrapes sent %d OTLP log records", n)
 	}
 	fams := st.scrape(t)
@@ -715,7 +716,7 @@ func TestFleetBusinessEventLogs(t *testing.T) {
 		t.Errorf("fleet business events on stdout (-want +got):\n%s", diff)
 	}
 	var records []record
-	for _, r := range st.recv.receivedLogs() {
+	for _, r := range st.recv.Logs() {
 		if r.EventName == fleet.TypeAgentCreated || strings.HasPrefix(r.EventName, "agent.run.") {
 			records = append(records, record{r.EventName, str(r.Attrs["sagewai.project_id"]), str(r.Attrs["agent_id"]), str(r.Attrs["run_id"]), str(r.Attrs["event_id"])})
 		}

@@ -32,6 +32,10 @@ import (
 	"github.com/sagewai/observatory/fleet"
 )
 
+// fleetScope is the instrumentation scope of the spans and log records
+// made from fleet events: what Handoff gates.
+const fleetScope = "github.com/sagewai/observatory/fleet"
+
 // ScopeName is the instrumentation scope of what this package makes.
 const ScopeName = "github.com/sagewai/observatory/telemetry"
 
@@ -55,6 +59,11 @@ type Options struct {
 	MaxOpenRuns int
 	// ShutdownTimeout bounds Shutdown when its context has no deadline (5 s).
 	ShutdownTimeout time.Duration
+	// SharedExport says several replicas fold one stream: what is derived
+	// from it (the fold's domain metrics, the spans and business log
+	// records of fleet events) is exported only while Handoff leads, as
+	// the exporter lease decides. False: this process exports it all.
+	SharedExport bool
 	// Now is the clock of what the package decides by the current time:
 	// how far apart export error lines are, the hub's event lag (from the
 	// time NATS stored an event, on its wall clock, to now) and the
@@ -79,6 +88,10 @@ type Telemetry struct {
 	loggers  *sdklog.LoggerProvider // nil while OTLP logs are off
 	registry *prometheus.Registry
 	metrics  http.Handler
+	// derived is the provider of the fold's domain metrics, on their own
+	// registry so that /metrics serves them only while handoff leads.
+	derived  *sdkmetric.MeterProvider
+	handoff  *Handoff // nil unless Options.SharedExport
 	logger   *slog.Logger
 	errLog   *slog.Logger // lines only: export errors never feed the export
 	fleet    *fleetObserver
@@ -149,7 +162,17 @@ func Setup(ctx context.Context, getenv func(string) string, opts Options) (*Tele
 	// recording them costs every request an allocation or more.
 	t.meters = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithResource(res),
 		sdkmetric.WithExemplarFilter(exemplar.AlwaysOffFilter))
-	t.metrics = promhttp.HandlerFor(t.registry, promhttp.HandlerOpts{})
+	derivedReg := prometheus.NewRegistry()
+	dexp, err := otelprom.New(otelprom.WithRegisterer(derivedReg), otelprom.WithoutScopeInfo(), otelprom.WithoutTargetInfo())
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
+	}
+	t.derived = sdkmetric.NewMeterProvider(sdkmetric.WithReader(dexp), sdkmetric.WithResource(res),
+		sdkmetric.WithExemplarFilter(exemplar.AlwaysOffFilter))
+	if opts.SharedExport {
+		t.handoff = newHandoff(0)
+	}
+	t.metrics = promhttp.HandlerFor(prometheus.Gatherers{t.registry, leadGatherer{derivedReg, t.handoff}}, promhttp.HandlerOpts{})
 	t.errLog = slog.New(newLineHandler(opts, nil))
 
 	if traceCfg.URL == "" {
@@ -167,12 +190,12 @@ func Setup(ctx context.Context, getenv func(string) string, opts Options) (*Tele
 		if err != nil {
 			return nil, fmt.Errorf("telemetry: otlp traces: %w", err)
 		}
-		tpOpts = append(tpOpts, sdktrace.WithSpanProcessor(newSpanQueue(exp, traceCfg.Batch, &t.spans, t.exportError(signalTraces))))
+		tpOpts = append(tpOpts, sdktrace.WithSpanProcessor(newSpanQueue(exp, traceCfg.Batch, &t.spans, t.exportError(signalTraces), t.handoff)))
 		t.traceURL = traceCfg.URL
 	}
 	t.tracers = sdktrace.NewTracerProvider(tpOpts...)
 
-	var otelLogger otellog.Logger
+	var otelLogger, fleetLogger otellog.Logger
 	if logCfg.URL != "" {
 		exp, err := otlploghttp.New(ctx, otlploghttp.WithEndpointURL(logCfg.URL),
 			otlploghttp.WithHeaders(logCfg.Headers), otlploghttp.WithTimeout(logCfg.Timeout))
@@ -180,18 +203,25 @@ func Setup(ctx context.Context, getenv func(string) string, opts Options) (*Tele
 			return nil, errors.Join(fmt.Errorf("telemetry: otlp logs: %w", err), t.tracers.Shutdown(ctx))
 		}
 		t.loggers = sdklog.NewLoggerProvider(sdklog.WithResource(res),
-			sdklog.WithProcessor(newLogQueue(exp, logCfg.Batch, &t.logs, t.exportError(signalLogs))))
+			sdklog.WithProcessor(newLogQueue(exp, logCfg.Batch, &t.logs, t.exportError(signalLogs), t.handoff)))
 		otelLogger = t.loggers.Logger("github.com/sagewai/observatory")
+		fleetLogger = t.loggers.Logger(fleetScope)
 		t.logURL = logCfg.URL
 	}
 	t.logger = slog.New(newLineHandler(opts, otelLogger))
+	// The business records of fleet events: their lines are written by
+	// the exporting replica only, their OTLP records go through handoff.
+	fleetLines := newLineHandler(opts, fleetLogger)
+	if t.handoff != nil {
+		fleetLines.lineIf = t.handoff.Leading
+	}
 
 	meter := t.meters.Meter(ScopeName)
 	var spans *fleetSpans
 	if t.traceURL != "" {
-		spans = newFleetSpans(t.tracers.Tracer("github.com/sagewai/observatory/fleet"), opts.MaxOpenRuns, opts.MaxOpenRuns)
+		spans = newFleetSpans(t.tracers.Tracer(fleetScope), opts.MaxOpenRuns, opts.MaxOpenRuns)
 	}
-	if t.fleet, err = newFleetObserver(meter, spans, t.logger, opts.Now); err == nil {
+	if t.fleet, err = newFleetObserver(t.derived.Meter(ScopeName), meter, spans, slog.New(fleetLines), opts.Now); err == nil {
 		err = t.registerPipelineMetrics(meter, spans)
 	}
 	if err != nil {
@@ -375,8 +405,15 @@ func (t *Telemetry) LogsURL() string { return t.logURL }
 // ObserveFleet turns one folded event into metrics and spans. It is the
 // hub's HubConfig.Observe and must be called from the hub goroutine only.
 func (t *Telemetry) ObserveFleet(ev fleet.Event, res fleet.Result, st *fleet.State) {
+	if t.handoff != nil {
+		t.handoff.seq.Store(st.Seq())
+	}
 	t.fleet.observe(ev, res, st)
 }
+
+// Handoff is the gate of the derived export (nil unless
+// Options.SharedExport): the exporter lease drives it.
+func (t *Telemetry) Handoff() *Handoff { return t.handoff }
 
 // WatchFleet connects the fleet metrics to the fold: the state gauges read
 // src.View at each collection, src.Live gates spans and src.Registered
@@ -393,7 +430,7 @@ func (t *Telemetry) WatchFleet(src FleetSource) error {
 			t.fleet.projects.registered.Store(&src.Registered)
 		}
 		if src.View != nil {
-			err = registerFleetGauges(t.meters.Meter(ScopeName), src, t.fleet.projects)
+			err = registerFleetGauges(t.derived.Meter(ScopeName), src, t.fleet.projects)
 		}
 	})
 	return err
@@ -425,6 +462,9 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 	}
 	if t.meters != nil {
 		errs = append(errs, t.meters.Shutdown(ctx))
+	}
+	if t.derived != nil {
+		errs = append(errs, t.derived.Shutdown(ctx))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("telemetry: shutdown: %w", err)

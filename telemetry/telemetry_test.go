@@ -18,6 +18,7 @@ import (
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/fleet/fleettest"
 	"github.com/sagewai/observatory/telemetry"
+	"github.com/sagewai/observatory/telemetry/otlptest"
 )
 
 func TestSetupReadsTheOTELVariables(t *testing.T) {
@@ -192,14 +193,14 @@ func TestExportNeverBlocks(t *testing.T) {
 // signal, with the items it dropped; the log says so once per signal and
 // 30 s (on the injected clock), never over OTLP.
 func TestExportFailuresAreCounted(t *testing.T) {
-	recv := newReceiver(t)
-	recv.fail(http.StatusBadRequest)
+	recv := otlptest.NewReceiver(t)
+	recv.Fail(http.StatusBadRequest)
 	logs := &syncBuffer{}
 	clock := fleettest.NewClock()
 	// Only ForceFlush exports, so that each round makes one export call
 	// per signal.
 	tel, err := telemetry.Setup(context.Background(), envOf(map[string]string{
-		"OTEL_EXPORTER_OTLP_ENDPOINT": recv.srv.URL, "OTEL_BSP_SCHEDULE_DELAY": "600000", "OTEL_BLRP_SCHEDULE_DELAY": "600000"}),
+		"OTEL_EXPORTER_OTLP_ENDPOINT": recv.URL, "OTEL_BSP_SCHEDULE_DELAY": "600000", "OTEL_BLRP_SCHEDULE_DELAY": "600000"}),
 		telemetry.Options{LogOutput: logs, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -243,12 +244,12 @@ func TestExportFailuresAreCounted(t *testing.T) {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
 	}
-	recv.fail(0)
+	recv.Fail(0)
 	tel.Logger().Info("recovered", "event", "test.recovered")
 	if err := tel.ForceFlush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range recv.receivedLogs() {
+	for _, r := range recv.Logs() {
 		if r.EventName == "otel.export.failed" {
 			t.Error("an export failure was itself exported")
 		}
@@ -259,9 +260,9 @@ func TestExportFailuresAreCounted(t *testing.T) {
 }
 
 func TestLogHandler(t *testing.T) {
-	recv := newReceiver(t)
+	recv := otlptest.NewReceiver(t)
 	out := &syncBuffer{}
-	tel, err := telemetry.Setup(context.Background(), envOf(map[string]string{"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": recv.srv.URL + "/v1/logs"}),
+	tel, err := telemetry.Setup(context.Background(), envOf(map[string]string{"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": recv.URL + "/v1/logs"}),
 		telemetry.Options{LogOutput: out})
 	if err != nil {
 		t.Fatal(err)
@@ -320,7 +321,7 @@ func TestLogHandler(t *testing.T) {
 	type record struct{ Event, Severity, Project, TraceID string }
 	var recs []record
 	attrs := map[string]map[string]any{}
-	for _, r := range recv.receivedLogs() {
+	for _, r := range recv.Logs() {
 		p, _ := r.Attrs["sagewai.project_id"].(string)
 		recs = append(recs, record{r.EventName, r.Severity, p, r.TraceID})
 		attrs[r.Body] = r.Attrs
@@ -351,8 +352,8 @@ func observe(tel *telemetry.Telemetry, st *fleet.State, evs ...fleet.Event) {
 }
 
 func TestOpenRunsAreBounded(t *testing.T) {
-	recv := newReceiver(t)
-	tel, err := telemetry.Setup(context.Background(), envOf(map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": recv.srv.URL + "/v1/traces"}),
+	recv := otlptest.NewReceiver(t)
+	tel, err := telemetry.Setup(context.Background(), envOf(map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": recv.URL + "/v1/traces"}),
 		telemetry.Options{LogOutput: &bytes.Buffer{}, MaxOpenRuns: 10})
 	if err != nil {
 		t.Fatal(err)
@@ -374,7 +375,7 @@ func TestOpenRunsAreBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := map[string]time.Time{}
-	for _, s := range recv.receivedSpans() {
+	for _, s := range recv.Spans() {
 		got[s.Attrs["sagewai.run.id"].(string)] = s.Start
 	}
 	want := map[string]time.Time{runID(0): end.Add(-900 * time.Millisecond), runID(49): t0.Add(49 * time.Second)}
@@ -393,10 +394,10 @@ func runID(i int) string { return "r-" + string(rune('a'+i/26)) + string(rune('a
 // stored time to now (on the injected clock) is measured for live events
 // only.
 func TestReplayMakesNoSpans(t *testing.T) {
-	recv := newReceiver(t)
+	recv := otlptest.NewReceiver(t)
 	t0 := fleettest.Epoch()
 	clock := fleettest.NewClockAt(t0.Add(5 * time.Second))
-	tel, err := telemetry.Setup(context.Background(), envOf(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": recv.srv.URL}),
+	tel, err := telemetry.Setup(context.Background(), envOf(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": recv.URL}),
 		telemetry.Options{LogOutput: &bytes.Buffer{}, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -421,7 +422,7 @@ func TestReplayMakesNoSpans(t *testing.T) {
 		t.Fatal(err)
 	}
 	var names []string
-	for _, s := range recv.receivedSpans() {
+	for _, s := range recv.Spans() {
 		names = append(names, s.Name)
 		if s.Name == "invoke_agent a1" {
 			// The run remembered its start and both calls, replayed or not.

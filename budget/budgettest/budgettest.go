@@ -25,9 +25,10 @@ const cursorKey = "cursor"
 
 // KeepHistory lifts the ledger bucket's limit of one revision per key, so
 // that every later write of every ledger entry stays in the bucket for
-// History to read. NewLedger configures the bucket as production runs it
-// and so sets the limit back: call KeepHistory after the test's last
-// NewLedger and before the writes to check. (The KV option History stops
+// History to read. Call it after the first NewLedger created the bucket
+// and before the writes to check; a ledger opened later (a replica
+// restarted) leaves a bucket that keeps more history as it is
+// (stream.ConsistentKV). (The KV option History stops
 // at 64 revisions per key, too few for hundreds of reservations on one
 // budget; the limit is lifted on the bucket's stream instead.)
 func KeepHistory(ctx context.Context, js jetstream.JetStream) error {

@@ -100,6 +100,7 @@ type lbReplica struct {
 	name, addr string
 	bin        string
 	args       []string
+	env        []string // added to childEnv()
 
 	// mu guards the running process's fields: the test starts and kills
 	// it, its cleanup stops it.
@@ -114,7 +115,14 @@ type lbReplica struct {
 // test ends (then SIGINT, and a clean exit is expected).
 func startReplica(t *testing.T, bin, name, addr string, args ...string) *lbReplica {
 	t.Helper()
-	r := &lbReplica{name: name, addr: addr, bin: bin, args: append([]string{"serve", "--addr", addr}, args...)}
+	return startReplicaEnv(t, bin, name, addr, nil, args...)
+}
+
+// startReplicaEnv is startReplica with env added to the process's
+// environment.
+func startReplicaEnv(t *testing.T, bin, name, addr string, env []string, args ...string) *lbReplica {
+	t.Helper()
+	r := &lbReplica{name: name, addr: addr, bin: bin, env: env, args: append([]string{"serve", "--addr", addr}, args...)}
 	r.start(t)
 	t.Cleanup(func() { r.stop(t) })
 	return r
@@ -128,7 +136,7 @@ func (r *lbReplica) start(t *testing.T) {
 	t.Helper()
 	stderr := &syncBuffer{}
 	cmd := exec.Command(r.bin, r.args...)
-	cmd.Env = childEnv()
+	cmd.Env = append(childEnv(), r.env...)
 	cmd.Stdout, cmd.Stderr = io.Discard, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sagewai/observatory/budget"
+	"github.com/sagewai/observatory/exportlease"
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/rig"
 	"github.com/sagewai/observatory/stream"
@@ -40,6 +41,7 @@ type serveConfig struct {
 	demo          demoOptions
 	pricingFile   string
 	holdTTL       time.Duration
+	exportTTL     time.Duration
 	nats          natsFlags
 	edge          edgeConfig
 	auth          authFlags
@@ -63,6 +65,7 @@ func serveFlags(name string, getenv func(string) string, stderr io.Writer, demo 
 	fs.DurationVar(&c.fleetMaxAge, "fleet-max-age", envDuration(getenv, "OBSERVATORY_FLEET_MAX_AGE", stream.FleetMaxAge), "how long FLEET keeps events (env OBSERVATORY_FLEET_MAX_AGE)")
 	fs.BoolVar(&c.syncAlways, "nats-sync-always", env("OBSERVATORY_NATS_SYNC_ALWAYS", "") == "true", "fsync every JetStream write before acknowledging it (env OBSERVATORY_NATS_SYNC_ALWAYS=true)")
 	fs.StringVar(&c.pricingFile, "pricing", env("OBSERVATORY_PRICING", ""), "a pricing table (JSON, the format of fleet/pricing.json) to use instead of the embedded one (env OBSERVATORY_PRICING)")
+	fs.DurationVar(&c.exportTTL, "export-lease-ttl", envDuration(getenv, "OBSERVATORY_EXPORT_LEASE_TTL", exportlease.DefaultTTL), "with --nats-url: how long the replica exporting the fleet's metrics, spans and business logs keeps that role without renewing it; the same on every replica (env OBSERVATORY_EXPORT_LEASE_TTL)")
 	fs.DurationVar(&c.holdTTL, "reservation-ttl", envDuration(getenv, "OBSERVATORY_RESERVATION_TTL", budget.DefaultHoldTTL), "how long a budget reservation holds money when nobody settles or releases it (env OBSERVATORY_RESERVATION_TTL)")
 	fs.StringVar(&c.logLevel, "log-level", env("OBSERVATORY_LOG_LEVEL", "info"), "debug, info, warn or error (env OBSERVATORY_LOG_LEVEL)")
 	fs.StringVar(&c.logFile, "log-file", env("OBSERVATORY_LOG_FILE", ""), "append the log lines to this file; default <data-dir>/"+logFileName+" when stderr is a terminal (a live status block is drawn instead), else stderr; - for stderr (env OBSERVATORY_LOG_FILE)")
@@ -150,7 +153,10 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	defer logs.close()
 	// Telemetry first, so that everything logs through it; shut down last,
 	// so that what is queued is flushed after everything else stopped.
-	tel, err := telemetry.Setup(ctx, getenv, telemetry.Options{LogOutput: logs.w, LogLevel: level, LogFormat: c.logFormat})
+	// On an external NATS several replicas may fold one stream: what is
+	// derived from it is exported by the holder of the exporter lease.
+	shared := c.natsURL != ""
+	tel, err := telemetry.Setup(ctx, getenv, telemetry.Options{LogOutput: logs.w, LogLevel: level, LogFormat: c.logFormat, SharedExport: shared})
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
@@ -214,10 +220,19 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 		Logger:      log,
 		Pricing:     pricing,
 		Observe:     tel.ObserveFleet,
+		Extra:       tel, // the domain counters continue across restarts
 		Limits:      c.bounds.limits,
 	})
 	if err := hub.RegisterMetrics(tel.MeterProvider()); err != nil {
 		return fmt.Errorf("hub metrics: %w", err)
+	}
+	var lease *exportlease.Lease
+	if shared {
+		lease, err = exportlease.Open(setupCtx, js, tel.Handoff(), exportlease.Config{TTL: c.exportTTL, Logger: log,
+			Ready: func() bool { return hub.Ready() == nil }})
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
 	}
 	ledger, err := budget.NewLedger(setupCtx, js, budget.Config{Pricing: pricing, Auditor: pub, Events: pub, Logger: log, HoldTTL: c.holdTTL})
 	if err != nil {
@@ -276,6 +291,9 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 		return hub.Run(gctx)
 	})
 	g.Go(func() error { return ledger.Run(gctx) })
+	if lease != nil {
+		g.Go(func() error { return lease.Run(gctx) })
+	}
 	// Clock ticks let the fold's clock move when nothing else is published
 	// (quiet workers turn stale and offline); replicas' ticks dedupe.
 	g.Go(func() error { return stream.NewClock(pub, 0, log).Run(gctx) })
@@ -324,6 +342,19 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 
 	err = g.Wait()
 	status.stop()
+	if lease != nil {
+		// The hub has stopped: export what it made, then hand the lease on
+		// with marks that cover it, so the next exporter starts at once
+		// and sends nothing twice.
+		relCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if ferr := tel.ForceFlush(relCtx); ferr != nil {
+			log.Warn("telemetry not flushed before the exporter lease was released", "event", "otel.flush.failed", "error", ferr.Error())
+		}
+		if rerr := lease.Release(relCtx); rerr != nil {
+			log.Warn("exporter lease not released; another replica takes over when it expires", "event", "exporter.lease.release_failed", "error", rerr.Error())
+		}
+		cancel()
+	}
 	rig.Drain(nc)
 	if d != nil {
 		d.proof(stdout)
