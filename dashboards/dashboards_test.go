@@ -848,8 +848,8 @@ func TestCollectorConfig(t *testing.T) {
 	var cfg struct {
 		Receivers  map[string]map[string]any `yaml:"receivers"`
 		Processors map[string]struct {
-			Traces map[string][]string `yaml:"traces"`
-			Logs   map[string][]string `yaml:"logs"`
+			TraceConditions []string `yaml:"trace_conditions"`
+			LogConditions   []string `yaml:"log_conditions"`
 		} `yaml:"processors"`
 		Exporters map[string]map[string]any `yaml:"exporters"`
 		Service   struct {
@@ -871,7 +871,7 @@ func TestCollectorConfig(t *testing.T) {
 		if !strings.HasPrefix(name, "filter") {
 			continue
 		}
-		spans, logs := strings.Join(p.Traces["span"], " "), strings.Join(p.Logs["log_record"], " ")
+		spans, logs := strings.Join(p.TraceConditions, " "), strings.Join(p.LogConditions, " ")
 		for _, probe := range []string{`"/healthz"`, `"/readyz"`} {
 			if !strings.Contains(spans, probe) || !strings.Contains(logs, probe) {
 				t.Errorf("processor %s does not drop %s spans and log records", name, probe)
@@ -900,14 +900,35 @@ func TestCollectorConfig(t *testing.T) {
 			}
 		}
 	}
-	var logsEndpoint string
+	// Where it sends comes from the environment (the pipeline test runs
+	// this file on loopback ports); the compose file sets each variable
+	// the config requires, to the stack's VictoriaLogs and Jaeger.
+	collector := composeProject(t).Services["otel-collector"]
+	var logsEndpoint, tracesEndpoint string
 	for _, e := range cfg.Service.Pipelines["logs"].Exporters {
 		if u, _ := cfg.Exporters[e]["logs_endpoint"].(string); u != "" {
-			logsEndpoint = u
+			logsEndpoint = expandEnv(t, u, collector)
+		}
+	}
+	for _, e := range cfg.Service.Pipelines["traces"].Exporters {
+		if u, _ := cfg.Exporters[e]["endpoint"].(string); u != "" {
+			tracesEndpoint = expandEnv(t, u, collector)
 		}
 	}
 	if logsEndpoint != "http://victorialogs:9428/insert/opentelemetry/v1/logs" {
-		t.Errorf("logs go to %q, want VictoriaLogs' OTLP endpoint", logsEndpoint)
+		t.Errorf("logs go to %q in the compose stack, want VictoriaLogs' OTLP endpoint", logsEndpoint)
+	}
+	if tracesEndpoint != "jaeger:4317" {
+		t.Errorf("traces go to %q in the compose stack, want Jaeger's OTLP/gRPC receiver jaeger:4317", tracesEndpoint)
+	}
+	required := regexp.MustCompile(`\$\{env:(\w+)\}`).FindAllStringSubmatch(string(raw), -1)
+	if len(required) < 2 {
+		t.Errorf("the config reads %d endpoints from the environment (${env:NAME}), want the logs and traces exporters' at least", len(required))
+	}
+	for _, m := range required {
+		if env(collector, m[1]) == "" {
+			t.Errorf("the config requires %s, which the compose file does not set for otel-collector", m[1])
+		}
 	}
 	for name := range cfg.Exporters {
 		if strings.Contains(name, "remotewrite") || strings.Contains(name, "prometheus") {

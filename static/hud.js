@@ -1058,7 +1058,9 @@ function connect() {
           location.assign('/login?next=' + encodeURIComponent(location.pathname + location.search));
           return;
         }
-        return fail('The embed token is invalid or has expired: ' + msg);
+        fail('The embed token is invalid or has expired: ' + msg);
+        notifyParent('token-refused');
+        return;
       case 4403:
         return fail('Not allowed: ' + msg);
       case 4400:
@@ -1066,6 +1068,15 @@ function connect() {
     }
     reconnect();
   };
+}
+
+// notifyParent tells the page that frames an embedded HUD what happened
+// to it, so that an admin app can mint a new embed token and reload the
+// frame (docs/embedding.md). The message names no token; any parent may
+// read it, since only --embed-origins can frame the HUD at all.
+function notifyParent(state) {
+  if (window.parent === window) return;
+  window.parent.postMessage({ type: 'observatory:embed', state, scope: S.scope }, '*');
 }
 
 function fail(msg) {

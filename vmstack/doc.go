@@ -13,12 +13,26 @@
 // enrollment key and run on the NATS credentials enrollment gives them, as
 // workers on other machines do (the demo's NATS refuses anonymous clients).
 //
+// TestPipelineCollector (issue 16) runs the trace and log path of the
+// compose stack: `observatory demo` exporting OTLP to an OpenTelemetry
+// Collector that runs the shipped dashboards/otel-collector/config.yaml
+// itself (StartCollector sets the endpoints it reads from the
+// environment), which sends log records to VictoriaLogs and spans to
+// Jaeger v2 (StartJaeger: all-in-one, in-memory storage, configured by a
+// file in the test's temporary directory). It fetches a demo mission's
+// trace by id through Jaeger's query API (Jaeger.Trace) and proves the
+// Collector's filter with probes sent by a raw OTLP client.
+//
 // The binaries are the pinned releases `make deps` builds into
 // .cache/bin (victoria-metrics v1.151.0, victoria-logs v1.52.1, vmalert
-// v1.151.0). The directory is OBSERVATORY_VM_BIN when set (the Makefile
-// exports it), else .cache/bin under the repository root. A missing
-// binary, or one whose Go build information names another module version,
-// fails the test with "run make deps"; it never skips.
+// v1.151.0; jaeger from github.com/jaegertracing/jaeger v1.75.0 by
+// scripts/build-jaeger.sh; otelcol-observatory from
+// dashboards/otel-collector/builder.yaml by scripts/build-otelcol.sh). The
+// directory is OBSERVATORY_VM_BIN when set (the Makefile exports it), else
+// .cache/bin under the repository root. A missing binary, or one whose Go
+// build information names another module version (for the Collector: one
+// not built from the manifest as it is now), fails the test with the
+// command that builds it; it never skips.
 //
 // StartMetrics, StartLogs and StartAlerter each start one process, wait
 // until its /health answers, and register its stop with t.Cleanup
@@ -26,7 +40,10 @@
 // same LogsConfig.Addr starts it again where its clients send). Each
 // listens on 127.0.0.1 port 0 and the harness reads the port the process
 // chose from its "started server at" log line, so there is no window in
-// which another process could take a port picked in advance. The query
+// which another process could take a port picked in advance. The
+// Collector and Jaeger cannot say which port they chose: they get loopback
+// ports picked free just before, and are started again on new ones (three
+// tries) should one be taken meanwhile. The query
 // helpers (Metrics.Query, Metrics.QueryMatrix, Logs.Query, Alerter.Alerts,
 // Alerter.Groups) speak the servers' HTTP APIs and return errors rather
 // than failing the test, so that callers can poll them until a condition

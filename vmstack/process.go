@@ -136,26 +136,7 @@ var listenRE = regexp.MustCompile(`started server at (http://127\.0\.0\.1:[0-9]+
 // base URL.
 func startProcess(t testing.TB, name, bin string, args ...string) (*process, string) {
 	t.Helper()
-	logDir := t.TempDir() // removed after the stop below, cleanups being LIFO
-	p := &process{name: name, logPath: filepath.Join(logDir, name+".log"), exited: make(chan struct{})}
-	logFile, err := os.Create(p.logPath)
-	if err != nil {
-		t.Fatalf("vmstack: %s: %v", name, err)
-	}
-	p.cmd = exec.Command(bin, args...)
-	dieWithParent(p.cmd)
-	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	if err := p.cmd.Start(); err != nil {
-		logFile.Close()
-		t.Fatalf("vmstack: start %s: %v", name, err)
-	}
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		logFile.Close()
-		close(p.exited)
-	}()
-	t.Cleanup(func() { p.stop(t) })
-
+	p := launch(t, name, bin, nil, args...)
 	deadline := time.Now().Add(startTimeout)
 	var base string
 	for {
@@ -171,6 +152,36 @@ func startProcess(t testing.TB, name, bin string, args ...string) (*process, str
 		}
 		p.pause(t, deadline, "to answer /health at "+base)
 	}
+}
+
+// launch runs bin with args, with env (K=V) added to the test's
+// environment, logging to a file in a temporary directory, and registers
+// its stop with t.Cleanup. It does not wait for anything.
+func launch(t testing.TB, name, bin string, env []string, args ...string) *process {
+	t.Helper()
+	logDir := t.TempDir() // removed after the stop below, cleanups being LIFO
+	p := &process{name: name, logPath: filepath.Join(logDir, name+".log"), exited: make(chan struct{})}
+	logFile, err := os.Create(p.logPath)
+	if err != nil {
+		t.Fatalf("vmstack: %s: %v", name, err)
+	}
+	p.cmd = exec.Command(bin, args...)
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
+	dieWithParent(p.cmd)
+	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
+	if err := p.cmd.Start(); err != nil {
+		logFile.Close()
+		t.Fatalf("vmstack: start %s: %v", name, err)
+	}
+	go func() {
+		p.waitErr = p.cmd.Wait()
+		logFile.Close()
+		close(p.exited)
+	}()
+	t.Cleanup(func() { p.stop(t) })
+	return p
 }
 
 // pause waits a little before the next check, failing t when the process
