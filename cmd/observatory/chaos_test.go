@@ -94,14 +94,7 @@ func TestChaos(t *testing.T) {
 	bin := observatorytest.Build(t)
 	c := natscluster.Start(t, 3)
 	recv := otlptest.NewReceiver(t)
-	dir := t.TempDir()
-	creds, seedFile, keys := filepath.Join(dir, "serve.creds"), filepath.Join(dir, "signing.nk"), filepath.Join(dir, "keys.json")
-	if err := os.WriteFile(creds, c.Creds("observatory-serve"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(seedFile, append(c.SigningSeed(), '\n'), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	creds, seedFile, keys := serveFiles(t, c)
 	ports := natscluster.FreePorts(t, 3)
 	lbAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
 	public := fmt.Sprintf("http://%s:%d", lbPublicHost, ports[0])
@@ -281,27 +274,6 @@ func TestChaos(t *testing.T) {
 		_ = json.Unmarshal(b, &v)
 		return v.Posture.MissionsInFlight
 	}
-	leader := func() *natscluster.Node {
-		t.Helper()
-		var name string
-		streamtest.Eventually(t, 2*time.Minute, func() bool {
-			ictx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			st, err := js.Stream(ictx, stream.FleetStream)
-			if err != nil || st.CachedInfo().Cluster == nil {
-				return false
-			}
-			name = st.CachedInfo().Cluster.Leader
-			return name != ""
-		}, "FLEET has no leader")
-		for _, n := range c.Nodes {
-			if n.Name == name {
-				return n
-			}
-		}
-		t.Fatalf("FLEET's leader %q is no node of the cluster", name)
-		return nil
-	}
 	// Warm up: traffic flows, missions end, the export has a holder.
 	streamtest.Eventually(t, hangBound, func() bool { return ackedN.Load() > 100 && len(recv.Spans()) > 0 }, "no traffic reached the stream and the receiver")
 
@@ -323,7 +295,7 @@ func TestChaos(t *testing.T) {
 		down := pause(500*time.Millisecond, 3*time.Second)
 		switch what {
 		case "nats-follower", "nats-leader":
-			lead := leader()
+			lead := fleetLeader(t, js, c)
 			node := lead
 			if what == "nats-follower" {
 				for _, n := range c.Nodes {

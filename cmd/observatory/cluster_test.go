@@ -36,14 +36,7 @@ import (
 // token one replica issued works on the other (they share --signing-key-file).
 func TestReplicasOnANATSCluster(t *testing.T) {
 	c := natscluster.Start(t, 3)
-	dir := t.TempDir()
-	creds, seed, keys := filepath.Join(dir, "serve.creds"), filepath.Join(dir, "signing.nk"), filepath.Join(dir, "keys.json")
-	if err := os.WriteFile(creds, c.Creds("observatory-serve"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(seed, append(c.SigningSeed(), '\n'), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	creds, seed, keys := serveFiles(t, c)
 	args := []string{"--nats-url", c.URLs(), "--nats-creds", creds, "--nats-account-signing-key", seed,
 		"--nats-replicas", "3", "--signing-key-file", keys}
 	a := startServe(t, args...)
@@ -115,27 +108,7 @@ func TestReplicasOnANATSCluster(t *testing.T) {
 			acked[ev.ProjectID][ev.ID] = true
 		}
 	}
-	leader := func() *natscluster.Node {
-		t.Helper()
-		var name string
-		streamtest.Eventually(t, 2*time.Minute, func() bool {
-			ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			defer cancel()
-			st, err := js.Stream(ictx, stream.FleetStream)
-			if err != nil || st.CachedInfo().Cluster == nil {
-				return false
-			}
-			name = st.CachedInfo().Cluster.Leader
-			return name != ""
-		}, "FLEET has no leader")
-		for _, n := range c.Nodes {
-			if n.Name == name {
-				return n
-			}
-		}
-		t.Fatalf("FLEET's leader %q is no node of the cluster", name)
-		return nil
-	}
+	leader := func() *natscluster.Node { return fleetLeader(t, js, c) }
 	third := len(evs) / 3
 	publish(evs[:third])
 
@@ -280,4 +253,44 @@ func budgetOnR3(t *testing.T, js jetstream.JetStream, token string, replicas ...
 	if n < int(created.Load()) {
 		t.Errorf("%d ledger revisions for %d missions created", n, created.Load())
 	}
+}
+
+// serveFiles writes, for serve replicas on cluster c, serve's NATS
+// credentials and its account's signing key (0600), and names the
+// signing-key file the replicas share; it returns the three paths.
+func serveFiles(t testing.TB, c *natscluster.Cluster) (creds, seed, keys string) {
+	t.Helper()
+	dir := t.TempDir()
+	creds, seed, keys = filepath.Join(dir, "serve.creds"), filepath.Join(dir, "signing.nk"), filepath.Join(dir, "keys.json")
+	if err := os.WriteFile(creds, c.Creds("observatory-serve"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(seed, append(c.SigningSeed(), '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return creds, seed, keys
+}
+
+// fleetLeader is the node leading FLEET's replicas, asked again while the
+// cluster elects one.
+func fleetLeader(t *testing.T, js jetstream.JetStream, c *natscluster.Cluster) *natscluster.Node {
+	t.Helper()
+	var name string
+	streamtest.Eventually(t, 2*time.Minute, func() bool {
+		ictx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		st, err := js.Stream(ictx, stream.FleetStream)
+		if err != nil || st.CachedInfo().Cluster == nil {
+			return false
+		}
+		name = st.CachedInfo().Cluster.Leader
+		return name != ""
+	}, "FLEET has no leader")
+	for _, n := range c.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	t.Fatalf("FLEET's leader %q is no node of the cluster", name)
+	return nil
 }

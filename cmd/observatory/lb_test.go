@@ -9,9 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -332,14 +330,7 @@ func fleetLastSeq(t *testing.T, js jetstream.JetStream) uint64 {
 func TestReplicasBehindNginx(t *testing.T) {
 	bin := observatorytest.Build(t)
 	c := natscluster.Start(t, 3)
-	dir := t.TempDir()
-	creds, seed, keys := filepath.Join(dir, "serve.creds"), filepath.Join(dir, "signing.nk"), filepath.Join(dir, "keys.json")
-	if err := os.WriteFile(creds, c.Creds("observatory-serve"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(seed, append(c.SigningSeed(), '\n'), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	creds, seed, keys := serveFiles(t, c)
 	ports := natscluster.FreePorts(t, 3)
 	lbAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
 	public := fmt.Sprintf("http://%s:%d", lbPublicHost, ports[0])

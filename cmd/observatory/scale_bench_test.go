@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -67,14 +66,7 @@ func BenchmarkFanoutReplicas(b *testing.B) {
 	scaleSubscribers := *scaleSubscribersFlag
 	bin := observatorytest.Build(b)
 	c := natscluster.Start(b, 3)
-	dir := b.TempDir()
-	creds, seed, keys := filepath.Join(dir, "serve.creds"), filepath.Join(dir, "signing.nk"), filepath.Join(dir, "keys.json")
-	if err := os.WriteFile(creds, c.Creds("observatory-serve"), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(seed, append(c.SigningSeed(), '\n'), 0o600); err != nil {
-		b.Fatal(err)
-	}
+	creds, seed, keys := serveFiles(b, c)
 	js, err := jetstream.New(c.Connect("fanout-publisher"))
 	if err != nil {
 		b.Fatal(err)
