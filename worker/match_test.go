@@ -175,9 +175,13 @@ func TestModelAndLabelsMatch(t *testing.T) {
 		"w-gpt-us":    {[]string{"gpt-5"}, map[string]string{"region": "us"}},
 		"w-any-eu":    {nil, map[string]string{"region": "eu"}},
 	}
+	// A short lease: a delivery lost to a hiccup comes back within
+	// seconds, well inside the hang bound below, not after the default
+	// minute (a lost lease is an attempt; these missions take
+	// milliseconds, so none is lost to slowness).
 	for id, s := range shapes {
 		f.start(t, worker.Config{ID: id, Projects: []string{"acme"}, Models: s.models, Labels: s.labels,
-			Capacity: 2, SkipDelay: 5 * time.Millisecond, Agent: fast(-1)})
+			Capacity: 2, SkipDelay: 5 * time.Millisecond, Agent: fast(-1), Lease: 5 * time.Second, Heartbeat: time.Second})
 	}
 	missions := []fleet.MissionQueued{
 		{Model: "claude-sonnet-4-5", Labels: map[string]string{"gpu": ""}},   // w-claude-eu only

@@ -186,15 +186,33 @@ func ofMission(id, typ string) func(fleet.Event) bool {
 // waitEnded waits until every mission of ids has ended at least once.
 func (r *recorder) waitEnded(t *testing.T, d time.Duration, ids []string) {
 	t.Helper()
-	streamtest.Eventually(t, d, func() bool {
+	// Polled within the hang bound d; on failure, say which missions never
+	// ended and what the stream last said of each.
+	for bound := time.Now().Add(d); ; {
 		ends := r.ends()
+		var open []string
 		for _, id := range ids {
 			if len(ends[id]) == 0 {
-				return false
+				open = append(open, id)
 			}
 		}
-		return true
-	}, "not every mission ended")
+		if len(open) == 0 {
+			return
+		}
+		if time.Now().After(bound) {
+			var last []string
+			for _, id := range open {
+				evs := r.all(func(e fleet.Event) bool { return e.MissionID == id })
+				if n := len(evs); n > 0 {
+					last = append(last, fmt.Sprintf("%s: %d events, last %s by %q", id, n, evs[n-1].Type, evs[n-1].WorkerID))
+				} else {
+					last = append(last, id+": no event")
+				}
+			}
+			t.Fatalf("after %s, %d of %d missions never ended:\n%s", d, len(open), len(ids), strings.Join(last, "\n"))
+		}
+		time.Sleep(10 * time.Millisecond) // polling the recorder: nothing to await it by
+	}
 }
 
 // checkEndedOnce fails the test for a mission of ids that ended more than
