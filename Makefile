@@ -16,12 +16,12 @@ export OBSERVATORY_VM_BIN := $(CACHE)/bin
 # Where tests leave what CI keeps (the chaos test's report).
 export OBSERVATORY_ARTIFACT_DIR := $(CACHE)/artifacts
 
-.PHONY: test deps heavy-tools fmt-check templ-check vet unit clock-check build demo clean
+.PHONY: test deps heavy-tools heavy-start fmt-check templ-check vet unit clock-check build demo clean
 
 ## test: what CI checks, in order: prerequisites, formatting, generated
 ## code, vet, the tests, and the tests that hold a clock once more with
 ## that clock years ahead and years back.
-test: deps fmt-check templ-check vet unit clock-check
+test: heavy-start deps fmt-check templ-check vet unit clock-check
 
 ## deps: prerequisites of the tests beyond Go itself: gcc (checked), and
 ##   - Chromium for the browser tests (hud/browser, adminapp), from apt (about
@@ -43,8 +43,8 @@ test: deps fmt-check templ-check vet unit clock-check
 ##     processes), at the version of the module the server embeds, the
 ##     same way; found through OBSERVATORY_VM_BIN.
 ##   - the heavy tools, built from their Go modules into $(CACHE)/bin by
-##     the heavy-tools target while the tests that do not need them run
-##     (see unit): helm for the Helm chart tests (deploy/helm: helm
+##     the heavy-tools target in the background from the start of make
+##     test, while everything that does not need them runs (see unit): helm for the Helm chart tests (deploy/helm: helm
 ##     template and helm lint, the rendered objects decoded into k8s.io/api
 ##     types), about 4 min cold on 2 idle cores, 120 MB; the OpenTelemetry
 ##     Collector, built by the collector builder from
@@ -72,7 +72,7 @@ deps: | $(CACHE)/bin
 	@GO=$(GO) scripts/go-tool.sh $(CACHE)/bin nats-server github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
 
 ## heavy-tools: the tools that take minutes to build (see deps); make
-## test builds them in the background, at low priority, during unit.
+## test builds them in the background from its start (heavy-start).
 heavy-tools: | $(CACHE)/bin
 	@GO=$(GO) scripts/go-tool.sh $(CACHE)/bin helm helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
 	@GO=$(GO) scripts/go-tool.sh $(CACHE)/bin builder go.opentelemetry.io/collector/cmd/builder@$(OTELCOL_BUILDER_VERSION)
@@ -106,21 +106,24 @@ templ-check:
 vet:
 	$(GO) vet ./...
 
-## unit: every test, in two rounds. While the heavy tools build in the
-## background (nice'd, logged to $(CACHE)/heavy-tools.log), the first
-## round runs every package but deploy/helm, and every test but
-## TestPipelineCollector; the second runs those two once the tools are
-## there. Nothing is left out: what the first round does not run, the
+## heavy-start: start building the heavy tools in the background (see
+## deps and scripts/heavy-tools.sh); make test does it first, so that the
+## build overlaps everything up to the second round of unit.
+heavy-start: | $(CACHE)/bin
+	@MAKE=$(MAKE) scripts/heavy-tools.sh start $(CACHE)
+
+## unit: every test, in two rounds. The first runs every package but
+## deploy/helm, and every test but TestPipelineCollector, while the heavy
+## tools build; the second runs those two once the tools are there
+## (scripts/heavy-tools.sh wait builds them then if nothing started the
+## build). Nothing is left out: what the first round does not run, the
 ## second does.
 HEAVY_PKGS := ./deploy/helm/...
 HEAVY_TESTS := ^TestPipelineCollector$$
 unit: | $(CACHE)/bin
-	@rm -f $(CACHE)/heavy-tools.rc; \
-	( nice -n 19 $(MAKE) --no-print-directory heavy-tools >$(CACHE)/heavy-tools.log 2>&1; echo $$? >$(CACHE)/heavy-tools.rc ) & \
-	pkgs=$$($(GO) list ./... | grep -v '/deploy/helm$$'); \
+	@pkgs=$$($(GO) list ./... | grep -v '/deploy/helm$$'); \
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -skip '$(HEAVY_TESTS)' $$pkgs; rc=$$?; \
-	wait; \
-	if [ "$$(cat $(CACHE)/heavy-tools.rc 2>/dev/null)" != 0 ]; then cat $(CACHE)/heavy-tools.log >&2; echo "building the heavy tools failed: make heavy-tools" >&2; exit 1; fi; \
+	MAKE=$(MAKE) scripts/heavy-tools.sh wait $(CACHE) || exit 1; \
 	[ $$rc = 0 ] || exit $$rc; \
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(HEAVY_PKGS) && \
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -run '$(HEAVY_TESTS)' ./vmstack/
