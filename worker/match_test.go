@@ -1,9 +1,11 @@
 package worker_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -179,9 +181,21 @@ func TestModelAndLabelsMatch(t *testing.T) {
 	// seconds, well inside the hang bound below, not after the default
 	// minute (a lost lease is an attempt; these missions take
 	// milliseconds, so none is lost to slowness).
+	// The workers' debug log is kept and shown if the test fails: it has
+	// failed rarely, with missions no worker ever claimed (see
+	// waitEnded's report), and the log is what tells why.
+	logs := &lockedBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			lines := strings.Split(logs.String(), "\n")
+			t.Logf("the workers' log, last %d of %d lines:\n%s", min(200, len(lines)), len(lines), strings.Join(lines[max(0, len(lines)-200):], "\n"))
+		}
+	})
+	debug := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	for id, s := range shapes {
 		f.start(t, worker.Config{ID: id, Projects: []string{"acme"}, Models: s.models, Labels: s.labels,
-			Capacity: 2, SkipDelay: 5 * time.Millisecond, Agent: fast(-1), Lease: 5 * time.Second, Heartbeat: time.Second})
+			Capacity: 2, SkipDelay: 5 * time.Millisecond, Agent: fast(-1), Lease: 5 * time.Second, Heartbeat: time.Second,
+			Logger: debug.With("worker", id)})
 	}
 	missions := []fleet.MissionQueued{
 		{Model: "claude-sonnet-4-5", Labels: map[string]string{"gpu": ""}},   // w-claude-eu only
@@ -509,4 +523,22 @@ func TestUnservedPoolFails(t *testing.T) {
 		t.Errorf("the gpu mission, whose pool has a consumer, failed (%d); the dispatcher failed %d, want 2", n, d.Failed())
 	}
 	f.rec.checkEndedOnce(t, []string{"m-nobody", "m-no-project", "m-default"})
+}
+
+// lockedBuffer collects log lines from many goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
