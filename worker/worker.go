@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"strings"
@@ -707,7 +708,13 @@ func (w *Worker) pass(ctx context.Context, msg jetstream.Msg, meta *jetstream.Ms
 			"mission_id", ev.MissionID, "error", err.Error())
 		n = 1
 	}
+	// Jitter: without it, missions passed on at the same capped delay
+	// come back in lockstep, and JetStream's queue of waiting pulls can
+	// hand each of them, round after round, to a worker that does not
+	// match it while the one that does gets the other (seen: two
+	// missions passed 300 times each, never reaching their workers).
 	delay := min(w.cfg.SkipDelay<<min(n-1, 16), w.cfg.MaxSkipDelay)
+	delay = delay/2 + rand.N(delay/2+1)
 	w.log.Debug("mission passed on", "event", "worker.mission_passed", "sagewai.project_id", ev.ProjectID,
 		"mission_id", ev.MissionID, "reason", why, "passes", n, "delay", delay)
 	if err := msg.NakWithDelay(delay); err != nil && ctx.Err() == nil {
