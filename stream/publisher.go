@@ -78,3 +78,40 @@ func (p *Publisher) PublishRaw(ctx context.Context, subject string, body []byte,
 	}
 	return ack.Sequence, nil
 }
+
+// PublishAll validates every event, then writes them to FLEET in order
+// without waiting for each acknowledgement before sending the next, and
+// waits for all of them. It returns the highest sequence acknowledged. On
+// an error some events may have been stored: each carries its dedupe key,
+// so sending the same events again stores each once.
+func (p *Publisher) PublishAll(ctx context.Context, evs []fleet.Event) (uint64, error) {
+	for i := range evs {
+		if err := evs[i].Validate(); err != nil {
+			return 0, fmt.Errorf("publish %s: %w", evs[i].Type, err)
+		}
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(evs))
+	for i := range evs {
+		body, err := json.Marshal(evs[i])
+		if err != nil {
+			return 0, fmt.Errorf("publish %s: %w", evs[i].Type, err)
+		}
+		f, err := p.js.PublishAsync(fleet.Subject(evs[i]), body, jetstream.WithMsgID(MsgID(evs[i])))
+		if err != nil {
+			return 0, fmt.Errorf("publish %s: %w", fleet.Subject(evs[i]), err)
+		}
+		futures = append(futures, f)
+	}
+	var last uint64
+	for _, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			last = max(last, ack.Sequence)
+		case err := <-f.Err():
+			return 0, fmt.Errorf("publish %s: %w", f.Msg().Subject, err)
+		case <-ctx.Done():
+			return 0, fmt.Errorf("publish: %w", ctx.Err())
+		}
+	}
+	return last, nil
+}

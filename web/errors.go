@@ -21,11 +21,14 @@ const (
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeMisdirected      = "misdirected"
 	CodeTooLarge         = "too_large"
-	CodeThrottled        = "throttled"
-	CodeTooManyAttempts  = "too_many_attempts"
-	CodeTooManyConns     = "too_many_connections"
-	CodeInternal         = "internal"
-	CodeUnavailable      = "unavailable"
+	// CodeUnsupportedMediaType: a body in a media type the route does not
+	// read (POST /v1/traces).
+	CodeUnsupportedMediaType = "unsupported_media_type"
+	CodeThrottled            = "throttled"
+	CodeTooManyAttempts      = "too_many_attempts"
+	CodeTooManyConns         = "too_many_connections"
+	CodeInternal             = "internal"
+	CodeUnavailable          = "unavailable"
 )
 
 // statusTable maps error codes to statuses. Where several codes share a
@@ -44,6 +47,7 @@ var statusTable = []struct {
 	{CodeMethodNotAllowed, http.StatusMethodNotAllowed},
 	{CodeMisdirected, http.StatusMisdirectedRequest},
 	{CodeTooLarge, http.StatusRequestEntityTooLarge},
+	{CodeUnsupportedMediaType, http.StatusUnsupportedMediaType},
 	{CodeThrottled, http.StatusTooManyRequests},
 	{CodeTooManyAttempts, http.StatusTooManyRequests},
 	{CodeTooManyConns, http.StatusTooManyRequests},

@@ -135,11 +135,19 @@ func noStore(next echo.HandlerFunc) echo.HandlerFunc {
 func (s *Server) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		if r.ContentLength > s.cfg.MaxBodyBytes {
-			return errorf(CodeTooLarge, "request body exceeds %d bytes", s.cfg.MaxBodyBytes)
+		limit := s.cfg.MaxBodyBytes
+		otlp := s.cfg.Traces != nil && c.Path() == "/v1/traces"
+		if otlp {
+			// OTLP exports are batches of spans: their own bound, on the
+			// wire as decompressed, refused and counted by the ingester
+			// (ingest.ReadBody) once the caller is known.
+			limit = s.cfg.Traces.MaxBodyBytes()
+		}
+		if r.ContentLength > limit && !otlp {
+			return errorf(CodeTooLarge, "request body exceeds %d bytes", limit)
 		}
 		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = http.MaxBytesReader(c.Response(), r.Body, s.cfg.MaxBodyBytes)
+			r.Body = http.MaxBytesReader(c.Response(), r.Body, limit)
 		}
 		return next(c)
 	}

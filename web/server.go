@@ -183,6 +183,10 @@ type Config struct {
 	// (web/workers.go). The zero value makes none of them.
 	Workers WorkersConfig
 
+	// Traces folds OTLP trace exports at POST /v1/traces (web/ingest.go,
+	// package ingest); nil answers 503 unavailable.
+	Traces TraceIngester
+
 	// Telemetry (web/metrics.go, web/tracing.go). Metrics, when set, is
 	// served at GET /metrics (the Prometheus exposition). MeterProvider,
 	// when set, records the HTTP server metrics and counts logins and
@@ -334,6 +338,7 @@ func (s *Server) routes() *echo.Echo {
 	s.costRoutes(api)
 	s.tokenRoutes(api)
 	s.workerRoutes(api)
+	s.ingestRoutes(e)
 	return e
 }
 

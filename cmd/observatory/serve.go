@@ -18,6 +18,7 @@ import (
 	"github.com/sagewai/observatory/budget"
 	"github.com/sagewai/observatory/exportlease"
 	"github.com/sagewai/observatory/fleet"
+	"github.com/sagewai/observatory/ingest"
 	"github.com/sagewai/observatory/rig"
 	"github.com/sagewai/observatory/stream"
 	"github.com/sagewai/observatory/telemetry"
@@ -238,6 +239,10 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	traces, err := ingest.New(ingest.Config{Publisher: pub, MeterProvider: tel.MeterProvider(), Logger: log})
+	if err != nil {
+		return err
+	}
 	if err := tel.WatchFleet(telemetry.FleetSource{
 		View: hub.View, Live: func() bool { return hub.Ready() == nil }, Registered: projects.Has,
 		Budgets: func(ctx context.Context) ([]fleet.BudgetStanding, error) { return ledger.Budgets(ctx, "") },
@@ -260,6 +265,7 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 		BudgetStore:    ledger,
 		Costs:          stream.NewCosts(js, pricing),
 		Workers:        workers,
+		Traces:         traces,
 		Metrics:        tel.MetricsHandler(),
 		MeterProvider:  tel.MeterProvider(),
 		TracerProvider: tel.TracerProvider(),
