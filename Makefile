@@ -15,6 +15,8 @@ export CGO_ENABLED := 1
 export OBSERVATORY_VM_BIN := $(CACHE)/bin
 # Where tests leave what CI keeps (the chaos test's report).
 export OBSERVATORY_ARTIFACT_DIR := $(CACHE)/artifacts
+# Where the tests find the installed node project of genai/nodetest (deps).
+export OBSERVATORY_NODE_DIR := $(CACHE)/node
 
 .PHONY: test deps heavy-tools heavy-start fmt-check templ-check vet unit clock-check build demo clean
 
@@ -42,6 +44,16 @@ test: heavy-start deps fmt-check templ-check vet unit clock-check
 ##   - nats-server for the cluster tests (natscluster: three real
 ##     processes), at the version of the module the server embeds, the
 ##     same way; found through OBSERVATORY_VM_BIN.
+##   - the node project of genai/nodetest: real GenAI instrumentation
+##     libraries (the Vercel AI SDK with @ai-sdk/otel, OpenInference's and
+##     OpenLLMetry's OpenAI instrumentations, the OpenTelemetry JS SDK),
+##     pinned exactly in genai/nodetest/node/package.json and its committed
+##     package-lock.json, installed by genai/nodetest/node/install.sh with
+##     npm ci --ignore-scripts into $(CACHE)/node, npm's cache in
+##     $(CACHE)/npm: about 40 s and 300 MB cold, nothing when the lock it
+##     installed equals the committed one. Needs node and npm (Node 20 or
+##     later). The ingest tests (genai/nodetest, hud/browser) find it
+##     through OBSERVATORY_NODE_DIR and fail, never skip, without it.
 ##   - the heavy tools, built from their Go modules into $(CACHE)/bin by
 ##     the heavy-tools target in the background from the start of make
 ##     test, while everything that does not need them runs (see unit): helm for the Helm chart tests (deploy/helm: helm
@@ -70,6 +82,8 @@ deps: | $(CACHE)/bin
 	@GO=$(GO) scripts/go-tool.sh $(CACHE)/bin victoria-logs github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs@$(VLOGS_VERSION)
 	@GO=$(GO) scripts/go-tool.sh $(CACHE)/bin vmalert github.com/VictoriaMetrics/VictoriaMetrics/app/vmalert@$(VM_VERSION)
 	@GO=$(GO) scripts/go-tool.sh $(CACHE)/bin nats-server github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
+	@command -v npm >/dev/null || { echo "genai/nodetest needs node and npm (Node 20 or later)" >&2; exit 1; }
+	@genai/nodetest/node/install.sh $(CACHE)/node $(CACHE)/npm
 
 ## heavy-tools: the tools that take minutes to build (see deps); make
 ## test builds them in the background from its start (heavy-start).

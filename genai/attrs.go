@@ -68,6 +68,7 @@ const (
 	aAgentID      // gen_ai.agent.id
 	aAgentName    // gen_ai.agent.name
 	aOIAgentName  // agent.name (OpenInference)
+	aAIFunctionID // ai.telemetry.functionId (Vercel legacy spans)
 	aAgentDesc    // gen_ai.agent.description
 	aAgentVersion // gen_ai.agent.version
 	aToolName     // gen_ai.tool.name
@@ -133,6 +134,7 @@ var attrNames = map[string]attr{
 	"gen_ai.agent.id":          aAgentID,
 	"gen_ai.agent.name":        aAgentName,
 	"agent.name":               aOIAgentName,
+	"ai.telemetry.functionId":  aAIFunctionID,
 	"gen_ai.agent.description": aAgentDesc,
 	"gen_ai.agent.version":     aAgentVersion,
 	"gen_ai.tool.name":         aToolName,

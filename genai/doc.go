@@ -60,8 +60,9 @@
 //	               ai.usage.tokens (embeddings)
 //	tool           gen_ai.tool.name, tool.name, ai.toolCall.name, traceloop.entity.name, else the span name
 //	agent          gen_ai.agent.id, else gen_ai.agent.name / agent.name (OpenInference) / traceloop.entity.name on
-//	               an OpenLLMetry agent span, else the nearest ancestor span in the same resource and export
-//	               that names one, else the resource's service.name
+//	               an OpenLLMetry agent span / ai.telemetry.functionId on an AI SDK span (the SDK's current
+//	               integration makes the functionId gen_ai.agent.name), else the nearest ancestor span in the
+//	               same resource and export that names one, else the resource's service.name
 //	run            the nearest ancestor agent invocation in the same resource and export
 //	team, user     sagewai.team_id, sagewai.user_id on the span, else on the resource
 //

@@ -337,12 +337,21 @@ func (m *mapper) resource(r *tracepb.ResourceSpans) {
 }
 
 // ownAgent returns the agent a span's own attributes name: gen_ai.agent.id,
-// else its name (gen_ai.agent.name, OpenInference's agent.name, or on an
-// OpenLLMetry agent span traceloop.entity.name).
+// else its name (gen_ai.agent.name, OpenInference's agent.name, on an
+// OpenLLMetry agent span traceloop.entity.name, or on an AI SDK span its
+// telemetry functionId).
 func ownAgent(a *attrs, o op, src source) (id, name string) {
 	name = a.str(aAgentName, aOIAgentName)
 	if name == "" && src == srcOpenLLMetry && o == opRun {
 		name = a.str(aTraceloopName)
+	}
+	if name == "" && src == srcVercel {
+		// The AI SDK's legacy ai.* spans name the calling function on every
+		// call and tool span, and its current integration (@ai-sdk/otel)
+		// turns that same functionId into gen_ai.agent.name: read it as the
+		// agent's name, so that one agent keeps its name whichever of the
+		// SDK's two integrations traced it.
+		name = a.str(aAIFunctionID)
 	}
 	id = a.str(aAgentID)
 	if id == "" {
