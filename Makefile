@@ -127,13 +127,14 @@ heavy-start: | $(CACHE)/bin
 	@MAKE=$(MAKE) scripts/heavy-tools.sh start $(CACHE)
 
 ## unit: every test, in two rounds. The first runs every package but
-## deploy/helm, and every test but TestPipelineCollector, while the heavy
+## deploy/helm, and every test but the TestPipelineCollector* ones (they
+## run the Collector), while the heavy
 ## tools build; the second runs those two once the tools are there
 ## (scripts/heavy-tools.sh wait builds them then if nothing started the
 ## build). Nothing is left out: what the first round does not run, the
 ## second does.
 HEAVY_PKGS := ./deploy/helm/...
-HEAVY_TESTS := ^TestPipelineCollector$$
+HEAVY_TESTS := ^TestPipelineCollector
 unit: | $(CACHE)/bin
 	@pkgs=$$($(GO) list ./... | grep -v '/deploy/helm$$'); \
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -skip '$(HEAVY_TESTS)' $$pkgs; rc=$$?; \

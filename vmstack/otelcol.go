@@ -3,6 +3,7 @@ package vmstack
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"debug/buildinfo"
@@ -30,6 +31,10 @@ const (
 	// CollectorConfigFile is the shipped Collector configuration,
 	// relative to the repository root.
 	CollectorConfigFile = "dashboards/otel-collector/config.yaml"
+	// CollectorIngestFile is the Collector configuration of
+	// docs/ingest.md: agents' traces forwarded to Observatory's OTLP
+	// ingest with a token.
+	CollectorIngestFile = "dashboards/otel-collector/ingest.yaml"
 	// collectorStampSuffix names the file beside the binary that
 	// scripts/build-otelcol.sh writes: the manifest's SHA-256 on its first
 	// line.
@@ -38,7 +43,8 @@ const (
 	buildCollector = "make deps, or: GO=go scripts/go-tool.sh .cache/bin builder go.opentelemetry.io/collector/cmd/builder@v0.161.0 && GO=go scripts/build-otelcol.sh .cache/bin"
 )
 
-// CollectorConfig configures StartCollector. Endpoints are required.
+// CollectorConfig configures StartCollector. With the shipped
+// configuration (File empty) both endpoints are required.
 type CollectorConfig struct {
 	// LogsEndpoint is VictoriaLogs' OTLP/HTTP logs URL
 	// (Logs.OTLPLogsURL), the config's VLOGS_OTLP_ENDPOINT.
@@ -46,6 +52,12 @@ type CollectorConfig struct {
 	// TracesEndpoint is the trace store's OTLP/gRPC host:port
 	// (Jaeger.OTLPGRPC), the config's TRACES_OTLP_ENDPOINT.
 	TracesEndpoint string
+	// File is another configuration of the repository to run instead of
+	// CollectorConfigFile (CollectorIngestFile), relative to its root;
+	// Env sets the variables it reads. Both take the receiver, health
+	// and metrics addresses from the same variables as the shipped one.
+	File string
+	Env  []string
 }
 
 // Collector is a running OpenTelemetry Collector: the binary built from
@@ -69,7 +81,7 @@ type Collector struct {
 // repository as it is now, fails t with the command that builds it.
 func StartCollector(t testing.TB, cfg CollectorConfig) *Collector {
 	t.Helper()
-	if cfg.LogsEndpoint == "" || cfg.TracesEndpoint == "" {
+	if cfg.File == "" && (cfg.LogsEndpoint == "" || cfg.TracesEndpoint == "") {
 		t.Fatal("vmstack: StartCollector needs LogsEndpoint and TracesEndpoint")
 	}
 	bin := collectorBinary(t)
@@ -77,7 +89,7 @@ func StartCollector(t testing.TB, cfg CollectorConfig) *Collector {
 	if err != nil {
 		t.Fatalf("vmstack: %v", err)
 	}
-	config := filepath.Join(root, CollectorConfigFile)
+	config := filepath.Join(root, cmp.Or(cfg.File, CollectorConfigFile))
 	var c *Collector
 	startWithPorts(t, binCollector, 4, func(ports []int) (*process, string) {
 		grpc, httpPort, health, metrics := ports[0], ports[1], ports[2], ports[3]
@@ -90,6 +102,7 @@ func StartCollector(t testing.TB, cfg CollectorConfig) *Collector {
 			"OTELCOL_METRICS_HOST=127.0.0.1",
 			"OTELCOL_METRICS_PORT=" + strconv.Itoa(metrics),
 		}
+		env = append(env, cfg.Env...)
 		p := launch(t, binCollector, bin, env, "--config="+config)
 		c = &Collector{OTLPURL: "http://" + loopback(httpPort), MetricsURL: "http://" + loopback(metrics) + "/metrics", proc: p}
 		return p, "http://" + loopback(health) + "/"
