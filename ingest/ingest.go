@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -163,8 +164,8 @@ func (in *Ingester) Export(ctx context.Context, caller Caller, ct, enc string, b
 
 // refuse counts and logs a refused export.
 func (in *Ingester) refuse(ctx context.Context, caller Caller, err error) error {
-	e, ok := err.(*Error)
-	if !ok {
+	var e *Error
+	if !errors.As(err, &e) {
 		e = &Error{Reason: Unavailable, Msg: "the export could not be stored; retry", Err: err}
 	}
 	in.requests.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", string(e.Reason))))
