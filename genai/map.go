@@ -103,6 +103,11 @@ type Result struct {
 	// are not GenAI operations (nor refused) and so make no event.
 	Spans   int
 	Skipped int
+	// NoUsage counts the llm.call events (among Events) whose span reports
+	// no token count at all: the call is counted and costs nothing. A
+	// library that drops usage (OpenInference's streamed completions) shows
+	// here rather than as silent zeros.
+	NoUsage int
 }
 
 // ResourceProject returns the project a resource names in
@@ -463,10 +468,13 @@ func (m *mapper) span(s *tracepb.Span, in *spanInfo, spans []*tracepb.Span, info
 			provider, _, _ = strings.Cut(provider, ".")
 		}
 		provider = strings.ToLower(cut(provider, maxNameLen))
-		call, detail := normalise(a, in.src, provider, m.maxTokens)
+		call, detail, reported := normalise(a, in.src, provider, m.maxTokens)
 		if detail != "" {
 			m.refuse(s, ReasonBadTokens, detail)
 			return
+		}
+		if !reported {
+			m.res.NoUsage++
 		}
 		call.Provider, call.Model, call.LatencyMS, call.Status = provider, model, ms, status
 		evs[0] = m.event(ev, fleet.TypeLLMCall, base+"llm", endT, call)

@@ -8,9 +8,11 @@ import (
 
 // normalise reads a span's token counts and returns them the way
 // fleet.LLMCall counts them: input excludes cache reads and cache writes,
-// output includes reasoning. detail is why the counts were refused, or "".
-// The rules per convention are the table in the package documentation.
-func normalise(a *attrs, src source, provider string, max int64) (fleet.LLMCall, string) {
+// output includes reasoning. detail is why the counts were refused, or "";
+// reported is false when the span carries no input, output or total count
+// at all. The rules per convention are the table in the package
+// documentation.
+func normalise(a *attrs, src source, provider string, max int64) (call fleet.LLMCall, detail string, reported bool) {
 	in := a.count(aInput, aPrompt, aOIPrompt, aAIInput, aAIPrompt)
 	out := a.count(aOutput, aCompletion, aOICompletion, aAIOutput, aAICompletion)
 	read := a.count(aCacheRead, aCacheReadU, aOICacheRead, aAICacheRead, aAICached)
@@ -23,10 +25,10 @@ func normalise(a *attrs, src source, provider string, max int64) (fleet.LLMCall,
 		c    count
 	}{{"input", in}, {"output", out}, {"cache read", read}, {"cache write", write}, {"reasoning", reasoning}, {"total", total}, {"uncached input", uncached}} {
 		if c.c.bad {
-			return fleet.LLMCall{}, c.what + " token count is not a non-negative integer"
+			return fleet.LLMCall{}, c.what + " token count is not a non-negative integer", true
 		}
 		if c.c.n > max {
-			return fleet.LLMCall{}, c.what + " token count is above " + strconv.FormatInt(max, 10)
+			return fleet.LLMCall{}, c.what + " token count is above " + strconv.FormatInt(max, 10), true
 		}
 	}
 	input := in.n
@@ -34,7 +36,7 @@ func normalise(a *attrs, src source, provider string, max int64) (fleet.LLMCall,
 		// Only a total (and perhaps the output) was reported: the rest of
 		// the total is the input.
 		if total.n < out.n {
-			return fleet.LLMCall{}, "total token count is below the output count"
+			return fleet.LLMCall{}, "total token count is below the output count", true
 		}
 		input = total.n - out.n
 	}
@@ -62,7 +64,8 @@ func normalise(a *attrs, src source, provider string, max int64) (fleet.LLMCall,
 		output += reasoning.n
 	}
 	if output > max {
-		return fleet.LLMCall{}, "output token count with reasoning is above " + strconv.FormatInt(max, 10)
+		return fleet.LLMCall{}, "output token count with reasoning is above " + strconv.FormatInt(max, 10), true
 	}
-	return fleet.LLMCall{InputTokens: input, OutputTokens: output, CacheReadTokens: read.n, CacheWriteTokens: write.n}, ""
+	return fleet.LLMCall{InputTokens: input, OutputTokens: output, CacheReadTokens: read.n, CacheWriteTokens: write.n}, "",
+		in.present || out.present || total.present || uncached.present
 }

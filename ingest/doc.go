@@ -33,6 +33,8 @@
 //	sagewai.otlp.spans                 spans by result (accepted, refused, skipped) and reason (refusals only)
 //	sagewai.otlp.rejected_requests     whole exports refused, by reason (bad_content_type, bad_encoding,
 //	                                   too_large, malformed, unavailable)
+//	sagewai.otlp.calls_without_usage   LLM calls folded whose span reports no token count at all
+//	                                   (counted, charged nothing: a library that drops usage)
 //
 // An Ingester is safe for concurrent use.
 package ingest

@@ -77,6 +77,9 @@ type Result struct {
 	// Denied are the projects named by resources the caller may not write
 	// (project_mismatch), sorted, for the edge to audit.
 	Denied []string
+	// NoUsage is how many of the LLM calls folded report no token count
+	// at all (genai.Result.NoUsage): counted, charged nothing.
+	NoUsage int
 	// Reasons counts the refused spans by reason.
 	Reasons map[genai.Reason]int
 	// Message is partial_success's error_message: the refusals in brief.
@@ -89,6 +92,7 @@ type Ingester struct {
 	log      *slog.Logger
 	spans    metric.Int64Counter
 	requests metric.Int64Counter
+	noUsage  metric.Int64Counter
 }
 
 // New returns an Ingester.
@@ -117,6 +121,10 @@ func New(cfg Config) (*Ingester, error) {
 		metric.WithDescription("OTLP exports refused whole, by reason.")); err != nil {
 		return nil, fmt.Errorf("ingest: new: %w", err)
 	}
+	if in.noUsage, err = m.Int64Counter("sagewai.otlp.calls_without_usage", metric.WithUnit("{call}"),
+		metric.WithDescription("LLM calls ingested whose span reports no token count: counted, charged nothing.")); err != nil {
+		return nil, fmt.Errorf("ingest: new: %w", err)
+	}
 	// Every series from the start, so that rate() sees the first refusal.
 	ctx := context.Background()
 	for _, r := range RequestReasons {
@@ -125,6 +133,7 @@ func New(cfg Config) (*Ingester, error) {
 	for _, r := range SpanReasons {
 		in.spans.Add(ctx, 0, metric.WithAttributes(attribute.String("result", "refused"), attribute.String("reason", string(r))))
 	}
+	in.noUsage.Add(ctx, 0)
 	in.spans.Add(ctx, 0, metric.WithAttributes(attribute.String("result", "accepted")))
 	in.spans.Add(ctx, 0, metric.WithAttributes(attribute.String("result", "skipped")))
 	return in, nil
@@ -225,6 +234,7 @@ func (in *Ingester) Fold(ctx context.Context, caller Caller, req *coltracepb.Exp
 		r := genai.Map(project, groups[project], in.cfg.Map)
 		res.Spans += r.Spans
 		res.Skipped += r.Skipped
+		res.NoUsage += r.NoUsage
 		for _, rf := range r.Refused {
 			res.refuse(rf.Reason, 1)
 			if len(first) < 3 {
@@ -305,6 +315,11 @@ func (in *Ingester) count(ctx context.Context, caller Caller, res Result, first 
 	}
 	for r, n := range res.Reasons {
 		in.spans.Add(ctx, int64(n), metric.WithAttributes(attribute.String("result", "refused"), attribute.String("reason", string(r))))
+	}
+	if res.NoUsage > 0 {
+		in.noUsage.Add(ctx, int64(res.NoUsage))
+		in.log.WarnContext(ctx, "OTLP LLM calls without token counts", "event", "otlp.calls_without_usage",
+			"sagewai.project_id", caller.Project, "subject", caller.Subject, "calls", res.NoUsage)
 	}
 	if res.Refused > 0 {
 		in.log.WarnContext(ctx, "OTLP spans refused", "event", "otlp.spans_refused",

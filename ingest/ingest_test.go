@@ -15,6 +15,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/sagewai/observatory/fleet"
@@ -418,4 +419,38 @@ func tickerHas(v fleet.View, typ, text string) bool {
 		}
 	}
 	return false
+}
+
+// TestCallsWithoutUsageAreCounted sends an LLM span that carries a model
+// and no token count, as OpenInference sends a streamed completion: the
+// call is folded (it happened) at no cost, and counted and logged so that
+// an operator sees the instrumentation loses usage.
+func TestCallsWithoutUsageAreCounted(t *testing.T) {
+	e := newEnv(t, ingest.Config{})
+	tr := agent(1, "svc", "streamer")
+	tr.Tool = ""
+	rs := tr.Resource()
+	rs.ScopeSpans[0].Spans = append(rs.ScopeSpans[0].Spans, &tracepb.Span{
+		TraceId: tr.TraceID(), SpanId: []byte{1, 2, 3, 4, 5, 6, 7, 8}, Name: "ChatCompletion",
+		StartTimeUnixNano: uint64(t0.UnixNano()), EndTimeUnixNano: uint64(t0.Add(time.Second).UnixNano()),
+		Attributes: ingesttest.KVs("openinference.span.kind", "LLM", "llm.model_name", "gpt-5-mini", "agent.name", "streamer"),
+	})
+	req := &coltracepb.ExportTraceServiceRequest{ResourceSpans: []*tracepb.ResourceSpans{rs}}
+	_, _, res, err := e.export(t, acme, "application/x-protobuf", "", ingesttest.Protobuf(req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.NoUsage != 1 || res.Refused != 0 {
+		t.Fatalf("result %+v, want one call without usage and no refusal", res)
+	}
+	v := e.view(t, "acme", res.Seq)
+	if a := v.Agents["streamer"]; a.Spend != 0 || a.LLMCalls != 1 {
+		t.Errorf("agent %+v: want its call counted at no cost", a)
+	}
+	if got := e.counts(t, "sagewai.otlp.calls_without_usage")[""]; got != 1 {
+		t.Errorf("calls_without_usage = %d, want 1", got)
+	}
+	if !strings.Contains(e.logs.String(), `"event":"otlp.calls_without_usage"`) {
+		t.Error("the call without usage was not logged")
+	}
 }
