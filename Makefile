@@ -18,7 +18,7 @@ export OBSERVATORY_ARTIFACT_DIR := $(CACHE)/artifacts
 # Where the tests find the installed node project of genai/nodetest (deps).
 export OBSERVATORY_NODE_DIR := $(CACHE)/node
 
-.PHONY: test deps heavy-tools heavy-start fmt-check templ-check vet unit clock-check build demo clean
+.PHONY: test deps heavy-tools heavy-start fmt-check templ-check vet unit clock-check build demo clean pricing
 
 ## test: what CI checks, in order: prerequisites, formatting, generated
 ## code, vet, the tests, and the tests that hold a clock once more with
@@ -152,6 +152,21 @@ CLOCK_PKGS := ./fleet/... ./protocol/... ./web/... ./stream/... ./budget/... ./w
 clock-check:
 	OBSERVATORY_TEST_CLOCK=+400d $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(CLOCK_PKGS)
 	OBSERVATORY_TEST_CLOCK=-1100d $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(CLOCK_PKGS)
+
+## pricing: refresh fleet/pricing.json, the embedded pricing table, from
+## the price list of the npm package @pydantic/genai-prices (MIT), pinned in
+## scripts/pricing.sh (0.1.8, tarball SHA-1 checked). It needs npm and Node
+## (npm pack is its only network use) and runs tools/pricegen, which
+## converts the list to integer micro-dollars per million tokens with
+## fleet/pricing_overlay.json (the providers converted, the local models, the
+## models that must stay priced) and fails on any data shape, rule or price
+## it does not know, leaving the table as it was. The same package gives
+## byte-identical output: the snapshot date is the version's publish date
+## (PRICING_AS_OF=YYYY-MM-DD takes the prices in effect on another day).
+## Not part of test: the table is committed; run it to move the pin, then
+## review the diff.
+pricing:
+	GO=$(GO) scripts/pricing.sh
 
 build:
 	$(GO) build -o observatory ./cmd/observatory

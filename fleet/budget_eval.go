@@ -185,18 +185,22 @@ func cheaper(p *Pricing, a, b string) bool {
 }
 
 // ScaleEstimate scales an estimate made for model from to model to: by the
-// largest ratio of their prices over the four token kinds, rounded up, so
-// the result still bounds the cost of the same work on the other model. It
-// returns est unchanged when either model is unpriced.
+// largest ratio of their prices over the four token kinds (to's highest
+// tier over from's lowest), rounded up, so the result still bounds the cost
+// of the same work on the other model. It returns est unchanged when
+// either model is unpriced.
 func ScaleEstimate(p *Pricing, from, to string, est Micros) Micros {
 	pf, okf := p.Lookup(from)
 	pt, okt := p.Lookup(to)
 	if !okf || !okt || est <= 0 {
 		return est
 	}
-	// The ratio num/den is the largest of pt.k/pf.k over the kinds pf prices.
+	// The ratio num/den is the largest of pt.k/pf.k over the kinds pf
+	// prices, taking from's lowest and to's highest price of each kind over
+	// their tiers, so that the bound holds whichever tier a call falls in.
+	lf, ht := pf.lowest(), pt.highest()
 	var num, den Micros
-	for _, k := range [...][2]Micros{{pf.Input, pt.Input}, {pf.Output, pt.Output}, {pf.CacheRead, pt.CacheRead}, {pf.CacheWrite, pt.CacheWrite}} {
+	for _, k := range [...][2]Micros{{lf.Input, ht.Input}, {lf.Output, ht.Output}, {lf.CacheRead, ht.CacheRead}, {lf.CacheWrite, ht.CacheWrite}} {
 		f, t := k[0], k[1]
 		if f <= 0 {
 			continue

@@ -249,7 +249,12 @@ func TestScaleEstimate(t *testing.T) {
 		{"gpt-5", "gpt-5-mini", 1_000_000, 200_000},
 		{"claude-sonnet-4-5", "claude-haiku-4-5", 3_000_001, 1_000_001}, // a third, rounded up
 		{"claude-opus-4-1", "claude-haiku-4-5", 1_500_000, 100_000},
-		{"gpt-5", "claude-sonnet-4-5", 1_000_000, 2_400_000}, // dearer: input 3.00/1.25 is the largest ratio
+		// Dearer, and tiered: claude-sonnet-4-5's cache-write price above
+		// 200k input tokens, 7.50, over gpt-5's, 1.25 (the list gives gpt-5
+		// none, so cache writes cost what input does), is the largest ratio.
+		{"gpt-5", "claude-sonnet-4-5", 1_000_000, 6_000_000},
+		// From a tiered model: over its lowest prices (the base ones).
+		{"claude-sonnet-4-5", "gpt-5", 1_500_000, 1_000_000}, // output 10/15
 		{"gpt-5", "llama3.1", 1_000_000, 0},                  // local: free
 		{"llama3.1", "gpt-5", 1_000_000, 1_000_000},          // nothing to scale a free model by
 		{"gpt-5", "no-such-model", 1_000_000, 1_000_000},     // unpriced: unchanged

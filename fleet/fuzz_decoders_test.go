@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math/big"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -119,6 +120,9 @@ func FuzzParsePricing(f *testing.F) {
 		`{"as_of":"2026-01-01","models":{"big":{"input":"999999999999","output":"0","cache_read":"0","cache_write":"0"}}}`,
 		`{"as_of":"2026-01-01","models":{"neg":{"input":"-1","output":"0","cache_read":"0","cache_write":"0"}}}`,
 		`{"as_of":"2026-01-01","models":{"e":{"input":"1e-6","output":"2.5E2","cache_read":"0","cache_write":"0"}}}`,
+		`{"as_of":"2026-01-01","models":{"t":{"input":"1","output":"2","cache_read":"0.1","cache_write":"1.25","tiers":[{"above_input_tokens":200000,"input":"2","output":"3","cache_read":"0.2","cache_write":"2.5"}]}}}`,
+		`{"as_of":"2026-01-01","models":{"r":{"match":{"or":[{"equals":"r-1"},{"and":[{"starts_with":"r-"},{"not":{"contains":"-tts"}}]},{"regex":"^r\\d+$"}]},"input":"1","output":"2","cache_read":"1","cache_write":"1"}}}`,
+		`{"as_of":"2026-01-01","models":{"n":{"match":{"not":{"equals":"n"}},"input":"1","output":"2","cache_read":"1","cache_write":"1"}}}`,
 		`{"as_of":"2026-01-01","models":{}}`, `{"models":{"m":{}}}`, `{}`, `null`, ``,
 	} {
 		f.Add([]byte(b))
@@ -132,13 +136,21 @@ func FuzzParsePricing(f *testing.F) {
 			return
 		}
 		// The file as JSON reads it (field names match in any case).
+		type prices struct {
+			Input      string `json:"input"`
+			Output     string `json:"output"`
+			CacheRead  string `json:"cache_read"`
+			CacheWrite string `json:"cache_write"`
+		}
 		var file struct {
 			AsOf   string `json:"as_of"`
 			Models map[string]struct {
-				Input      string `json:"input"`
-				Output     string `json:"output"`
-				CacheRead  string `json:"cache_read"`
-				CacheWrite string `json:"cache_write"`
+				prices
+				Match json.RawMessage `json:"match"`
+				Tiers []struct {
+					prices
+					AboveInputTokens int64 `json:"above_input_tokens"`
+				} `json:"tiers"`
 			}
 		}
 		if err := json.Unmarshal(b, &file); err != nil {
@@ -148,23 +160,41 @@ func FuzzParsePricing(f *testing.F) {
 			t.Fatalf("as_of %q, file says %q", p.AsOf, file.AsOf)
 		}
 		for name, m := range file.Models {
-			price, ok := p.Lookup(name)
+			price, ok := p.Entry(name)
 			if !ok {
-				t.Fatalf("model %q is in the table but unpriced", name)
+				t.Fatalf("model %q is in the file but not in the table", name)
 			}
-			for _, k := range []struct {
-				kind    string
-				got     fleet.Micros
-				written string
-			}{{"input", price.Input, m.Input}, {"output", price.Output, m.Output}, {"cache_read", price.CacheRead, m.CacheRead}, {"cache_write", price.CacheWrite, m.CacheWrite}} {
-				if want, err := fleet.ParseUSD(k.written); err != nil || want != k.got {
-					t.Fatalf("model %q %s price %s, the file says %q", name, k.kind, k.got, k.written)
+			if len(price.Tiers) != len(m.Tiers) {
+				t.Fatalf("model %q has %d tiers, the file says %d", name, len(price.Tiers), len(m.Tiers))
+			}
+			type kinds struct {
+				got     [4]fleet.Micros
+				written prices
+			}
+			all := []kinds{{[4]fleet.Micros{price.Input, price.Output, price.CacheRead, price.CacheWrite}, m.prices}}
+			for i, tier := range price.Tiers {
+				if tier.AboveInputTokens != m.Tiers[i].AboveInputTokens {
+					t.Fatalf("model %q tier %d above %d input tokens, the file says %d", name, i, tier.AboveInputTokens, m.Tiers[i].AboveInputTokens)
+				}
+				all = append(all, kinds{[4]fleet.Micros{tier.Input, tier.Output, tier.CacheRead, tier.CacheWrite}, m.Tiers[i].prices})
+			}
+			for _, k := range all {
+				for i, written := range []string{k.written.Input, k.written.Output, k.written.CacheRead, k.written.CacheWrite} {
+					if want, err := fleet.ParseUSD(written); err != nil || want != k.got[i] {
+						t.Fatalf("model %q price %d is %s, the file says %q", name, i, k.got[i], written)
+					}
 				}
 			}
-			if upper, _ := p.Lookup(strings.ToUpper(name)); upper != price {
+			// An entry without a rule prices its own name; any name prices
+			// alike in any case.
+			got, priced := p.Lookup(name)
+			if len(m.Match) == 0 && !priced {
+				t.Fatalf("model %q has no match rule but its name is unpriced", name)
+			}
+			if upper, upriced := p.Lookup(strings.ToUpper(name)); upriced != priced || !reflect.DeepEqual(upper, got) {
 				t.Fatalf("model %q and %q price differently", name, strings.ToUpper(name))
 			}
-			for _, n := range []int64{0, 1, 999_999, fleet.MaxTokensPerKind} {
+			for _, n := range []int64{0, 1, 999_999, 100_000_000, fleet.MaxTokensPerKind} {
 				call := fleet.LLMCall{Model: name, InputTokens: n, OutputTokens: n, CacheReadTokens: n, CacheWriteTokens: n}
 				if got, want := price.Cost(call), exactCost(price, n); !want.IsInt64() || got != fleet.Micros(want.Int64()) {
 					t.Fatalf("model %q, %d tokens of each kind: cost %d µ$, want %s µ$", name, n, got, want)
@@ -175,11 +205,19 @@ func FuzzParsePricing(f *testing.F) {
 }
 
 // exactCost is n tokens of each kind at price, worked out with math/big:
-// µ$ per million tokens × tokens / 10⁶, rounded half up.
+// µ$ per million tokens × tokens / 10⁶, rounded half up. The prices are
+// those of the last tier whose threshold the 3n input tokens (input, cache
+// read, cache write) pass, else the base prices.
 func exactCost(price fleet.Price, n int64) *big.Int {
+	per := []fleet.Micros{price.Input, price.Output, price.CacheRead, price.CacheWrite}
+	for _, tier := range price.Tiers {
+		if 3*n > tier.AboveInputTokens {
+			per = []fleet.Micros{tier.Input, tier.Output, tier.CacheRead, tier.CacheWrite}
+		}
+	}
 	sum := new(big.Int)
-	for _, per := range []fleet.Micros{price.Input, price.Output, price.CacheRead, price.CacheWrite} {
-		sum.Add(sum, new(big.Int).Mul(big.NewInt(int64(per)), big.NewInt(n)))
+	for _, p := range per {
+		sum.Add(sum, new(big.Int).Mul(big.NewInt(int64(p)), big.NewInt(n)))
 	}
 	sum.Add(sum, big.NewInt(500_000))
 	return sum.Quo(sum, big.NewInt(1_000_000))

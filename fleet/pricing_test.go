@@ -14,8 +14,10 @@ import (
 // the two most used models. The expected micro-dollars are worked out by
 // hand from pricing.json (USD per million tokens):
 //
-//	claude-sonnet-4-5: input 3.00, output 15.00, cache read 0.30, cache write 3.75
-//	gpt-5:             input 1.25, output 10.00, cache read 0.125, cache write 0
+//	claude-sonnet-4-5: input 3.00, output 15.00, cache read 0.30, cache write 3.75;
+//	                   above 200,000 input tokens (cache included): 6.00, 22.50, 0.60, 7.50
+//	gpt-5:             input 1.25, output 10.00, cache read 0.125, cache write 1.25
+//	                   (the list prices no cache writes: they cost what input does)
 //
 // cost in micro-dollars = tokens × (USD per million) — the millions cancel —
 // rounded half up to a whole micro-dollar. Input tokens exclude cache reads
@@ -37,9 +39,14 @@ func TestCostOfOneCallOfEachKind(t *testing.T) {
 		{"gpt-5 input only", "gpt-5", 12_345, 0, 0, 0, 15_431},                                    // 12,345 × 1.25 = 15,431.25 → 15,431
 		{"gpt-5 output only", "gpt-5", 0, 6_789, 0, 0, 67_890},                                    // 6,789 × 10.00 = 67,890
 		{"gpt-5 cache read only", "gpt-5", 0, 0, 100_001, 0, 12_500},                              // 100,001 × 0.125 = 12,500.125 → 12,500
-		{"gpt-5 cache write only", "gpt-5", 0, 0, 0, 4_321, 0},                                    // 4,321 × 0 = 0
+		{"gpt-5 cache write only", "gpt-5", 0, 0, 0, 4_321, 5_401},                                // 4,321 × 1.25 = 5,401.25 → 5,401
 		{"gpt-5 half a micro-dollar rounds up", "gpt-5", 2, 0, 0, 0, 3},                           // 2 × 1.25 = 2.5 → 3
 		{"gpt-5 one token of cache read", "gpt-5", 0, 0, 1, 0, 0},                                 // 1 × 0.125 = 0.125 → 0
+		// The tier is chosen by input, cache read and cache write together.
+		{"sonnet at the tier threshold", "claude-sonnet-4-5", 150_000, 1_000, 50_000, 0, 480_000},       // 200,000 is not above: 450,000 + 15,000 + 15,000
+		{"sonnet one token above the tier", "claude-sonnet-4-5", 150_000, 1_000, 50_001, 0, 952_501},    // 900,000 + 22,500 + 30,000.6 → 952,501
+		{"sonnet above the tier by cache writes", "claude-sonnet-4-5", 1_000, 0, 0, 199_001, 1_498_508}, // 6,000 + 199,001 × 7.50 = 1,498,507.5 → 1,498,508
+		{"sonnet far above the tier", "claude-sonnet-4-5", 1_000_000, 0, 0, 0, 6_000_000},               // $6.00
 	}
 	pricing := fleet.DefaultPricing()
 	for _, tt := range tests {
@@ -95,6 +102,20 @@ func TestPricingLookup(t *testing.T) {
 		{"my-gpt-5", fleet.Price{}, false},
 		{"acme-finetune-7b", fleet.Price{}, false},
 		{"", fleet.Price{}, false},
+		// The list's own rules: gpt-5 is the names it spells out, not a
+		// prefix; gemini-2.5-pro is a prefix except for speech models;
+		// Vertex AI's names for Claude contain the model's; grok-4.3 takes
+		// dated names by a regular expression.
+		{"gpt-5-2026-01-01", fleet.Price{}, false},
+		{"gpt-5-chat-latest", price("gpt-5"), true},
+		{"gemini-2.5-pro-preview-06-05", price("gemini-2.5-pro"), true},
+		{"gemini-2.5-pro-tts-x", fleet.Price{}, false},
+		{"claude-sonnet-4-5@20250929", price("claude-sonnet-4-5"), true},
+		{"grok-4.3-20260101", price("grok-4.3"), true},
+		{"grok-4.3-2026", fleet.Price{}, false},
+		// The local mistral is free; Mistral's hosted models are not.
+		{"mistral:7b", price("mistral"), true},
+		{"mistral-large-latest", price("mistral-large"), true},
 	}
 	for _, tt := range tests {
 		got, ok := p.Lookup(tt.model)
@@ -107,6 +128,13 @@ func TestPricingLookup(t *testing.T) {
 	}
 	if pr := price("claude-sonnet-4-5"); pr.Provider != "anthropic" || pr.Output != 15_000_000 {
 		t.Errorf("claude-sonnet-4-5 = %+v, want anthropic at 15 USD per million output tokens", pr)
+	}
+	if pr := price("mistral-large-latest"); pr.Provider != "mistral" || pr.Input == 0 {
+		t.Errorf("mistral-large-latest = %+v, want Mistral's price, not the free local mistral", pr)
+	}
+	// Google lists Claude too (Vertex AI): a name both list is Anthropic's.
+	if pr := price("claude-sonnet-4"); pr.Provider != "anthropic" {
+		t.Errorf("claude-sonnet-4 is priced as %s's, want anthropic's", pr.Provider)
 	}
 	var none *fleet.Pricing
 	if _, ok := none.Lookup("gpt-5"); ok {

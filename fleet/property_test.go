@@ -19,11 +19,15 @@ import (
 // perMillion is what the test itself believes the generator's models cost,
 // in micro-dollars per million tokens (input, output, cache read, cache
 // write), copied by hand from pricing.json. A model missing here is unpriced.
+// The list prices no cache writes for gpt-5-mini and gemini-2.5-flash, so
+// they cost what input does. Generated calls have at most 64,700 input
+// tokens, cache included, below claude-sonnet-4-5's tier above 200,000: the
+// base prices apply (checked where the costs are worked out).
 var perMillion = map[string][4]int64{
 	"claude-sonnet-4-5":          {3_000_000, 15_000_000, 300_000, 3_750_000},
 	"claude-sonnet-4-5-20250929": {3_000_000, 15_000_000, 300_000, 3_750_000},
-	"gpt-5-mini":                 {250_000, 2_000_000, 25_000, 0},
-	"gemini-2.5-flash":           {300_000, 2_500_000, 30_000, 0},
+	"gpt-5-mini":                 {250_000, 2_000_000, 25_000, 250_000},
+	"gemini-2.5-flash":           {300_000, 2_500_000, 30_000, 300_000},
 	"llama3.1":                   {0, 0, 0, 0},
 }
 
@@ -85,6 +89,9 @@ func TestSpendEqualsTheSumOfCalls(t *testing.T) {
 			var cost fleet.Micros
 			price, ok := perMillion[ev.Data.Model]
 			if ok {
+				if in := ev.Data.In + ev.Data.Read + ev.Data.Written; in > 200_000 {
+					t.Fatalf("a generated call of %d input tokens: perMillion holds no tier prices", in)
+				}
 				// tokens × µ$ per million tokens / 1e6, rounded half up per call.
 				num := ev.Data.In*price[0] + ev.Data.Out*price[1] + ev.Data.Read*price[2] + ev.Data.Written*price[3]
 				cost = fleet.Micros((num + 500_000) / 1_000_000)

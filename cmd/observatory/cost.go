@@ -16,8 +16,10 @@ import (
 	"github.com/sagewai/observatory/fleet"
 )
 
-// loadPricing reads the pricing table of --pricing, or returns the
-// embedded one for an empty path.
+// loadPricing returns the embedded pricing table with the entries of the
+// --pricing file on top (an entry replaces the embedded entry of the same
+// model name, the others are added), or the embedded table alone for an
+// empty path.
 func loadPricing(path string) (*fleet.Pricing, error) {
 	if path == "" {
 		return fleet.DefaultPricing(), nil
@@ -30,7 +32,7 @@ func loadPricing(path string) (*fleet.Pricing, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--pricing %s: %w", path, err)
 	}
-	return p, nil
+	return fleet.DefaultPricing().Merge(p), nil
 }
 
 // costCmd runs `observatory cost` (package costreport): cost-tagged work
@@ -41,7 +43,7 @@ func costCmd(ctx context.Context, args []string, getenv func(string) string, std
 	env := func(k, def string) string { return envDefault(getenv, k, def) }
 	natsURL := fs.String("nats-url", env("OBSERVATORY_NATS_URL", ""), "run against this NATS (a running server's) instead of an embedded one in a temporary directory (env OBSERVATORY_NATS_URL)")
 	natsCreds := fs.String("nats-creds", env("OBSERVATORY_NATS_CREDS", ""), "credentials file of a --nats-url user allowed what serve's own user is (env OBSERVATORY_NATS_CREDS)")
-	pricingFile := fs.String("pricing", env("OBSERVATORY_PRICING", ""), "a pricing table to use instead of the embedded one (env OBSERVATORY_PRICING)")
+	pricingFile := fs.String("pricing", env("OBSERVATORY_PRICING", ""), "a pricing table (JSON, the format of fleet/pricing.json) merged on top of the embedded one: its models replace the embedded entries of the same name (env OBSERVATORY_PRICING)")
 	missions := fs.Int("missions", envInt(getenv, "OBSERVATORY_COST_MISSIONS", 12), "missions per tenant (env OBSERVATORY_COST_MISSIONS)")
 	seed := fs.Uint64("seed", uint64(envInt(getenv, "OBSERVATORY_COST_SEED", 34)), "seed of the workload (env OBSERVATORY_COST_SEED)")
 	asJSON := fs.Bool("json", false, "print only the figures, as one JSON object")

@@ -65,7 +65,7 @@ func serveFlags(name string, getenv func(string) string, stderr io.Writer, demo 
 	fs.DurationVar(&c.tick, "tick", envDuration(getenv, "OBSERVATORY_TICK", 100*time.Millisecond), "how often diffs are sent (env OBSERVATORY_TICK)")
 	fs.DurationVar(&c.fleetMaxAge, "fleet-max-age", envDuration(getenv, "OBSERVATORY_FLEET_MAX_AGE", stream.FleetMaxAge), "how long FLEET keeps events (env OBSERVATORY_FLEET_MAX_AGE)")
 	fs.BoolVar(&c.syncAlways, "nats-sync-always", env("OBSERVATORY_NATS_SYNC_ALWAYS", "") == "true", "fsync every JetStream write before acknowledging it (env OBSERVATORY_NATS_SYNC_ALWAYS=true)")
-	fs.StringVar(&c.pricingFile, "pricing", env("OBSERVATORY_PRICING", ""), "a pricing table (JSON, the format of fleet/pricing.json) to use instead of the embedded one (env OBSERVATORY_PRICING)")
+	fs.StringVar(&c.pricingFile, "pricing", env("OBSERVATORY_PRICING", ""), "a pricing table (JSON, the format of fleet/pricing.json) merged on top of the embedded one: its models replace the embedded entries of the same name (env OBSERVATORY_PRICING)")
 	fs.DurationVar(&c.exportTTL, "export-lease-ttl", envDuration(getenv, "OBSERVATORY_EXPORT_LEASE_TTL", exportlease.DefaultTTL), "with --nats-url: how long the replica exporting the fleet's metrics, spans and business logs keeps that role without renewing it; the same on every replica (env OBSERVATORY_EXPORT_LEASE_TTL)")
 	fs.DurationVar(&c.holdTTL, "reservation-ttl", envDuration(getenv, "OBSERVATORY_RESERVATION_TTL", budget.DefaultHoldTTL), "how long a budget reservation holds money when nobody settles or releases it (env OBSERVATORY_RESERVATION_TTL)")
 	fs.StringVar(&c.logLevel, "log-level", env("OBSERVATORY_LOG_LEVEL", "info"), "debug, info, warn or error (env OBSERVATORY_LOG_LEVEL)")
