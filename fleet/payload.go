@@ -8,6 +8,9 @@ import (
 )
 
 // Payloads of the known event types (DESIGN §4). Unknown fields are ignored.
+// Each has a field method in decode_fields.go that tells the decoder where
+// its JSON members go: a field added here must be added there too
+// (TestDecoderCoversEveryField fails until it is).
 
 // WorkerJoined is the data of worker.joined.
 type WorkerJoined struct {
@@ -170,37 +173,12 @@ func statusOK(s string) bool { return s == "" || s == "ok" || s == "success" }
 // decodePayload decodes ev.Data into the payload of a known type, or returns
 // nil for an unknown one.
 func decodePayload(ev *Event) (any, error) {
-	var p any
-	switch ev.Type {
-	case TypeWorkerJoined:
-		p = new(WorkerJoined)
-	case TypeWorkerHeartbeat:
-		p = new(WorkerHeartbeat)
-	case TypeWorkerLeft:
-		p = new(WorkerLeft)
-	case TypeAgentCreated:
-		p = new(AgentCreated)
-	case TypeAgentState:
-		p = new(AgentStateChange)
-	case TypeMissionQueued:
-		p = new(MissionQueued)
-	case TypeMissionProgress:
-		p = new(MissionProgress)
-	case TypeMissionCompleted, TypeMissionFailed, TypeRunCompleted, TypeRunFailed:
-		p = new(Outcome)
-	case TypeRunStarted:
-		p = new(RunStarted)
-	case TypeLLMCall:
-		p = new(LLMCall)
-	case TypeToolCall:
-		p = new(ToolCall)
-	case TypeBudgetWarning, TypeBudgetExceeded, TypeBudgetThrottled, TypeBudgetStatus:
-		p = new(BudgetNotice)
-	default:
+	p := newPayload(ev.Type)
+	if p == nil {
 		return nil, nil
 	}
 	if len(ev.Data) > 0 {
-		if err := json.Unmarshal(ev.Data, p); err != nil {
+		if err := decodeJSON(ev.Data, p); err != nil {
 			return nil, reject(ReasonBadField, "data of %s: %v", ev.Type, err)
 		}
 	}
@@ -208,6 +186,38 @@ func decodePayload(ev *Event) (any, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// newPayload returns a zero payload of type t, or nil when t has none the
+// fold reads.
+func newPayload(t string) jsonFields {
+	switch t {
+	case TypeWorkerJoined:
+		return new(WorkerJoined)
+	case TypeWorkerHeartbeat:
+		return new(WorkerHeartbeat)
+	case TypeWorkerLeft:
+		return new(WorkerLeft)
+	case TypeAgentCreated:
+		return new(AgentCreated)
+	case TypeAgentState:
+		return new(AgentStateChange)
+	case TypeMissionQueued:
+		return new(MissionQueued)
+	case TypeMissionProgress:
+		return new(MissionProgress)
+	case TypeMissionCompleted, TypeMissionFailed, TypeRunCompleted, TypeRunFailed:
+		return new(Outcome)
+	case TypeRunStarted:
+		return new(RunStarted)
+	case TypeLLMCall:
+		return new(LLMCall)
+	case TypeToolCall:
+		return new(ToolCall)
+	case TypeBudgetWarning, TypeBudgetExceeded, TypeBudgetThrottled, TypeBudgetStatus:
+		return new(BudgetNotice)
+	}
+	return nil
 }
 
 // maxLatencyMS bounds the latency of one call (a week): the agent's latency
