@@ -11,8 +11,22 @@ import (
 	"github.com/sagewai/observatory/fleet"
 )
 
-// Subprotocol is the WebSocket subprotocol a client must offer.
+// Subprotocol is observatory.v1, the first version of the protocol: a
+// diff's set carries whole entities.
 const Subprotocol = "observatory.v1"
+
+// SubprotocolV2 is observatory.v2: snapshots as in v1; a diff sends whole
+// only the entities its clients do not hold yet (set), and for the others
+// the top-level fields whose value changed (patch) or went (unset); its
+// posture holds only the posture's changed fields.
+const SubprotocolV2 = "observatory.v2"
+
+// Subprotocols are the versions a server speaks, the one it prefers
+// first: a client offering both gets v2.
+var Subprotocols = []string{SubprotocolV2, Subprotocol}
+
+// Known reports whether sp is a version of the protocol.
+func Known(sp string) bool { return sp == Subprotocol || sp == SubprotocolV2 }
 
 // Frame ops.
 const (
@@ -72,6 +86,10 @@ type Subscribe struct {
 	Op     string  `json:"op"`
 	Scope  string  `json:"scope"`
 	Resume *Resume `json:"resume,omitempty"`
+	// Protocol is the subprotocol the connection speaks, set by the
+	// transport after the handshake, never read from the frame; empty
+	// means Subprotocol (v1).
+	Protocol string `json:"-"`
 }
 
 // ErrBadFrame is wrapped by every error DecodeSubscribe returns.

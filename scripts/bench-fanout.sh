@@ -2,7 +2,8 @@
 # Fan-out benchmark of /ws (docs/performance.md): the server pinned to core 0
 # with GOMAXPROCS=1, the load generator (tools/fanoutbench) pinned to core 1.
 # Usage: scripts/bench-fanout.sh [subscriber counts...]   (default 1000 5000 10000)
-# Env: RATE (events/s, 1000), DURATION (20s), SCOPE (projects or "*"), PROJECTS (10)
+# Env: RATE (events/s, 1000), DURATION (20s), SCOPE (projects or "*"), PROJECTS (10),
+#      PROTOCOL (observatory.v2, or observatory.v1 for the whole-entity diffs)
 # The server's NATS takes no anonymous client: fanoutbench logs in as admin,
 # enrolls as a worker of its projects and publishes with the credentials it
 # gets. Its subscribers share the admin token, so the server's /ws caps are
@@ -28,7 +29,7 @@ for n in "${counts[@]}"; do
   curl -fs http://127.0.0.1:3901/readyz >/dev/null || { cat "$out/serve-$n.log" >&2; exit 1; }
   GOMAXPROCS=1 taskset -c 1 "$out/fanoutbench" --url http://127.0.0.1:3901 \
     --pid "$pid" --subs "$n" --rate "${RATE:-1000}" --duration "${DURATION:-20s}" \
-    --scope "${SCOPE:-projects}" --projects "${PROJECTS:-10}"
+    --scope "${SCOPE:-projects}" --projects "${PROJECTS:-10}" --protocol "${PROTOCOL:-observatory.v2}"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   pid=
 done

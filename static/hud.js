@@ -1,8 +1,10 @@
 // hud.js keeps the server-rendered HUD live. It subscribes to /ws
-// (observatory.v1, docs/protocol.md), holds the scope's state exactly as
-// the protocol says (§5: a snapshot replaces it; a diff's set entries
-// replace whole entities, del removes them, posture replaces the posture,
-// ticker entries are appended and the newest 50 kept), and repaints only
+// (observatory.v2, or v1 from a server without it; docs/protocol.md), holds
+// the scope's state exactly as the protocol says (a snapshot replaces it;
+// a diff's set entries replace whole entities, patch entries replace the
+// fields they name, unset removes fields, del removes entities, posture
+// replaces the posture in v1 and its named fields in v2, ticker entries
+// are appended and the newest 50 kept), and repaints only
 // what changed, once per animation frame. The markup of every row comes
 // from the <template> elements the server renders with the same templ
 // components as the first paint, and the figures are formatted exactly as
@@ -216,6 +218,7 @@ const S = {
   st: null, // {scope, epoch, seq, posture, projects, agents, workers, missions, budgets, ticker}
   awaitingSnapshot: false,
   ws: null,
+  v2: false, // the connection speaks observatory.v2
   live: false,
   attempt: 0,
   timer: 0,
@@ -263,6 +266,23 @@ function apply(f) {
     }
     return;
   }
+  // A patch or unset of an entity the state lacks means the state is not
+  // the one the server patched: start again from a snapshot.
+  for (const part of [f.patch, f.unset]) {
+    if (!part) continue;
+    for (const c of COLLS) {
+      for (const id of Object.keys(part[c] || {})) {
+        if (!st[c][id] && !(f.set && f.set[c] && f.set[c][id])) {
+          if (!S.awaitingSnapshot) {
+            S.stats.gaps++;
+            S.st = null;
+            subscribe(false);
+          }
+          return;
+        }
+      }
+    }
+  }
   S.stats.diffs++;
   const d = S.dirty;
   if (f.set) {
@@ -281,6 +301,37 @@ function apply(f) {
       }
     }
   }
+  if (f.patch) {
+    for (const c of COLLS) {
+      const entries = f.patch[c];
+      if (!entries) continue;
+      const coll = st[c];
+      for (const id of Object.keys(entries)) {
+        const p = entries[id];
+        const old = coll[id];
+        if (c === 'workers' && 'projects' in p && ((old.projects || [])[0] || '') !== ((p.projects || [])[0] || '')) d.layout = true;
+        if (c === 'agents' && 'name' in p && old.name !== p.name) d.layout = true;
+        coll[id] = Object.assign({}, old, p); // a new object, as a set gives
+        d[c].add(id);
+      }
+    }
+  }
+  if (f.unset) {
+    for (const c of COLLS) {
+      const entries = f.unset[c];
+      if (!entries) continue;
+      const coll = st[c];
+      for (const id of Object.keys(entries)) {
+        const v = Object.assign({}, coll[id]);
+        for (const k of entries[id]) {
+          if (c === 'workers' && k === 'projects') d.layout = true;
+          delete v[k];
+        }
+        coll[id] = v;
+        d[c].add(id);
+      }
+    }
+  }
   if (f.del) {
     for (const c of COLLS) {
       const ids = f.del[c];
@@ -293,7 +344,7 @@ function apply(f) {
     }
   }
   if (f.posture) {
-    st.posture = f.posture;
+    st.posture = S.v2 ? Object.assign({}, st.posture, f.posture) : f.posture;
     d.posture = true;
     sample(st.posture);
   }
@@ -1030,10 +1081,15 @@ function connect() {
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
   let url = `${proto}//${location.host}/ws`;
   if (S.token) url += '?embed_token=' + encodeURIComponent(S.token);
-  const ws = new WebSocket(url, 'observatory.v1');
+  // The server picks v2 when it speaks it; an older one picks v1.
+  const ws = new WebSocket(url, ['observatory.v2', 'observatory.v1']);
   S.ws = ws;
   S.lastError = null;
-  ws.onopen = () => { if (ws === S.ws) subscribe(true); };
+  ws.onopen = () => {
+    if (ws !== S.ws) return;
+    S.v2 = ws.protocol === 'observatory.v2';
+    subscribe(true);
+  };
   ws.onmessage = (ev) => {
     if (ws !== S.ws) return;
     let f;
@@ -1126,6 +1182,10 @@ window.observatoryHUD = {
   get seq() { return S.st ? S.st.seq : null; },
   get scope() { return S.scope; },
   get live() { return S.live; },
+  // protocol is the /ws version the page speaks; state is the scope's
+  // state as the page holds it (read-only, for tests).
+  get protocol() { return S.ws ? S.ws.protocol : null; },
+  get state() { return S.st; },
 };
 
 connect();

@@ -7,8 +7,9 @@
 // invalid ones, and those past the fold's bounds, HubConfig.Limits, with a
 // counted reason and at most one log line per reason every
 // RejectLogEvery), and every tick
-// builds at most one diff per scope, encodes it once and hands the same bytes
-// to every subscriber of that scope. Each scope keeps a ring of its recent
+// builds at most one diff per scope, encodes it once per protocol version (a
+// lane per version: its ring of diffs, and for observatory.v2 the patcher)
+// and hands the same bytes to every subscriber of that scope and version. Each scope keeps a ring of its recent
 // diffs so that a client that reconnects with {epoch, seq} gets what it
 // missed; anything older gets a snapshot.
 //

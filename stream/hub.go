@@ -156,8 +156,8 @@ type scope struct {
 	seq      uint64 // seq of the last frame built for this scope
 	posture  fleet.Posture
 	subs     map[protocol.Subscriber]*subscriber
-	ring     []ringFrame // oldest first
-	snap     []byte      // cached snapshot frame at seq, nil when stale
+	lanes    [numLanes]lane
+	snap     []byte // cached snapshot frame at seq, nil when stale
 	lastUsed time.Time
 }
 
@@ -169,6 +169,7 @@ type ringFrame struct {
 type subscriber struct {
 	sub     protocol.Subscriber
 	scope   *scope
+	lane    int // laneV1 or laneV2
 	resyncs []time.Time
 }
 
@@ -417,6 +418,9 @@ func (h *Hub) flush() {
 	}
 }
 
+// diffScope builds the scope's Delta once and, from it, one frame per
+// protocol version that has subscribers (or had them within ScopeIdle),
+// shared by all of that version's subscribers.
 func (h *Hub) diffScope(sc *scope, ch *fleet.Changes, seq uint64) {
 	d := h.state.Delta(sc.name, ch)
 	if d.Posture != nil && *d.Posture == sc.posture {
@@ -428,21 +432,33 @@ func (h *Hub) diffScope(sc *scope, ch *fleet.Changes, seq uint64) {
 	if d.Posture != nil {
 		sc.posture = *d.Posture
 	}
-	frame, err := json.Marshal(protocol.Diff{Op: protocol.OpDiff, Scope: sc.name, Epoch: h.epoch, Prev: sc.seq, Seq: seq, Delta: d})
-	if err != nil {
-		h.log.Error("encode diff", "event", "hub.encode_failed", "scope", sc.name, "err", err.Error())
-		return
-	}
-	sc.ring = append(sc.ring, ringFrame{prev: sc.seq, seq: seq, frame: frame})
-	if len(sc.ring) > h.cfg.RingSize {
-		copy(sc.ring, sc.ring[len(sc.ring)-h.cfg.RingSize:])
-		clear(sc.ring[h.cfg.RingSize:])
-		sc.ring = sc.ring[:h.cfg.RingSize]
+	now := h.cfg.Now()
+	var frames [numLanes][]byte
+	for i := range sc.lanes {
+		l := &sc.lanes[i]
+		if !l.live(now, h.cfg.ScopeIdle) {
+			l.close()
+			continue
+		}
+		frame, err := h.encodeDiff(i, l, sc, seq, &d)
+		if err != nil {
+			// The lane cannot go on from here: its subscribers get a
+			// snapshot with the next frame they miss.
+			h.log.Error("encode diff", "event", "hub.encode_failed", "scope", sc.name, "protocol", laneNames[i], "err", err.Error())
+			l.close()
+			continue
+		}
+		l.push(ringFrame{prev: sc.seq, seq: seq, frame: frame}, h.cfg.RingSize)
+		frames[i] = frame
 	}
 	sc.seq = seq
 	sc.snap = nil
 	for _, s := range sc.subs {
-		h.deliver(s, frame)
+		if frame := frames[s.lane]; frame != nil {
+			h.deliver(s, frame)
+		} else {
+			h.resync(s)
+		}
 	}
 }
 
@@ -475,6 +491,9 @@ func (h *Hub) resync(s *subscriber) {
 	}
 	h.stat.resyncs.Add(1)
 	frame := h.snapshot(s.scope)
+	if l := &s.scope.lanes[s.lane]; !l.isOpen {
+		l.open(s.scope, frame) // its diff failed to encode
+	}
 	s.sub.Reset(frame)
 	h.stat.frames.Add(1)
 	h.stat.bytes.Add(int64(len(frame)))
@@ -520,11 +539,19 @@ func (h *Hub) scope(name string) *scope {
 func (h *Hub) subscribe(sub protocol.Subscriber, req protocol.Subscribe) error {
 	h.remove(sub) // a second subscribe on one connection switches scope
 	sc := h.scope(req.Scope)
-	s := &subscriber{sub: sub, scope: sc}
+	s := &subscriber{sub: sub, scope: sc, lane: laneOf(req.Protocol)}
 	sc.subs[sub] = s
 	h.subs[sub] = s
 	h.stat.subscribers.Store(int64(len(h.subs)))
-	for i, f := range h.resumeFrames(sc, req.Resume) {
+	l := &sc.lanes[s.lane]
+	l.subs++
+	l.lastUsed = h.cfg.Now()
+	if !l.isOpen {
+		// The lane starts where the scope stands: no frames to resume
+		// from, and a patcher that knows what a snapshot holds.
+		l.open(sc, sc.snap)
+	}
+	for i, f := range h.resumeFrames(sc, l, req.Resume) {
 		if i == 0 {
 			// Reset, not Send: whatever the connection still holds of a
 			// scope it left must not follow the new scope's first frame.
@@ -541,18 +568,18 @@ func (h *Hub) subscribe(sub protocol.Subscriber, req protocol.Subscribe) error {
 
 // resumeFrames returns what a subscriber needs first: the diffs since its
 // resume point if the ring still holds them, else a snapshot.
-func (h *Hub) resumeFrames(sc *scope, r *protocol.Resume) [][]byte {
+func (h *Hub) resumeFrames(sc *scope, l *lane, r *protocol.Resume) [][]byte {
 	if r != nil && r.Epoch == h.epoch {
 		if r.Seq == sc.seq {
 			h.stat.resumes.Add(1)
 			noop, _ := json.Marshal(protocol.Diff{Op: protocol.OpDiff, Scope: sc.name, Epoch: h.epoch, Prev: sc.seq, Seq: sc.seq})
 			return [][]byte{noop}
 		}
-		for i, f := range sc.ring {
+		for i, f := range l.ring {
 			if f.prev == r.Seq {
 				h.stat.resumes.Add(1)
-				out := make([][]byte, 0, len(sc.ring)-i)
-				for _, g := range sc.ring[i:] {
+				out := make([][]byte, 0, len(l.ring)-i)
+				for _, g := range l.ring[i:] {
 					out = append(out, g.frame)
 				}
 				return out
@@ -565,6 +592,7 @@ func (h *Hub) resumeFrames(sc *scope, r *protocol.Resume) [][]byte {
 func (h *Hub) snapshot(sc *scope) []byte {
 	if sc.snap == nil {
 		sc.snap = h.encodeSnapshot(sc)
+		sc.lanes[laneV2].seed(sc.snap)
 	}
 	return sc.snap
 }
@@ -587,6 +615,9 @@ func (h *Hub) remove(sub protocol.Subscriber) {
 	delete(h.subs, sub)
 	delete(s.scope.subs, sub)
 	s.scope.lastUsed = h.cfg.Now()
+	l := &s.scope.lanes[s.lane]
+	l.subs--
+	l.lastUsed = s.scope.lastUsed
 	h.stat.subscribers.Store(int64(len(h.subs)))
 }
 

@@ -39,7 +39,9 @@ func (s *Server) serveWS(c echo.Context) error {
 		return err
 	}
 	ws, err := websocket.Accept(c.Response(), r, &websocket.AcceptOptions{
-		Subprotocols: []string{protocol.Subprotocol},
+		// The server's preference first: a client offering both
+		// versions speaks observatory.v2.
+		Subprotocols: protocol.Subprotocols,
 		// The Origin was checked above, against the server's own origins
 		// and AllowedOrigins; the library's check (Origin == Host) is the
 		// one a DNS-rebinding page passes.
@@ -325,8 +327,8 @@ func (c *conn) run(ws *websocket.Conn, cred credential) {
 		c.guard.stop()
 	}()
 
-	if ws.Subprotocol() != protocol.Subprotocol {
-		c.Close(protocol.CodeBadRequest, "the "+protocol.Subprotocol+" subprotocol is required")
+	if !protocol.Known(ws.Subprotocol()) {
+		c.Close(protocol.CodeBadRequest, "the "+protocol.Subprotocol+" or "+protocol.SubprotocolV2+" subprotocol is required")
 		return
 	}
 	d := c.s.cfg.SubscribeTimeout
@@ -349,6 +351,7 @@ func (c *conn) run(ws *websocket.Conn, cred credential) {
 			c.Close(protocol.CodeBadRequest, err.Error())
 			return
 		}
+		req.Protocol = ws.Subprotocol()
 		if !c.subscribe(req, cred) {
 			return
 		}

@@ -375,7 +375,7 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 func printBanner(w io.Writer, name string, addr net.Addr, c *serveConfig, dp *dataPlane) {
 	base := c.edge.baseURL(addr)
 	fmt.Fprintf(w, "observatory %s: serving %s%s\n", name, base, c.edge.listening(addr))
-	fmt.Fprintf(w, "  live stream  %s/ws (subprotocol observatory.v1)\n", strings.Replace(base, "http", "ws", 1))
+	fmt.Fprintf(w, "  live stream  %s/ws (subprotocol observatory.v2, or observatory.v1)\n", strings.Replace(base, "http", "ws", 1))
 	fmt.Fprintf(w, "  fleet API    %s/api/v1/fleet\n", base)
 	fmt.Fprintf(w, "  HUD          %s/hud\n", base)
 	if c.adminPassword == "admin" {

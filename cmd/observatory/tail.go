@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,11 +36,13 @@ const tailUsage = `usage: observatory tail [flags]
 Follows one scope of a running server over /ws and prints every frame it
 receives (the snapshot, then the diffs) as one JSON line on stdout. On a
 dropped connection it reconnects and resumes where it stood. Diagnostics go
-to stderr.
+to stderr. It speaks observatory.v2 (diffs carry only changed fields) unless
+--protocol observatory.v1 asks for whole entities and whole postures in
+every diff (docs/protocol.md).
 
 examples:
   observatory tail                                   # everything, as admin/admin
-  observatory tail --scope acme | jq -c 'select(.op=="diff") | .posture'
+  observatory tail --scope acme --protocol observatory.v1 | jq -c 'select(.op=="diff") | .posture'
   OBSERVATORY_TOKEN=... observatory tail --url wss://observatory.example.com/ws --scope acme
 
 flags:
@@ -61,11 +64,16 @@ func tailCmd(ctx context.Context, args []string, getenv func(string) string, std
 	fs.StringVar(&t.username, "username", env("OBSERVATORY_USERNAME", "admin"), "user to log in as when no token is given (env OBSERVATORY_USERNAME)")
 	fs.StringVar(&t.password, "password", env("OBSERVATORY_PASSWORD", "admin"), "password to log in with when no token is given (env OBSERVATORY_PASSWORD)")
 	fs.StringVar(&t.origin, "origin", env("OBSERVATORY_ORIGIN", ""), "Origin header to send, for servers that check it (env OBSERVATORY_ORIGIN)")
+	fs.StringVar(&t.protocol, "protocol", env("OBSERVATORY_PROTOCOL", protocol.SubprotocolV2),
+		"protocol version to ask for: observatory.v2 (falls back to v1 on servers without it) or observatory.v1 (env OBSERVATORY_PROTOCOL)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("tail: unexpected arguments %q", fs.Args())
+	}
+	if !protocol.Known(t.protocol) {
+		return fmt.Errorf("tail: --protocol %q: want %s or %s", t.protocol, protocol.SubprotocolV2, protocol.Subprotocol)
 	}
 	// The server validates the subscribe frame the same way: fail early.
 	if _, err := protocol.DecodeSubscribe(t.subscribeFrame()); err != nil {
@@ -113,6 +121,7 @@ type tailer struct {
 	relogged           bool // we logged in again after an unauthorized
 	client             *http.Client
 	stdout, stderr     io.Writer
+	protocol           string // the version asked for
 
 	mirror protocol.Mirror // the scope as the frames printed so far build it
 }
@@ -194,10 +203,16 @@ func (t *tailer) session(ctx context.Context) (progressed bool, err error) {
 	if t.origin != "" {
 		hdr.Set("Origin", t.origin)
 	}
+	// Asking for v2, tail offers v1 too, so that a server without v2
+	// still serves it.
+	offer := []string{protocol.Subprotocol}
+	if t.protocol == protocol.SubprotocolV2 {
+		offer = protocol.Subprotocols
+	}
 	dialCtx, cancel := context.WithTimeout(ctx, tailDialTimeout)
 	c, resp, err := websocket.Dial(dialCtx, t.url, &websocket.DialOptions{
 		HTTPClient:   t.client,
-		Subprotocols: []string{protocol.Subprotocol},
+		Subprotocols: offer,
 		HTTPHeader:   hdr,
 	})
 	cancel()
@@ -206,9 +221,13 @@ func (t *tailer) session(ctx context.Context) (progressed bool, err error) {
 	}
 	defer c.CloseNow()
 	c.SetReadLimit(tailReadLimit)
-	if c.Subprotocol() != protocol.Subprotocol {
-		return false, tailPermanentErr(fmt.Errorf("%s did not accept the %s subprotocol", t.url, protocol.Subprotocol))
+	sp := c.Subprotocol()
+	if !slices.Contains(offer, sp) {
+		return false, tailPermanentErr(fmt.Errorf("%s accepted none of the subprotocols %s", t.url, strings.Join(offer, ", ")))
 	}
+	// The state tail holds is the same in either version; only how a
+	// diff's posture applies differs.
+	t.mirror.Protocol = sp
 	sub := t.subscribeFrame()
 	wctx, cancel := context.WithTimeout(ctx, tailWriteTimeout)
 	err = c.Write(wctx, websocket.MessageText, sub)
@@ -218,9 +237,9 @@ func (t *tailer) session(ctx context.Context) (progressed bool, err error) {
 	}
 	resuming := t.mirror.Epoch != ""
 	if resuming {
-		fmt.Fprintf(t.stderr, "tail: connected to %s, resuming scope %s at seq %d\n", t.url, t.scope, t.mirror.Seq)
+		fmt.Fprintf(t.stderr, "tail: connected to %s (%s), resuming scope %s at seq %d\n", t.url, sp, t.scope, t.mirror.Seq)
 	} else {
-		fmt.Fprintf(t.stderr, "tail: connected to %s, subscribing to scope %s\n", t.url, t.scope)
+		fmt.Fprintf(t.stderr, "tail: connected to %s (%s), subscribing to scope %s\n", t.url, sp, t.scope)
 	}
 
 	for {

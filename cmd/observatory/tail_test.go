@@ -220,10 +220,23 @@ func startTail(t *testing.T, args ...string) *tailRun {
 }
 
 // TestTailFollowsAndResumes follows a live synthetic fleet through the
-// real server, cuts the network under it, and checks that tail resumes
-// with the diffs it missed (no new snapshot), and that the frames it
-// printed rebuild exactly the server's state.
+// real server, in either protocol version, cuts the network under it, and
+// checks that tail resumes with the diffs it missed (no new snapshot), and
+// that the frames it printed rebuild exactly the server's state.
 func TestTailFollowsAndResumes(t *testing.T) {
+	for _, tc := range []struct {
+		args  []string
+		want  string
+		patch bool // whether diffs carry field patches
+	}{
+		{nil, protocol.SubprotocolV2, true},
+		{[]string{"--protocol", protocol.Subprotocol}, protocol.Subprotocol, false},
+	} {
+		t.Run(tc.want, func(t *testing.T) { tailFollowsAndResumes(t, tc.args, tc.want, tc.patch) })
+	}
+}
+
+func tailFollowsAndResumes(t *testing.T, args []string, version string, patch bool) {
 	s := startTailServer(t)
 	fleetCtx, stopFleet := context.WithCancel(context.Background())
 	defer stopFleet()
@@ -235,7 +248,7 @@ func TestTailFollowsAndResumes(t *testing.T) {
 	fleetDone := make(chan error, 1)
 	go func() { fleetDone <- fl.Run(fleetCtx) }()
 
-	tr := startTail(t, "--url", s.url) // logs in as admin/admin
+	tr := startTail(t, append([]string{"--url", s.url}, args...)...) // logs in as admin/admin
 	streamtest.Eventually(t, 20*time.Second, func() bool { return len(tr.stdout.frames(t)) >= 5 }, "tail printed fewer than 5 frames")
 	before := tr.stdout.frames(t)
 	if got := ops(t, before)[0]; got != protocol.OpSnapshot {
@@ -263,7 +276,7 @@ func TestTailFollowsAndResumes(t *testing.T) {
 			t.Fatal(err)
 		}
 		json.Unmarshal(frame, &snap)
-		m = protocol.Mirror{}
+		m = protocol.Mirror{Protocol: version}
 		for _, f := range tr.stdout.frames(t) {
 			if _, err := m.Apply(f); err != nil {
 				t.Fatalf("applying the printed frames: %v", err)
@@ -278,6 +291,16 @@ func TestTailFollowsAndResumes(t *testing.T) {
 		t.Fatalf("the printed frames rebuild another state than the server's (-server +tail):\n%s", d)
 	}
 
+	if !strings.Contains(tr.stderr.String(), "("+version+")") {
+		t.Errorf("tail did not say it speaks %s:\n%s", version, tr.stderr.String())
+	}
+	patched := false
+	for _, f := range tr.stdout.frames(t) {
+		patched = patched || bytes.Contains(f, []byte(`"patch":{`))
+	}
+	if patched != patch {
+		t.Errorf("%s: a printed diff carries a patch: %v, want %v", version, patched, patch)
+	}
 	if err := tr.stop(t); err != nil {
 		t.Fatalf("tail returned %v when its context ended, want nil", err)
 	}
@@ -427,5 +450,15 @@ func TestTailAPIBase(t *testing.T) {
 	var perm *tailPermanent
 	if errors.As(tailCloseError(errors.New("connection reset")), &perm) {
 		t.Error("a network error is treated as permanent")
+	}
+}
+
+// TestTailRefusesUnknownProtocol: a misspelt --protocol ends tail at once,
+// naming the versions it speaks, before any connection.
+func TestTailRefusesUnknownProtocol(t *testing.T) {
+	var stdout, stderr tailOutput
+	err := tailCmd(context.Background(), []string{"--protocol", "observatory.v3", "--url", "ws://127.0.0.1:1/ws"}, func(string) string { return "" }, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), protocol.SubprotocolV2) || !strings.Contains(err.Error(), protocol.Subprotocol) {
+		t.Fatalf("tail = %v, want a refusal naming both versions", err)
 	}
 }

@@ -55,6 +55,7 @@ import (
 
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/natsauth"
+	"github.com/sagewai/observatory/protocol"
 	"github.com/sagewai/observatory/worker"
 )
 
@@ -82,12 +83,14 @@ type config struct {
 	duration  time.Duration
 	settle    time.Duration
 	scopeMode string
+	protocol  string
 }
 
 type result struct {
 	Subscribers        int     `json:"subscribers"`
 	Projects           int     `json:"projects"`
 	Scope              string  `json:"scope"`
+	Protocol           string  `json:"protocol"`
 	EventsPerSec       float64 `json:"events_per_sec"`
 	FramesPerSec       float64 `json:"frames_per_sec"`
 	MBPerSec           float64 `json:"mb_per_sec"`
@@ -123,8 +126,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&c.duration, "duration", 20*time.Second, "measurement time")
 	fs.DurationVar(&c.settle, "settle", 3*time.Second, "time after connecting before measuring idle RSS")
 	fs.StringVar(&c.scopeMode, "scope", "projects", `"projects" (subscribers spread over the projects) or "*" (all on the whole fleet)`)
+	fs.StringVar(&c.protocol, "protocol", protocol.SubprotocolV2, "the /ws version every subscriber asks for: observatory.v2 or observatory.v1")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if !protocol.Known(c.protocol) {
+		return fmt.Errorf("-protocol %q: want %s or %s", c.protocol, protocol.SubprotocolV2, protocol.Subprotocol)
 	}
 	u, err := url.Parse(c.base)
 	if err != nil {
@@ -155,7 +162,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 
-	res := result{Subscribers: c.subs, Projects: c.projects, Scope: c.scopeMode}
+	res := result{Subscribers: c.subs, Projects: c.projects, Scope: c.scopeMode, Protocol: c.protocol}
 	time.Sleep(c.settle)
 	rssIdle := rssMB(c.pid)
 
@@ -172,7 +179,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		probe := i < c.probes
 		sem <- struct{}{}
-		conn, br, err := dial(u.Host, token, scope)
+		conn, br, err := dial(u.Host, token, scope, c.protocol)
 		<-sem
 		if err != nil {
 			return fmt.Errorf("subscriber %d: %w (are the server's --ws-max-conns and --ws-max-conns-per-credential at least -subs?)", i, err)
@@ -356,7 +363,7 @@ func api(ctx context.Context, base, token, method, path string, body, out any) (
 
 // dial opens a WebSocket by hand (the HTTP upgrade, then one masked text
 // frame with the subscribe request) and returns the connection.
-func dial(host, token, scope string) (net.Conn, *bufio.Reader, error) {
+func dial(host, token, scope, version string) (net.Conn, *bufio.Reader, error) {
 	conn, err := net.Dial("tcp", host)
 	if err != nil {
 		return nil, nil, err
@@ -364,8 +371,8 @@ func dial(host, token, scope string) (net.Conn, *bufio.Reader, error) {
 	key := make([]byte, 16)
 	rand.Read(key)
 	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: observatory.v1\r\n"+
-		"Authorization: Bearer %s\r\n\r\n", host, base64.StdEncoding.EncodeToString(key), token)
+		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: %s\r\n"+
+		"Authorization: Bearer %s\r\n\r\n", host, base64.StdEncoding.EncodeToString(key), version, token)
 	br := bufio.NewReaderSize(conn, 4096)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
