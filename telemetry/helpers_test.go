@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/sagewai/observatory/ingest"
 	"github.com/sagewai/observatory/stream"
 	"github.com/sagewai/observatory/stream/streamtest"
 	"github.com/sagewai/observatory/telemetry"
@@ -111,11 +112,18 @@ func newStack(t *testing.T, otlp bool) *stack {
 	if err := hub.RegisterMetrics(tel.MeterProvider()); err != nil {
 		t.Fatal(err)
 	}
+	// OTLP ingest as serve wires it: its counters are on the same
+	// exposition.
+	traces, err := ingest.New(ingest.Config{Publisher: st.nats.Publisher, MeterProvider: tel.MeterProvider(), Logger: tel.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv, err := web.New(web.Config{
 		AdminPassword:  adminPassword,
 		SigningKey:     signingKey,
 		Logger:         tel.Logger(),
 		BcryptCost:     4,
+		Traces:         traces,
 		Metrics:        tel.MetricsHandler(),
 		MeterProvider:  tel.MeterProvider(),
 		TracerProvider: tel.TracerProvider(),
