@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"io"
-	"math"
 	"net/http"
 	"testing"
 	"time"
@@ -18,20 +15,8 @@ import (
 // postTraces sends an OTLP protobuf export to base's /v1/traces.
 func postTraces(t *testing.T, base, token string, body []byte) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, base+"/v1/traces", bytes.NewReader(body))
-	if err != nil {
+	if err := ingesttest.PostExport(context.Background(), base, token, body); err != nil {
 		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-protobuf")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("POST /v1/traces: %d %s", resp.StatusCode, b)
 	}
 }
 
@@ -48,18 +33,14 @@ func projectToken(t *testing.T, c *live.Client, admin, project string) string {
 	return out.Token
 }
 
-// projectCost reads sagewai_llm_cost_usd_total of project from /metrics,
-// in micro-dollars.
+// projectCost reads sagewai_llm_cost_usd_total of project from /metrics.
 func projectCost(t *testing.T, base, admin, project string) fleet.Micros {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, base+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer "+admin)
-	resp, err := http.DefaultClient.Do(req)
+	c, err := ingesttest.MeteredCost(context.Background(), base, admin, project)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	return fleet.Micros(math.Round(costMetric(t, resp.Body)[project] * 1e6))
+	return c
 }
 
 // TestIngestedSpendIsBilledAndBudgeted runs serve, sends it an agent's

@@ -3,14 +3,11 @@ package browser_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
-	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,37 +17,21 @@ import (
 	"github.com/sagewai/observatory/cmd/observatory/observatorytest"
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/genai/nodetest"
+	"github.com/sagewai/observatory/ingest/ingesttest"
+	"github.com/sagewai/observatory/live"
 	"github.com/sagewai/observatory/stream/streamtest"
 )
 
 // apiCall sends a JSON request to base with a bearer token and decodes a
-// 2xx answer into out.
+// 2xx answer into out; it returns the status.
 func apiCall(t *testing.T, base, method, path, token string, body any, out any) int {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
+	c := &live.Client{Base: base, HTTP: http.DefaultClient}
+	status, err := c.Do(context.Background(), token, method, path, body, 0, out)
+	if err != nil && (status == 0 || status/100 == 2) {
+		t.Fatalf("%s %s: %v", method, path, err) // no answer, or one that does not decode
 	}
-	req, _ := http.NewRequest(method, base+path, rd)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if out != nil && resp.StatusCode/100 == 2 {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: %v: %s", method, path, err, b)
-		}
-	}
-	return resp.StatusCode
+	return status
 }
 
 // exportTap forwards OTLP exports to a server and keeps their bodies, so
@@ -109,28 +90,14 @@ func (tap *exportTap) resend(t *testing.T, target string) int {
 	return len(tap.exports)
 }
 
-var costRE = regexp.MustCompile(`(?m)^sagewai_llm_cost_usd_total\{[^}]*sagewai_project_id="acme"[^}]*\} (\S+)$`)
-
 // meteredCost reads acme's sagewai_llm_cost_usd_total from /metrics.
 func meteredCost(t *testing.T, base, admin string) fleet.Micros {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, base+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer "+admin)
-	resp, err := http.DefaultClient.Do(req)
+	c, err := ingesttest.MeteredCost(context.Background(), base, admin, "acme")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var sum float64
-	for _, m := range costRE.FindAllStringSubmatch(string(b), -1) {
-		v, err := strconv.ParseFloat(m[1], 64)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum += v
-	}
-	return fleet.Micros(math.Round(sum * 1e6))
+	return c
 }
 
 // TestInstrumentedAgentsLiveOnTheHUD runs real GenAI instrumentation
