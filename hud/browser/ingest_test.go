@@ -135,6 +135,15 @@ func TestInstrumentedAgentsLiveOnTheHUD(t *testing.T) {
 	tb := newTab(t, 1600, 900)
 	loginAt(tb, p.Base, "/hud?project=acme", "admin", time.Minute)
 
+	spend := func() fleet.Micros {
+		var snap struct {
+			State fleet.View `json:"state"`
+		}
+		if st := apiCall(t, p.Base, "GET", "/api/v1/fleet?scope=acme", minted.Token, nil, &snap); st != http.StatusOK {
+			t.Fatalf("GET /api/v1/fleet: %d", st)
+		}
+		return snap.State.Projects["acme"].SpendTotal
+	}
 	pricing := fleet.DefaultPricing()
 	var want fleet.Micros
 	for i, script := range nodetest.Scripts {
@@ -160,22 +169,15 @@ func TestInstrumentedAgentsLiveOnTheHUD(t *testing.T) {
 			return roster.some((s) => s.includes(`+strconv.Quote(agent)+`)) &&
 				ticker.filter((s) => s.includes("tool.call tool get_weather ok")).length === `+strconv.Itoa(i+1)+`;
 		})()`, time.Minute)
+		// The bill follows, library by library: the spend so far is the
+		// pricing of every call the libraries reported.
+		streamtest.Eventually(t, time.Minute, func() bool { return spend() == want },
+			script+": acme's spend never equalled the pricing of the token counts the libraries reported")
+		if got := meteredCost(t, p.Base, admin); got != want {
+			t.Errorf("after %s: sagewai_llm_cost_usd_total{acme} = %d µ$, want %d µ$", script, got, want)
+		}
 	}
 	tb.screenshot("hud-ingested-agents.png")
-
-	spend := func() fleet.Micros {
-		var snap struct {
-			State fleet.View `json:"state"`
-		}
-		if st := apiCall(t, p.Base, "GET", "/api/v1/fleet?scope=acme", minted.Token, nil, &snap); st != http.StatusOK {
-			t.Fatalf("GET /api/v1/fleet: %d", st)
-		}
-		return snap.State.Projects["acme"].SpendTotal
-	}
-	streamtest.Eventually(t, time.Minute, func() bool { return spend() == want }, "acme's spend never equalled the pricing of the libraries' token counts")
-	if got := meteredCost(t, p.Base, admin); got != want {
-		t.Errorf("sagewai_llm_cost_usd_total{acme} = %d µ$, want %d µ$", got, want)
-	}
 
 	// Every export again, as exporters retry. Then an agent registered
 	// through the API: FLEET is folded in order, so once it is on the
