@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # Fan-out benchmark of /ws (docs/performance.md): the server pinned to core 0
 # with GOMAXPROCS=1, the load generator (tools/fanoutbench) pinned to core 1.
-# Usage: scripts/bench-fanout.sh [subscriber counts...]   (default 1000 5000 10000)
+# Usage: scripts/bench-fanout.sh [subscriber counts...]
+#        (default 1000 3000 5000 10000 20000, the sizes of issue 15's table)
 # Env: RATE (events/s, 1000), DURATION (20s), SCOPE (projects or "*"), PROJECTS (10),
 #      PROTOCOL (observatory.v2, or observatory.v1 for the whole-entity diffs)
+# Each size prints fanoutbench's JSON result, then a one-line summary with
+# the server's CPU and the load generator's own CPU (loadgen_cpu_cores): a
+# generator near 1.0 core saturated first, and the latency then includes
+# client-side delay.
+# Every subscriber is a socket in both processes: a size whose subscribers
+# do not fit the open-file limit (ulimit -n, raised to 65536 where allowed)
+# is skipped with a message, and the script then exits non-zero.
 # The server's NATS takes no anonymous client: fanoutbench logs in as admin,
 # enrolls as a worker of its projects and publishes with the credentials it
 # gets. Its subscribers share the admin token, so the server's /ws caps are
@@ -11,15 +19,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 counts=("$@")
-[ ${#counts[@]} -gt 0 ] || counts=(1000 5000 10000)
+[ ${#counts[@]} -gt 0 ] || counts=(1000 3000 5000 10000 20000)
 out=$(mktemp -d)
 pid=
 # The server is stopped however the script ends (a failed run included).
 trap '[ -z "$pid" ] || kill "$pid" 2>/dev/null || true; rm -rf "$out"' EXIT
 go build -o "$out/observatory" ./cmd/observatory
 go build -o "$out/fanoutbench" ./tools/fanoutbench
-ulimit -n 65536 2>/dev/null || true
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+nofile=$(ulimit -n)
+skipped=0
 for n in "${counts[@]}"; do
+  # The subscribers, plus the server's own files and NATS connections.
+  if [ "$nofile" != unlimited ] && [ $((n + 200)) -gt "$nofile" ]; then
+    echo "bench-fanout: $n subscribers need $((n + 200)) open files per process; the limit here is $nofile (hard limit $(ulimit -Hn)): skipped" >&2
+    skipped=1
+    continue
+  fi
   data="$out/data-$n"
   GOMAXPROCS=1 taskset -c 0 "$out/observatory" serve --addr 127.0.0.1:3901 --nats-listen 127.0.0.1:4901 \
     --ws-max-conns $((n + 100)) --ws-max-conns-per-credential $((n + 100)) \
@@ -33,3 +49,4 @@ for n in "${counts[@]}"; do
   kill "$pid"; wait "$pid" 2>/dev/null || true
   pid=
 done
+exit "$skipped"

@@ -40,7 +40,11 @@
 // upgrade handler (which then returns): it reads client frames and talks to
 // the hub (Subscribe, Unsubscribe). A writer goroutine is started when
 // frames are queued and exits when the queue is empty; there is at most one
-// at a time, so frames go out in order. Between them and the hub sits the connection's queue of at most
+// at a time, so frames go out in order. It writes every frame queued when
+// it looks (up to 64 KiB) with one write straight to the hijacked socket
+// (ws_wire.go); coder/websocket keeps the handshake, reads, pings and the
+// close, and both sides' writes are whole net.Conn writes, so they never
+// interleave inside a frame. Between them and the hub sits the connection's queue of at most
 // 32 shared, never-modified frames, guarded by one mutex: the hub's Send,
 // Reset and Close only take that mutex and never block. A full queue makes
 // Send return false; the hub then Resets (a fresh snapshot) or Closes

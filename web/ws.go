@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -38,7 +39,10 @@ func (s *Server) serveWS(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ws, err := websocket.Accept(c.Response(), r, &websocket.AcceptOptions{
+	// The tap keeps the hijacked socket for the write path and gives the
+	// library small buffers (web/ws_wire.go).
+	tap := &hijackTap{ResponseWriter: c.Response()}
+	ws, err := websocket.Accept(tap, r, &websocket.AcceptOptions{
 		// The server's preference first: a client offering both
 		// versions speaks observatory.v2.
 		Subprotocols: protocol.Subprotocols,
@@ -57,7 +61,7 @@ func (s *Server) serveWS(c echo.Context) error {
 	start := time.Now()
 	go func() {
 		defer s.closeConn(cn)
-		cn.run(ws, cred)
+		cn.run(ws, tap.conn, cred)
 		s.log.Info("websocket closed", "event", "ws.closed", "route", "/ws",
 			"duration_ms", float64(time.Since(start).Microseconds())/1000, "sagewai.project_id", projectOrGlobal(cn.scope))
 	}()
@@ -103,11 +107,12 @@ func (s *Server) closeConn(c *conn) {
 
 // conn is one /ws connection and the hub's Subscriber for it. The handler
 // goroutine reads client frames; one writer goroutine writes the queued
-// frames in order. The hub's Send, Reset and Close only touch the queue
-// under mu and never block.
+// frames in order, straight to the socket (web/ws_wire.go). The hub's Send,
+// Reset and Close only touch the queue under mu and never block.
 type conn struct {
 	s      *Server
 	ws     *websocket.Conn
+	nc     net.Conn        // the hijacked socket under ws, for data frames
 	ctx    context.Context // ends the connection; cancelling it cuts the socket
 	cancel context.CancelFunc
 	key    string    // what the connection counts against (wsKey)
@@ -243,48 +248,57 @@ func (c *conn) kickLocked() {
 	go c.drain()
 }
 
-// next pops the oldest queued frame or, once the queue is empty, returns
-// the close request if there is one. With nothing to do it marks the
-// writer stopped, under the same lock as Send checks it.
-func (c *conn) next() ([]byte, *closeRequest) {
+// next moves queued frames, oldest first, into b until it is full or the
+// queue is empty or, once the queue is empty, returns the close request if
+// there is one. With nothing to do it marks the writer stopped, under the
+// same lock as Send checks it, and reports false.
+func (c *conn) next(b *wsBatch) (*closeRequest, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.n == 0 {
 		if c.closing == nil || c.dead {
 			c.writing = false
-			return nil, nil
+			return nil, false
 		}
 		c.dead = true // the close is written once
-		return nil, c.closing
+		return c.closing, true
 	}
-	f := c.queue[c.head]
-	c.queue[c.head] = nil
-	c.head = (c.head + 1) % queueSize
-	c.n--
-	return f, nil
+	for c.n > 0 && b.add(c.queue[c.head]) {
+		c.queue[c.head] = nil
+		c.head = (c.head + 1) % queueSize
+		c.n--
+	}
+	return nil, true
 }
 
-// drain writes queued frames in order until the queue is empty. Writes
-// take no per-frame context (a context per write costs allocations on the
-// hot path); a stuck write is aborted by cancelling c.ctx, which closes the
-// socket.
+// drain writes queued frames in order until the queue is empty: all the
+// frames queued when it looks, up to wsBatchSize bytes, with one write.
+// Writes take no per-frame context (a context per write costs allocations
+// on the hot path); a stuck write is aborted by cancelling c.ctx, which
+// closes the socket.
 func (c *conn) drain() {
 	defer c.writers.Done()
+	b := wsBatches.Get().(*wsBatch)
+	defer wsBatches.Put(b)
 	for {
-		frame, req := c.next()
+		req, ok := c.next(b)
+		if !ok {
+			return
+		}
 		if req != nil {
 			if req.frame != nil {
-				_ = c.ws.Write(context.Background(), websocket.MessageText, req.frame)
+				b.add(req.frame) // the batch is empty: it takes any frame
+				_ = b.writeTo(c.nc)
+				b.reset()
 			}
 			_ = c.ws.Close(req.status, req.reason)
 			c.cancel()
 			c.stopWriting()
 			return
 		}
-		if frame == nil {
-			return
-		}
-		if err := c.ws.Write(context.Background(), websocket.MessageText, frame); err != nil {
+		err := b.writeTo(c.nc)
+		b.reset()
+		if err != nil {
 			c.cancel()
 			c.stopWriting()
 			return
@@ -300,9 +314,9 @@ func (c *conn) stopWriting() {
 
 // run serves the connection: it reads subscribe frames until the
 // connection ends, then unsubscribes and waits for the writer.
-func (c *conn) run(ws *websocket.Conn, cred credential) {
+func (c *conn) run(ws *websocket.Conn, nc net.Conn, cred credential) {
 	c.mu.Lock()
-	c.ws = ws
+	c.ws, c.nc = ws, nc
 	c.kickLocked() // anything queued before the socket was set
 	c.mu.Unlock()
 	stop := context.AfterFunc(c.ctx, func() { ws.CloseNow() })

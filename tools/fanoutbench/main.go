@@ -239,6 +239,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	wg.Wait()
 	b, _ := json.Marshal(res)
 	fmt.Fprintln(stdout, string(b))
+	printSummary(stdout, res)
 	if e, ok := dialErr.Load().(string); ok {
 		fmt.Fprintln(os.Stderr, "fanoutbench: a subscriber was disconnected:", e)
 	}
@@ -544,6 +545,29 @@ func publish(ctx context.Context, js jetstream.JetStream, projects []string, age
 	}
 	<-js.PublishAsyncComplete()
 	return n, nil
+}
+
+// loadgenSaturated is the load generator's CPU (in cores, on its one
+// core) above which its own delay shows in the latencies.
+const loadgenSaturated = 0.9
+
+// printSummary prints res as one line a reader can hold against
+// docs/performance.md's tables. It names the load generator's own CPU
+// beside the server's, so that a run where the generator saturated first
+// says so.
+func printSummary(w io.Writer, res result) {
+	share := 0.0
+	if res.FramesExpected > 0 {
+		share = 100 * res.FramesPerSec / res.FramesExpected
+	}
+	fmt.Fprintf(w, "%d subscribers (%s, scope %s): %.0f events/s in; %.0f frames/s delivered (%.0f %% of one per tick), %.0f bytes/frame, %.0f MB/s; "+
+		"publish→receive p50/p99/max %.0f/%.0f/%.0f ms; server CPU %.2f cores, load generator CPU %.2f cores; RSS per idle subscriber %.1f KiB; %d snapshots seen by the probes, %d disconnects\n",
+		res.Subscribers, res.Protocol, res.Scope, res.EventsPerSec, res.FramesPerSec, share, res.FrameBytesAvg, res.MBPerSec,
+		res.LatencyP50ms, res.LatencyP99ms, res.LatencyMaxms, res.ServerCPUCores, res.LoadgenCPUCores, res.RSSPerSubscriberKB,
+		res.Snapshots, res.Disconnects)
+	if res.LoadgenCPUCores >= loadgenSaturated {
+		fmt.Fprintf(w, "warning: the load generator used %.2f of its core: it may have saturated before the server, and the latencies include its delay\n", res.LoadgenCPUCores)
+	}
 }
 
 func pct(sorted []float64, p float64) float64 {

@@ -1,0 +1,175 @@
+package web_test
+
+import (
+	"bytes"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestWSQueuedFramesShareAWrite: frames that queue while the connection's
+// writer is busy go out together, with one write to the socket, and arrive
+// as separate messages, whole and in order. This is what keeps a loaded
+// server's syscalls per frame falling as the load rises
+// (docs/performance.md, "Fan-out over /ws").
+func TestWSQueuedFramesShareAWrite(t *testing.T) {
+	gate := &gateListener{}
+	e := newEnvOn(t, nil, func(l net.Listener) net.Listener {
+		gate.Listener = l
+		return gate
+	})
+	c, sub := subscribed(t, e, "*")
+
+	const n = 20
+	frames := make([][]byte, n)
+	for i := range frames {
+		frames[i] = diffFrame("*", uint64(i), uint64(i+1))
+	}
+	writes := gate.holdWrites()
+	if !sub.Send(frames[0]) {
+		t.Fatal("Send to an empty queue refused")
+	}
+	gate.waitHeld(t)
+	for _, f := range frames[1:] {
+		if !sub.Send(f) {
+			t.Fatal("Send refused with the queue below its cap")
+		}
+	}
+	gate.release()
+	got := readN(t, c, n)
+	if diff := cmp.Diff(asStrings(frames), asStrings(got)); diff != "" {
+		t.Fatalf("frames (-sent +received):\n%s", diff)
+	}
+	// The held write carried the first frame; the other 19 were queued
+	// behind it and take one more.
+	if w := writes.Load(); w != 2 {
+		t.Errorf("%d frames took %d socket writes, want 2", n, w)
+	}
+}
+
+// TestWSFrameSizes: frames on both sides of each WebSocket length encoding
+// (7-bit, 16-bit, 64-bit) and larger than a write batch, queued together,
+// arrive byte for byte and in order.
+func TestWSFrameSizes(t *testing.T) {
+	gate := &gateListener{}
+	e := newEnvOn(t, nil, func(l net.Listener) net.Listener {
+		gate.Listener = l
+		return gate
+	})
+	c, sub := subscribed(t, e, "*")
+
+	sizes := []int{1, 125, 126, 127, 65535, 65536, 30 << 10, 1, 40 << 10, 200 << 10, 125, 64 << 10, 2}
+	frames := make([][]byte, len(sizes))
+	for i, n := range sizes {
+		frames[i] = bytes.Repeat([]byte{byte('a' + i)}, n)
+	}
+	gate.holdWrites()
+	if !sub.Send(frames[0]) {
+		t.Fatal("Send to an empty queue refused")
+	}
+	gate.waitHeld(t)
+	for _, f := range frames[1:] {
+		if !sub.Send(f) {
+			t.Fatal("Send refused with the queue below its cap")
+		}
+	}
+	gate.release()
+	got := readN(t, c, len(frames))
+	for i := range frames {
+		if !bytes.Equal(got[i], frames[i]) {
+			t.Errorf("frame %d: got %d bytes starting %.8q, want %d bytes of %q", i, len(got[i]), got[i], sizes[i], rune('a'+i))
+		}
+	}
+}
+
+func readN(t *testing.T, c *websocket.Conn, n int) [][]byte {
+	t.Helper()
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = mustRead(t, c)
+	}
+	return out
+}
+
+func asStrings(frames [][]byte) []string {
+	out := make([]string, len(frames))
+	for i, f := range frames {
+		out[i] = string(f)
+	}
+	return out
+}
+
+// gateListener hands out connections whose writes can be held: after
+// holdWrites, the next write on any of them waits until release, and
+// every write from then on is counted.
+type gateListener struct {
+	net.Listener
+	mu     sync.Mutex
+	hold   chan struct{} // closed by release; nil: writes pass
+	held   chan struct{} // gets a value when a write is held
+	writes *atomic.Int64 // writes since holdWrites
+}
+
+func (l *gateListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &gatedConn{Conn: c, l: l}, nil
+}
+
+// holdWrites holds the next write and counts writes from now on.
+func (l *gateListener) holdWrites() *atomic.Int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.hold, l.held, l.writes = make(chan struct{}), make(chan struct{}, 1), new(atomic.Int64)
+	return l.writes
+}
+
+// waitHeld waits until a write is held.
+func (l *gateListener) waitHeld(t *testing.T) {
+	t.Helper()
+	l.mu.Lock()
+	held := l.held
+	l.mu.Unlock()
+	select {
+	case <-held:
+	case <-time.After(hangBound):
+		t.Fatal("no write reached the socket")
+	}
+}
+
+// release lets the held write through; later writes pass.
+func (l *gateListener) release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	close(l.hold)
+	l.hold = nil
+}
+
+type gatedConn struct {
+	net.Conn
+	l *gateListener
+}
+
+func (c *gatedConn) Write(p []byte) (int, error) {
+	c.l.mu.Lock()
+	hold, held, writes := c.l.hold, c.l.held, c.l.writes
+	c.l.mu.Unlock()
+	if writes != nil {
+		writes.Add(1)
+	}
+	if hold != nil {
+		select {
+		case held <- struct{}{}:
+		default:
+		}
+		<-hold
+	}
+	return c.Conn.Write(p)
+}
