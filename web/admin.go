@@ -176,11 +176,7 @@ func (s *Server) tenant(next echo.HandlerFunc) echo.HandlerFunc {
 		if _, err := s.authorizeScope(ctx, claimsOf(c), id, routeOf(c)); err != nil {
 			return err
 		}
-		if s.cfg.Records == nil {
-			return unavailable("the project registry")
-		}
-		var p projectRecord
-		found, _, err := getRecord(ctx, s.cfg.Records, projectKey(id), &p)
+		p, found, err := s.projectRecord(ctx, id)
 		if err != nil {
 			return err
 		}
@@ -192,6 +188,16 @@ func (s *Server) tenant(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Set(ctxTenant, p)
 		return next(c)
 	}
+}
+
+// projectRecord reads a project's record from the registry.
+func (s *Server) projectRecord(ctx context.Context, id string) (projectRecord, bool, error) {
+	if s.cfg.Records == nil {
+		return projectRecord{}, false, unavailable("the project registry")
+	}
+	var p projectRecord
+	found, _, err := getRecord(ctx, s.cfg.Records, projectKey(id), &p)
+	return p, found, err
 }
 
 func tenantOf(c echo.Context) projectRecord {

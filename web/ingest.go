@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/ingest"
 	"github.com/sagewai/observatory/web/auth"
 )
@@ -43,7 +44,7 @@ func (s *Server) ingestTraces(c echo.Context) error {
 	caller := ingest.Caller{Project: cl.Project, Admin: cl.Role == auth.RoleAdmin, Subject: cl.Subject, Exists: s.projectExists}
 	body, typ, res, err := s.cfg.Traces.Export(ctx, caller, r.Header.Get(echo.HeaderContentType), r.Header.Get(echo.HeaderContentEncoding), r.Body)
 	for _, p := range res.Denied {
-		s.publishAudit(ctx, "tenant.cross_access_denied", cl.Project, cl.Subject, map[string]string{
+		s.publishAudit(ctx, fleet.TypeCrossAccess, cl.Project, cl.Subject, map[string]string{
 			"subject": cl.Subject, "scope": p, "route": routeOf(c),
 		})
 	}
@@ -71,10 +72,6 @@ func (s *Server) ingestTraces(c echo.Context) error {
 
 // projectExists looks a project up in the registry.
 func (s *Server) projectExists(ctx context.Context, id string) (bool, error) {
-	if s.cfg.Records == nil {
-		return false, errors.New("the project registry is not available on this server")
-	}
-	var p projectRecord
-	found, _, err := getRecord(ctx, s.cfg.Records, projectKey(id), &p)
+	_, found, err := s.projectRecord(ctx, id)
 	return found, err
 }
