@@ -8,6 +8,7 @@ import (
 
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/genai"
+	"github.com/sagewai/observatory/ingest/ingesttest"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -30,30 +31,7 @@ func hexSpan(n byte) string  { return fmt.Sprintf("00f067aa0ba902%02x", n) }
 
 // kvs turns alternating keys and values into OTLP attributes, with the
 // value kinds an exporter would send for each Go type.
-func kvs(pairs ...any) []*commonpb.KeyValue {
-	var out []*commonpb.KeyValue
-	for i := 0; i+1 < len(pairs); i += 2 {
-		var v *commonpb.AnyValue
-		switch x := pairs[i+1].(type) {
-		case string:
-			v = &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: x}}
-		case int:
-			v = &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: int64(x)}}
-		case int64:
-			v = &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: x}}
-		case float64:
-			v = &commonpb.AnyValue{Value: &commonpb.AnyValue_DoubleValue{DoubleValue: x}}
-		case bool:
-			v = &commonpb.AnyValue{Value: &commonpb.AnyValue_BoolValue{BoolValue: x}}
-		case *commonpb.AnyValue:
-			v = x
-		default:
-			panic(fmt.Sprintf("kvs: %T", x))
-		}
-		out = append(out, &commonpb.KeyValue{Key: pairs[i].(string), Value: v})
-	}
-	return out
-}
+var kvs = ingesttest.KVs
 
 // sp is a test span: trace tr, span id s, parent p (0: a root), starting
 // at t0+startMS and lasting durMS.

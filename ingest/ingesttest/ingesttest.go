@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/binary"
+	"fmt"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
@@ -162,7 +163,8 @@ func Gzip(b []byte) []byte {
 }
 
 // KVs turns alternating keys and values (string, int, int64, float64,
-// bool) into OTLP attributes.
+// bool, or an *commonpb.AnyValue as it is) into OTLP attributes, with the
+// value kinds an exporter would send for each Go type.
 func KVs(pairs ...any) []*commonpb.KeyValue {
 	var out []*commonpb.KeyValue
 	for i := 0; i+1 < len(pairs); i += 2 {
@@ -178,8 +180,10 @@ func KVs(pairs ...any) []*commonpb.KeyValue {
 			v = &commonpb.AnyValue{Value: &commonpb.AnyValue_DoubleValue{DoubleValue: x}}
 		case bool:
 			v = &commonpb.AnyValue{Value: &commonpb.AnyValue_BoolValue{BoolValue: x}}
+		case *commonpb.AnyValue:
+			v = x
 		default:
-			panic("ingesttest: KVs: unsupported value type")
+			panic(fmt.Sprintf("ingesttest: KVs: unsupported value type %T", x))
 		}
 		out = append(out, &commonpb.KeyValue{Key: pairs[i].(string), Value: v})
 	}
