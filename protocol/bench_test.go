@@ -2,8 +2,6 @@ package protocol_test
 
 import (
 	"encoding/json"
-	"fmt"
-	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -27,28 +25,8 @@ func BenchmarkDiffFrame(b *testing.B) {
 }
 
 func benchDiffFrame(b *testing.B, version string) {
-	const agents, workers, missions = 1000, 100, 200
-	projects := fleettest.DefaultProjects
-	at := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	s := fleet.NewState(nil)
-	seq := uint64(0)
-	apply := func(ev fleet.Event) {
-		seq++
-		s.Apply(seq, at, ev)
-	}
-	for i := range workers {
-		apply(fleettest.WorkerJoined(projects[i%3], fmt.Sprintf("w-%03d", i), at))
-	}
-	for i := range agents {
-		p := projects[i%3]
-		apply(fleettest.AgentCreated(p, fmt.Sprintf("%s-agent-%04d", p, i), "claude-sonnet-4-5", at))
-	}
-	for i := range missions {
-		p := projects[i%3]
-		apply(fleettest.MissionQueued(p, fmt.Sprintf("%s-m-%04d", p, i), "ticket", at))
-		apply(fleettest.MissionClaimed(p, fmt.Sprintf("%s-m-%04d", p, i), fmt.Sprintf("w-%03d", i%workers), at))
-	}
-	s.TakeChanges()
+	c := fleettest.NewChurn(1000, 100, 200, time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
+	s := c.State
 	snap, err := json.Marshal(protocol.Snapshot{Op: protocol.OpSnapshot, Scope: fleet.ScopeAll, Epoch: "E", Seq: s.Seq(), State: s.View(fleet.ScopeAll)})
 	if err != nil {
 		b.Fatal(err)
@@ -58,32 +36,13 @@ func benchDiffFrame(b *testing.B, version string) {
 		b.Fatal(err)
 	}
 
-	llm := json.RawMessage(`{"provider":"anthropic","model":"claude-sonnet-4-5","input_tokens":1200,"output_tokens":300,"cache_read_tokens":4000,"latency_ms":900,"status":"ok"}`)
-	hb := json.RawMessage(`{"state":"busy","active_missions":2,"load":0.5}`)
-	progress := json.RawMessage(`{"pct":50,"step":"draft"}`)
-	rng := rand.New(rand.NewPCG(1, 2))
-	const perTick = (agents + workers + missions) / 100
 	var diffBytes int64
 	prev := s.Seq()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for n := 0; n < b.N; n++ {
 		b.StopTimer()
-		at = at.Add(100 * time.Millisecond)
-		for range perTick {
-			ev := fleet.Event{ID: fmt.Sprintf("ev-%d", seq), Time: at}
-			switch k := rng.IntN(agents + workers + missions); {
-			case k < agents:
-				ev.Type, ev.ProjectID, ev.AgentID, ev.Data = fleet.TypeLLMCall, projects[k%3], fmt.Sprintf("%s-agent-%04d", projects[k%3], k), llm
-			case k < agents+workers:
-				k -= agents
-				ev.Type, ev.ProjectID, ev.WorkerID, ev.Data = fleet.TypeWorkerHeartbeat, projects[k%3], fmt.Sprintf("w-%03d", k), hb
-			default:
-				k -= agents + workers
-				ev.Type, ev.ProjectID, ev.MissionID, ev.Data = fleet.TypeMissionProgress, projects[k%3], fmt.Sprintf("%s-m-%04d", projects[k%3], k), progress
-			}
-			apply(ev)
-		}
+		c.Tick(100 * time.Millisecond)
 		d := s.Delta(fleet.ScopeAll, s.TakeChanges())
 		b.StartTimer()
 		var frame []byte
