@@ -137,6 +137,11 @@ func (l *Lease) Run(ctx context.Context) error {
 			return nil
 		case e, ok := <-w.Updates():
 			if !ok {
+				if ctx.Err() != nil {
+					// Cancelling ctx closes the watch too, and select
+					// may see that first: a stop, not a failure.
+					return nil
+				}
 				return fmt.Errorf("exporter lease: watch ended")
 			}
 			if e == nil {

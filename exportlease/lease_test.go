@@ -74,11 +74,12 @@ func (g *gate) state() (leading bool, from, heard telemetry.Marks) {
 }
 
 type replica struct {
-	name   string
-	gate   *gate
-	lease  *exportlease.Lease
-	cancel context.CancelFunc
-	done   chan error
+	name  string
+	gate  *gate
+	lease *exportlease.Lease
+	// stop cancels the lease's Run and returns what it returned; it may
+	// be called any number of times (the test, then its cleanup).
+	stop func() error
 }
 
 // TestOneExporterAtATime runs three replicas' leases on a real NATS: one
@@ -98,9 +99,10 @@ func TestOneExporterAtATime(t *testing.T) {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		r := &replica{name: l.ID(), gate: g, lease: l, cancel: cancel, done: make(chan error, 1)}
-		go func() { r.done <- l.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-r.done })
+		done := make(chan error, 1)
+		go func() { done <- l.Run(ctx) }()
+		r := &replica{name: l.ID(), gate: g, lease: l, stop: sync.OnceValue(func() error { cancel(); return <-done })}
+		t.Cleanup(func() { r.stop() })
 		rs = append(rs, r)
 	}
 	leaders := func(among []*replica) []*replica {
@@ -136,11 +138,9 @@ func TestOneExporterAtATime(t *testing.T) {
 
 	// A clean shutdown: the leader stops and releases with its last marks.
 	leader.gate.export(t, 57)
-	leader.cancel()
-	if err := <-leader.done; err != nil {
+	if err := leader.stop(); err != nil {
 		t.Fatal(err)
 	}
-	leader.done <- nil // for the cleanup
 	released := time.Now()
 	if err := leader.lease.Release(context.Background()); err != nil {
 		t.Fatal(err)
@@ -179,11 +179,9 @@ func TestOneExporterAtATime(t *testing.T) {
 	}
 	streamtest.Eventually(t, hangBound, func() bool { _, _, heard := last.gate.state(); return heard.Traces == 99 },
 		"the last replica never heard marks 99")
-	next.cancel()
-	if err := <-next.done; err != nil {
+	if err := next.stop(); err != nil {
 		t.Fatal(err)
 	}
-	next.done <- nil
 	streamtest.Eventually(t, hangBound, func() bool { lead, _, _ := last.gate.state(); return lead },
 		"the lease of a dead holder was never taken over")
 	if _, from, _ := last.gate.state(); from.Traces != 99 {
