@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,8 +58,10 @@ type Cluster struct {
 type Node struct {
 	Name       string
 	ClientPort int
-	conf       string
-	log        string
+	// MonitorPort serves the node's monitoring endpoints (/healthz).
+	MonitorPort int
+	conf        string
+	log         string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -78,7 +82,7 @@ func Start(t testing.TB, n int) *Cluster {
 	dir := t.TempDir()
 	c := &Cluster{t: t, bin: bin}
 	preload, sysPub := c.trust(dir)
-	clientPorts, routePorts := FreePorts(t, n), FreePorts(t, n)
+	clientPorts, routePorts, monitorPorts := FreePorts(t, n), FreePorts(t, n), FreePorts(t, n)
 	for i := range n {
 		var routes []string
 		for j, p := range routePorts {
@@ -86,7 +90,7 @@ func Start(t testing.TB, n int) *Cluster {
 				routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
 			}
 		}
-		node := &Node{Name: fmt.Sprintf("n%d", i+1), ClientPort: clientPorts[i],
+		node := &Node{Name: fmt.Sprintf("n%d", i+1), ClientPort: clientPorts[i], MonitorPort: monitorPorts[i],
 			conf: filepath.Join(dir, fmt.Sprintf("n%d.conf", i+1)), log: filepath.Join(dir, fmt.Sprintf("n%d.log", i+1))}
 		// One node is a single server: a cluster block without routes
 		// is refused by JetStream.
@@ -97,13 +101,14 @@ func Start(t testing.TB, n int) *Cluster {
 		}
 		conf := fmt.Sprintf(`server_name: %s
 listen: 127.0.0.1:%d
+http: 127.0.0.1:%d
 jetstream { store_dir: %q }
 %soperator: %q
 system_account: %s
 resolver: MEMORY
 resolver_preload: {
 %s}
-`, node.Name, node.ClientPort, filepath.Join(dir, node.Name), cluster,
+`, node.Name, node.ClientPort, node.MonitorPort, filepath.Join(dir, node.Name), cluster,
 			filepath.Join(dir, "operator.jwt"), sysPub, preload)
 		if err := os.WriteFile(node.conf, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
@@ -229,8 +234,13 @@ func (c *Cluster) Connect(name string, opts ...nats.Option) *nats.Conn {
 	return nc
 }
 
-// WaitReady waits until the cluster's JetStream answers (it has a meta
-// leader and every node is up).
+// WaitReady waits until the cluster can take a stream of as many
+// replicas as it has nodes: every node is up and reports itself healthy
+// (JetStream current with the meta leader), and the meta leader has heard
+// from every node so that it places replicas on all of them. A meta
+// leader alone is not enough: elected by two nodes of three, it refuses
+// an R3 stream ("no suitable peers for placement") until the third has
+// joined.
 func (c *Cluster) WaitReady() {
 	c.t.Helper()
 	nc := c.Connect("ready-probe")
@@ -241,17 +251,63 @@ func (c *Cluster) WaitReady() {
 	}
 	deadline := time.Now().Add(2 * time.Minute) // a hang bound on a loaded machine
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := js.AccountInfo(ctx)
-		cancel()
+		err := c.ready(js)
 		if err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("the NATS cluster's JetStream never answered: %v\n%s", err, c.Logs())
+			c.t.Fatalf("the NATS cluster never got ready: %v\n%s", err, c.Logs())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// readyProbe is the stream WaitReady places and deletes to learn that
+// the meta leader places replicas on every node.
+const readyProbe = "READY_PROBE"
+
+// ready returns why the cluster is not ready yet, or nil.
+func (c *Cluster) ready(js jetstream.JetStream) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, n := range c.Nodes {
+		if err := n.healthy(ctx); err != nil {
+			return err
+		}
+	}
+	if _, err := js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("JetStream does not answer: %w", err)
+	}
+	if len(c.Nodes) == 1 {
+		return nil
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: readyProbe, Subjects: []string{"_ready_probe"},
+		Replicas: len(c.Nodes), Storage: jetstream.MemoryStorage}); err != nil {
+		return fmt.Errorf("an R%d stream cannot be placed: %w", len(c.Nodes), err)
+	}
+	if err := js.DeleteStream(ctx, readyProbe); err != nil {
+		return fmt.Errorf("delete the probe stream: %w", err)
+	}
+	return nil
+}
+
+// healthy asks the node's /healthz, which answers 200 once the node's
+// JetStream is current with the meta leader and its streams are current.
+func (n *Node) healthy(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/healthz", n.MonitorPort), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: %w", n.Name, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s is not healthy: %s %s", n.Name, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
 }
 
 // WaitStreamsCurrent waits until every stream of the account (key-value
