@@ -229,7 +229,8 @@ const S = {
   hist: new Map(),
   dirty: null,
   raf: 0,
-  stats: { frames: 0, snapshots: 0, diffs: 0, gaps: 0, flushes: 0, flushMs: 0, maxFlushMs: 0, lastFlushMs: 0, snapshotFlushMs: 0, reconnects: 0 },
+  unpainted: 0, // diffs applied since the last repaint
+  stats: { frames: 0, snapshots: 0, diffs: 0, gaps: 0, flushes: 0, flushesWithoutDiff: 0, flushMs: 0, maxFlushMs: 0, lastFlushMs: 0, snapshotFlushMs: 0, reconnects: 0 },
 };
 
 function freshDirty() {
@@ -284,6 +285,7 @@ function apply(f) {
     }
   }
   S.stats.diffs++;
+  S.unpainted++;
   const d = S.dirty;
   if (f.set) {
     for (const c of COLLS) {
@@ -993,6 +995,10 @@ function flush() {
   const t0 = performance.now();
   const d = S.dirty;
   S.dirty = freshDirty();
+  // A repaint with no diff since the last one shows the ticker lines a
+  // busy stream held back (below), or a click.
+  const diffs = S.unpainted;
+  S.unpainted = 0;
   root.classList.remove('switching');
   if (d.all || d.posture) renderKPIs();
   if (d.all || d.posture || d.projects.size) renderTabs();
@@ -1032,6 +1038,7 @@ function flush() {
   const s = S.stats;
   if (d.all) s.snapshotFlushMs = ms;
   s.flushes++;
+  if (!diffs && !d.all) s.flushesWithoutDiff++;
   s.flushMs += ms;
   s.lastFlushMs = ms;
   if (ms > s.maxFlushMs) s.maxFlushMs = ms;
