@@ -4,7 +4,8 @@
 # Usage: scripts/bench-fanout.sh [subscriber counts...]
 #        (default 1000 3000 5000 10000 20000, the sizes of issue 15's table)
 # Env: RATE (events/s, 1000), DURATION (20s), SCOPE (projects or "*"), PROJECTS (10),
-#      PROTOCOL (observatory.v2, or observatory.v1 for the whole-entity diffs)
+#      PROTOCOL (observatory.v2, or observatory.v1 for the whole-entity diffs),
+#      DEFLATE (true: subscribers offer permessage-deflate as browsers do; false)
 # Each size prints fanoutbench's JSON result, then a one-line summary with
 # the server's CPU and the load generator's own CPU (loadgen_cpu_cores): a
 # generator near 1.0 core saturated first, and the latency then includes
@@ -45,7 +46,8 @@ for n in "${counts[@]}"; do
   curl -fs http://127.0.0.1:3901/readyz >/dev/null || { cat "$out/serve-$n.log" >&2; exit 1; }
   GOMAXPROCS=1 taskset -c 1 "$out/fanoutbench" --url http://127.0.0.1:3901 \
     --pid "$pid" --subs "$n" --rate "${RATE:-1000}" --duration "${DURATION:-20s}" \
-    --scope "${SCOPE:-projects}" --projects "${PROJECTS:-10}" --protocol "${PROTOCOL:-observatory.v2}"
+    --scope "${SCOPE:-projects}" --projects "${PROJECTS:-10}" --protocol "${PROTOCOL:-observatory.v2}" \
+    --deflate="${DEFLATE:-true}"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   pid=
 done

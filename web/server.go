@@ -255,7 +255,8 @@ type Server struct {
 	closing  bool
 	connsWG  sync.WaitGroup
 
-	guard wsGuard // the /ws sweeper (web/wsguard.go)
+	guard    wsGuard        // the /ws sweeper (web/wsguard.go)
+	prepared preparedFrames // the hub's frames as written (web/ws_wire.go)
 }
 
 // New returns a Server reading frames from hub and publishing audit events

@@ -50,11 +50,16 @@ func (s *Server) serveWS(c echo.Context) error {
 		// and AllowedOrigins; the library's check (Origin == Host) is the
 		// one a DNS-rebinding page passes.
 		InsecureSkipVerify: true,
+		// permessage-deflate, each message compressed alone, so that a
+		// frame compressed once serves every connection of its scope
+		// (web/ws_wire.go). Browsers offer it.
+		CompressionMode: websocket.CompressionNoContextTakeover,
 	})
 	if err != nil {
 		s.closeConn(cn)
 		return nil // Accept has answered the handshake
 	}
+	cn.deflate = strings.Contains(tap.Header().Get("Sec-WebSocket-Extensions"), "permessage-deflate")
 	// The connection lives on a goroutine of its own with a small stack,
 	// and the handler returns: an idle subscriber then costs one goroutine
 	// blocked in a read, not the whole HTTP handler stack as well.
@@ -115,14 +120,18 @@ type conn struct {
 	nc     net.Conn        // the hijacked socket under ws, for data frames
 	ctx    context.Context // ends the connection; cancelling it cuts the socket
 	cancel context.CancelFunc
-	key    string    // what the connection counts against (wsKey)
-	guard  connGuard // expiry, revocation and pings (web/wsguard.go)
+	key    string // what the connection counts against (wsKey)
+	// deflate: the client negotiated permessage-deflate, and gets the
+	// compressed form of frames (set before the connection runs).
+	deflate bool
+	guard   connGuard // expiry, revocation and pings (web/wsguard.go)
 
 	// Owned by the handler goroutine.
 	subscribed bool
 	scope      string
 
-	// mu guards the queue, the close request, its timer and the writer state.
+	// mu guards the queue (of wire frames, web/ws_wire.go), the close
+	// request, its timer and the writer state.
 	mu       sync.Mutex
 	queue    [queueSize][]byte
 	head, n  int
@@ -147,6 +156,7 @@ type closeRequest struct {
 // when the queue is full. Once the connection is closing, frames are
 // dropped (and Send reports true: there is nothing for the hub to do).
 func (c *conn) Send(frame []byte) bool {
+	wire := c.s.prepared.wire(frame, c.deflate)
 	c.mu.Lock()
 	if c.closing != nil {
 		c.mu.Unlock()
@@ -156,7 +166,7 @@ func (c *conn) Send(frame []byte) bool {
 		c.mu.Unlock()
 		return false
 	}
-	c.queue[(c.head+c.n)%queueSize] = frame
+	c.queue[(c.head+c.n)%queueSize] = wire
 	c.n++
 	c.kickLocked()
 	c.mu.Unlock()
@@ -165,13 +175,14 @@ func (c *conn) Send(frame []byte) bool {
 
 // Reset drops every queued frame and queues frame (a fresh snapshot).
 func (c *conn) Reset(frame []byte) {
+	wire := c.s.prepared.wire(frame, c.deflate)
 	c.mu.Lock()
 	if c.closing != nil {
 		c.mu.Unlock()
 		return
 	}
 	c.dropLocked()
-	c.queue[c.head] = frame
+	c.queue[c.head] = wire
 	c.n = 1
 	c.kickLocked()
 	c.mu.Unlock()
@@ -287,7 +298,7 @@ func (c *conn) drain() {
 		}
 		if req != nil {
 			if req.frame != nil {
-				b.add(req.frame) // the batch is empty: it takes any frame
+				b.add(plainFrame(req.frame)) // the batch is empty: it takes any frame
 				_ = b.writeTo(c.nc)
 				b.reset()
 			}

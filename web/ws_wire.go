@@ -2,6 +2,8 @@ package web
 
 import (
 	"bufio"
+	"bytes"
+	"compress/flate"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -29,16 +31,12 @@ import (
 // messages through the library.
 
 // wsBatchSize is the most bytes one write(2) carries when a connection has
-// several frames queued; a larger frame is written on its own, header and
-// payload with one writev(2). A writer blocked on a full socket (a slow
-// peer, until the hub closes it as slow and CloseTimeout cuts it) holds its
-// batch buffer: up to this much memory per stalled connection, beside the
-// megabytes the kernel's send buffer holds for it.
+// several frames queued; a larger frame is written on its own. A writer
+// blocked on a full socket (a slow peer, until the hub closes it as slow
+// and CloseTimeout cuts it) holds its batch buffer: up to this much memory
+// per stalled connection, beside the megabytes the kernel's send buffer
+// holds for it.
 const wsBatchSize = 64 << 10
-
-// maxFrameHeader is the longest header of an unmasked server frame: the
-// opcode byte, the 127 marker and an 8-byte length.
-const maxFrameHeader = 10
 
 // Sizes of the buffered reader and writer coder/websocket keeps for a
 // connection's whole life. The writer only carries control frames (at most
@@ -50,28 +48,27 @@ const (
 	wsReadBuffer  = 512
 )
 
-// wsBatch is a writer's scratch: the frames it took off the queue and the
-// bytes it writes for them. Batches are pooled: only a connection that is
-// writing holds one, so an idle subscriber costs none.
+// wsBatch is a writer's scratch: the wire frames it took off the queue and
+// the bytes it writes for them. Batches are pooled: only a connection that
+// is writing holds one, so an idle subscriber costs none.
 type wsBatch struct {
 	frames [queueSize][]byte
 	n      int
-	size   int // the bytes of frames[:n] with their headers
+	size   int // the bytes of frames[:n]
 	buf    []byte
 }
 
 var wsBatches = sync.Pool{New: func() any { return &wsBatch{buf: make([]byte, 0, wsBatchSize)} }}
 
-// add takes frame into the batch if it fits, or if the batch is empty (a
-// frame larger than wsBatchSize goes out alone).
-func (b *wsBatch) add(frame []byte) bool {
-	size := maxFrameHeader + len(frame)
-	if b.n > 0 && (b.n == len(b.frames) || b.size+size > wsBatchSize) {
+// add takes a wire frame into the batch if it fits, or if the batch is
+// empty (a frame larger than wsBatchSize goes out alone).
+func (b *wsBatch) add(wire []byte) bool {
+	if b.n > 0 && (b.n == len(b.frames) || b.size+len(wire) > wsBatchSize) {
 		return false
 	}
-	b.frames[b.n] = frame
+	b.frames[b.n] = wire
 	b.n++
-	b.size += size
+	b.size += len(wire)
 	return true
 }
 
@@ -82,19 +79,16 @@ func (b *wsBatch) reset() {
 	b.buf = b.buf[:0]
 }
 
-// writeTo writes the batch's frames to nc as unmasked text messages: one
-// Write for frames that fit the buffer, or a header and payload pair for
-// one larger frame.
+// writeTo writes the batch's frames to nc with one Write: a lone frame as
+// it is (the bytes every connection of its scope shares), several copied
+// into the batch's buffer.
 func (b *wsBatch) writeTo(nc net.Conn) error {
-	if b.n == 1 && b.size > wsBatchSize {
-		f := b.frames[0]
-		bufs := net.Buffers{appendFrameHeader(b.buf[:0], len(f)), f}
-		_, err := bufs.WriteTo(nc)
+	if b.n == 1 {
+		_, err := nc.Write(b.frames[0])
 		return err
 	}
 	out := b.buf[:0]
 	for _, f := range b.frames[:b.n] {
-		out = appendFrameHeader(out, len(f))
 		out = append(out, f...)
 	}
 	b.buf = out
@@ -102,18 +96,131 @@ func (b *wsBatch) writeTo(nc net.Conn) error {
 	return err
 }
 
+// Frame header bits (RFC 6455 §5.2): a final text frame, and RSV1, which
+// marks a compressed message (RFC 7692 §6).
+const (
+	finText = 0x80 | 0x1
+	rsv1    = 0x40
+)
+
 // appendFrameHeader appends the header of a final, unmasked text frame of
-// n bytes (RFC 6455 §5.2).
-func appendFrameHeader(b []byte, n int) []byte {
-	const finText = 0x80 | 0x1
+// n bytes (RFC 6455 §5.2), compressed if first has rsv1.
+func appendFrameHeader(b []byte, first byte, n int) []byte {
 	switch {
 	case n <= 125:
-		return append(b, finText, byte(n))
+		return append(b, first, byte(n))
 	case n <= 0xffff:
-		return binary.BigEndian.AppendUint16(append(b, finText, 126), uint16(n))
+		return binary.BigEndian.AppendUint16(append(b, first, 126), uint16(n))
 	default:
-		return binary.BigEndian.AppendUint64(append(b, finText, 127), uint64(n))
+		return binary.BigEndian.AppendUint64(append(b, first, 127), uint64(n))
 	}
+}
+
+// plainFrame is payload as one uncompressed text frame, header included.
+func plainFrame(payload []byte) []byte {
+	return append(appendFrameHeader(make([]byte, 0, maxFrameHeader+len(payload)), finText, len(payload)), payload...)
+}
+
+// maxFrameHeader is the longest header of an unmasked server frame: the
+// opcode byte, the 127 marker and an 8-byte length.
+const maxFrameHeader = 10
+
+// Prepared frames. The hub hands the same frame to every subscriber of a
+// scope and protocol version; what goes on the wire for it (the header, and
+// for a client that negotiated permessage-deflate the compressed payload)
+// is built once, by the first connection that queues it, and every other
+// connection writes the same bytes. Gorilla calls this a prepared message.
+//
+// Compression is RFC 7692's permessage-deflate with no context takeover on
+// either side (coder/websocket negotiates it, web/ws.go): each message is
+// compressed alone, so one compressed form serves every connection. A v2
+// diff at scope "*" is mostly ticker text and shrinks several times; on
+// loopback and on a real network alike, the bytes a frame costs to write
+// are most of what a subscriber costs the server.
+
+// deflateMin is the smallest frame worth compressing; smaller ones (a
+// resume's empty diff, a heartbeat posture) go out plain, which a
+// permessage-deflate peer accepts (RSV1 clear).
+const deflateMin = 256
+
+// preparedSlots is how many recent frames the cache keeps. The hub sends a
+// frame to all of its subscribers before it encodes the next one, so a few
+// slots are enough; a frame evicted early only costs a second preparation.
+const preparedSlots = 4
+
+// preparedFrames is the cache of prepared frames, shared by a server's
+// connections.
+type preparedFrames struct {
+	mu    sync.Mutex
+	slots [preparedSlots]prepared
+	next  int
+	fw    *flate.Writer
+	out   bytes.Buffer
+}
+
+// prepared is one frame's wire forms. src keeps the frame alive, so that
+// its address cannot be reused by another frame while it is cached.
+type prepared struct {
+	src      []byte
+	plain    []byte
+	deflated []byte // nil until a deflate connection asks for it
+}
+
+// wire returns frame's bytes on the wire, header included: compressed for
+// a connection that negotiated permessage-deflate when that is smaller.
+// The result is shared; nobody may write to it.
+func (p *preparedFrames) wire(frame []byte, deflate bool) []byte {
+	if len(frame) == 0 {
+		return plainFrame(frame)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e := p.lookup(frame)
+	if e == nil {
+		e = &p.slots[p.next]
+		p.next = (p.next + 1) % preparedSlots
+		*e = prepared{src: frame, plain: plainFrame(frame)}
+	}
+	if !deflate || len(frame) < deflateMin {
+		return e.plain
+	}
+	if e.deflated == nil {
+		e.deflated = p.deflate(frame)
+		if len(e.deflated) >= len(e.plain) {
+			e.deflated = e.plain
+		}
+	}
+	return e.deflated
+}
+
+// lookup finds frame's slot by identity: the hub shares one slice among
+// the subscribers it sends it to.
+func (p *preparedFrames) lookup(frame []byte) *prepared {
+	for i := range p.slots {
+		e := &p.slots[i]
+		if len(e.src) == len(frame) && &e.src[0] == &frame[0] {
+			return e
+		}
+	}
+	return nil
+}
+
+// deflate compresses payload alone (RFC 7692 §7.2.1: a raw DEFLATE stream
+// flushed to a byte boundary, its final empty block's 00 00 ff ff
+// removed) and frames it with RSV1 set.
+func (p *preparedFrames) deflate(payload []byte) []byte {
+	p.out.Reset()
+	if p.fw == nil {
+		// BestSpeed: a frame is compressed once per scope per tick, but
+		// a snapshot of a large fleet is half a megabyte.
+		p.fw, _ = flate.NewWriter(&p.out, flate.BestSpeed)
+	} else {
+		p.fw.Reset(&p.out)
+	}
+	_, _ = p.fw.Write(payload) // a bytes.Buffer takes every write
+	_ = p.fw.Flush()
+	z := bytes.TrimSuffix(p.out.Bytes(), []byte{0, 0, 0xff, 0xff})
+	return append(appendFrameHeader(make([]byte, 0, maxFrameHeader+len(z)), finText|rsv1, len(z)), z...)
 }
 
 // hijackTap hands coder/websocket the hijacked connection with small

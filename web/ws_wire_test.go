@@ -2,7 +2,12 @@ package web_test
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
 	"net"
+	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +15,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sagewai/observatory/protocol"
 )
 
 // TestWSQueuedFramesShareAWrite: frames that queue while the connection's
@@ -172,4 +179,89 @@ func (c *gatedConn) Write(p []byte) (int, error) {
 		<-hold
 	}
 	return c.Conn.Write(p)
+}
+
+// TestWSDeflate: a client that negotiates permessage-deflate (browsers
+// all do) gets the same messages as one that does not, in far fewer bytes
+// on the wire; frames too small to gain, or that do not shrink, still
+// arrive whole.
+func TestWSDeflate(t *testing.T) {
+	e := newEnv(t, nil)
+	dial := func(deflate bool) (*websocket.Conn, protocol.Subscriber, *atomic.Int64) {
+		t.Helper()
+		read := new(atomic.Int64)
+		mode := websocket.CompressionDisabled
+		if deflate {
+			mode = websocket.CompressionNoContextTakeover
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), hangBound)
+		defer cancel()
+		c, res, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(e.url, "http")+"/ws", &websocket.DialOptions{
+			Subprotocols:    []string{protocol.SubprotocolV2},
+			HTTPHeader:      bearer(e.adminToken(t)),
+			CompressionMode: mode,
+			HTTPClient: &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+				return &countingConn{Conn: nc, read: read}, err
+			}}},
+		})
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		t.Cleanup(func() { c.CloseNow() })
+		c.SetReadLimit(-1)
+		if got := strings.Contains(res.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate"); got != deflate {
+			t.Fatalf("permessage-deflate negotiated: %v, want %v", got, deflate)
+		}
+		send(t, c, subscribeFrame("*"))
+		sub := e.hub.nextSub(t).sub
+		mustRead(t, c) // the snapshot
+		return c, sub, read
+	}
+	plain, plainSub, plainRead := dial(false)
+	zipped, zippedSub, zippedRead := dial(true)
+
+	// A diff whose ticker repeats itself, as ticker text does; a frame
+	// under the compression threshold; one of random bytes, which does
+	// not shrink.
+	var ticker strings.Builder
+	for i := range 300 {
+		fmt.Fprintf(&ticker, `{"seq":%d,"type":"llm.call","project_id":"acme","level":"info","text":"agent a-%d called gpt-5"},`, i, i%7)
+	}
+	big := []byte(`{"op":"diff","scope":"*","ticker":[` + strings.TrimSuffix(ticker.String(), ",") + `]}`)
+	noise := make([]byte, 3000)
+	for i := range noise {
+		noise[i] = byte('a' + rand.IntN(26))
+	}
+	frames := [][]byte{big, diffFrame("*", 1, 2), []byte(`"` + string(noise) + `"`), big}
+	before := [2]int64{plainRead.Load(), zippedRead.Load()}
+	for _, f := range frames {
+		if !plainSub.Send(f) || !zippedSub.Send(f) {
+			t.Fatal("Send refused with an empty queue")
+		}
+	}
+	for name, c := range map[string]*websocket.Conn{"plain": plain, "deflate": zipped} {
+		if diff := cmp.Diff(asStrings(frames), asStrings(readN(t, c, len(frames)))); diff != "" {
+			t.Fatalf("%s client's frames (-sent +received):\n%s", name, diff)
+		}
+	}
+	p, z := plainRead.Load()-before[0], zippedRead.Load()-before[1]
+	if p < int64(2*len(big)) {
+		t.Fatalf("the plain client read %d bytes for %d bytes of frames", p, 2*len(big))
+	}
+	if z*3 > p {
+		t.Errorf("the deflate client read %d bytes, the plain one %d: want at most a third", z, p)
+	}
+}
+
+// countingConn counts the bytes read from a connection.
+type countingConn struct {
+	net.Conn
+	read *atomic.Int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.read.Add(int64(n))
+	return n, err
 }

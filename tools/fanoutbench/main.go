@@ -29,6 +29,7 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
+	"compress/flate"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -84,6 +85,7 @@ type config struct {
 	settle    time.Duration
 	scopeMode string
 	protocol  string
+	deflate   bool
 }
 
 type result struct {
@@ -91,6 +93,7 @@ type result struct {
 	Projects           int     `json:"projects"`
 	Scope              string  `json:"scope"`
 	Protocol           string  `json:"protocol"`
+	Deflate            bool    `json:"deflate"`
 	EventsPerSec       float64 `json:"events_per_sec"`
 	FramesPerSec       float64 `json:"frames_per_sec"`
 	MBPerSec           float64 `json:"mb_per_sec"`
@@ -127,6 +130,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&c.settle, "settle", 3*time.Second, "time after connecting before measuring idle RSS")
 	fs.StringVar(&c.scopeMode, "scope", "projects", `"projects" (subscribers spread over the projects) or "*" (all on the whole fleet)`)
 	fs.StringVar(&c.protocol, "protocol", protocol.SubprotocolV2, "the /ws version every subscriber asks for: observatory.v2 or observatory.v1")
+	fs.BoolVar(&c.deflate, "deflate", true, "offer permessage-deflate, as browsers do (bytes are counted as they arrive, compressed)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -162,7 +166,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 
-	res := result{Subscribers: c.subs, Projects: c.projects, Scope: c.scopeMode, Protocol: c.protocol}
+	res := result{Subscribers: c.subs, Projects: c.projects, Scope: c.scopeMode, Protocol: c.protocol, Deflate: c.deflate}
 	time.Sleep(c.settle)
 	rssIdle := rssMB(c.pid)
 
@@ -179,7 +183,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		probe := i < c.probes
 		sem <- struct{}{}
-		conn, br, err := dial(u.Host, token, scope, c.protocol)
+		conn, br, err := dial(u.Host, token, scope, c.protocol, c.deflate)
 		<-sem
 		if err != nil {
 			return fmt.Errorf("subscriber %d: %w (are the server's --ws-max-conns and --ws-max-conns-per-credential at least -subs?)", i, err)
@@ -363,8 +367,10 @@ func api(ctx context.Context, base, token, method, path string, body, out any) (
 }
 
 // dial opens a WebSocket by hand (the HTTP upgrade, then one masked text
-// frame with the subscribe request) and returns the connection.
-func dial(host, token, scope, version string) (net.Conn, *bufio.Reader, error) {
+// frame with the subscribe request) and returns the connection. With
+// deflate it offers permessage-deflate with no context takeover, which the
+// server compresses each frame with once for all its subscribers.
+func dial(host, token, scope, version string, deflate bool) (net.Conn, *bufio.Reader, error) {
 	conn, err := net.Dial("tcp", host)
 	if err != nil {
 		return nil, nil, err
@@ -373,7 +379,7 @@ func dial(host, token, scope, version string) (net.Conn, *bufio.Reader, error) {
 	rand.Read(key)
 	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: %s\r\n"+
-		"Authorization: Bearer %s\r\n\r\n", host, base64.StdEncoding.EncodeToString(key), version, token)
+		"%sAuthorization: Bearer %s\r\n\r\n", host, base64.StdEncoding.EncodeToString(key), version, extensions(deflate), token)
 	br := bufio.NewReaderSize(conn, 4096)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
@@ -394,6 +400,13 @@ func dial(host, token, scope, version string) (net.Conn, *bufio.Reader, error) {
 		return nil, nil, err
 	}
 	return conn, br, nil
+}
+
+func extensions(deflate bool) string {
+	if !deflate {
+		return ""
+	}
+	return "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; server_no_context_takeover\r\n"
 }
 
 type stats struct {
@@ -428,7 +441,7 @@ func readFrames(br *bufio.Reader, probe bool, st *stats) error {
 		if _, err := io.ReadFull(br, hdr[:2]); err != nil {
 			return err
 		}
-		op := hdr[0] & 0x0f
+		op, compressed := hdr[0]&0x0f, hdr[0]&0x40 != 0
 		n := uint64(hdr[1] & 0x7f)
 		switch n {
 		case 126:
@@ -455,11 +468,30 @@ func readFrames(br *bufio.Reader, probe bool, st *stats) error {
 			if _, err := io.ReadFull(br, buf); err != nil {
 				return err
 			}
-			observe(buf, recv, st)
+			frame := buf
+			if compressed {
+				var err error
+				if frame, err = inflate(buf); err != nil {
+					return err
+				}
+			}
+			observe(frame, recv, st)
 		}
 		st.frames.Add(1)
 		st.bytes.Add(int64(n))
 	}
+}
+
+// inflate undoes permessage-deflate (RFC 7692 §7.2.2): the payload, the
+// 00 00 ff ff its sender removed, and a final empty block.
+func inflate(payload []byte) ([]byte, error) {
+	r := flate.NewReader(io.MultiReader(bytes.NewReader(payload), bytes.NewReader([]byte{0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff})))
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("inflate a frame: %w", err)
+	}
+	return b, nil
 }
 
 func observe(frame []byte, recv time.Time, st *stats) {
@@ -560,9 +592,13 @@ func printSummary(w io.Writer, res result) {
 	if res.FramesExpected > 0 {
 		share = 100 * res.FramesPerSec / res.FramesExpected
 	}
-	fmt.Fprintf(w, "%d subscribers (%s, scope %s): %.0f events/s in; %.0f frames/s delivered (%.0f %% of one per tick), %.0f bytes/frame, %.0f MB/s; "+
+	wire := "plain"
+	if res.Deflate {
+		wire = "deflate offered"
+	}
+	fmt.Fprintf(w, "%d subscribers (%s, %s, scope %s): %.0f events/s in; %.0f frames/s delivered (%.0f %% of one per tick), %.0f bytes/frame, %.0f MB/s; "+
 		"publish→receive p50/p99/max %.0f/%.0f/%.0f ms; server CPU %.2f cores, load generator CPU %.2f cores; RSS per idle subscriber %.1f KiB; %d snapshots seen by the probes, %d disconnects\n",
-		res.Subscribers, res.Protocol, res.Scope, res.EventsPerSec, res.FramesPerSec, share, res.FrameBytesAvg, res.MBPerSec,
+		res.Subscribers, res.Protocol, wire, res.Scope, res.EventsPerSec, res.FramesPerSec, share, res.FrameBytesAvg, res.MBPerSec,
 		res.LatencyP50ms, res.LatencyP99ms, res.LatencyMaxms, res.ServerCPUCores, res.LoadgenCPUCores, res.RSSPerSubscriberKB,
 		res.Snapshots, res.Disconnects)
 	if res.LoadgenCPUCores >= loadgenSaturated {
