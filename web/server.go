@@ -257,6 +257,7 @@ type Server struct {
 
 	guard    wsGuard        // the /ws sweeper (web/wsguard.go)
 	prepared preparedFrames // the hub's frames as written (web/ws_wire.go)
+	writers  *wsWriters     // the shared writers (web/ws_writers.go)
 }
 
 // New returns a Server reading frames from hub and publishing audit events
@@ -310,6 +311,7 @@ func New(cfg Config, hub Hub, audit Auditor) (*Server, error) {
 		s.audit = countingAuditor{Auditor: audit, s: s}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.writers = newWSWriters()
 	s.echo = s.routes()
 	return s, nil
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -41,7 +42,7 @@ func (s *Server) serveWS(c echo.Context) error {
 	}
 	// The tap keeps the hijacked socket for the write path and gives the
 	// library small buffers (web/ws_wire.go).
-	tap := &hijackTap{ResponseWriter: c.Response()}
+	tap := &hijackTap{ResponseWriter: c.Response(), ctrl: &cn.ctrl}
 	ws, err := websocket.Accept(tap, r, &websocket.AcceptOptions{
 		// The server's preference first: a client offering both
 		// versions speaks observatory.v2.
@@ -66,7 +67,7 @@ func (s *Server) serveWS(c echo.Context) error {
 	start := time.Now()
 	go func() {
 		defer s.closeConn(cn)
-		cn.run(ws, tap.conn, cred)
+		cn.run(ws, tap.conn, tap.locked, cred)
 		s.log.Info("websocket closed", "event", "ws.closed", "route", "/ws",
 			"duration_ms", float64(time.Since(start).Microseconds())/1000, "sagewai.project_id", projectOrGlobal(cn.scope))
 	}()
@@ -91,7 +92,7 @@ func (s *Server) openConn(key string) (*conn, error) {
 		return nil, errorf(CodeTooManyConns, "this credential holds its most /ws connections (%d); close one first", s.cfg.MaxWSConnsPerCredential)
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
-	c := &conn{s: s, ctx: ctx, cancel: cancel, key: key}
+	c := &conn{s: s, ctx: ctx, cancel: cancel, key: key, shard: s.writers.shard()}
 	s.conns[c] = struct{}{}
 	s.connsPer[key]++
 	s.connsWG.Add(1)
@@ -111,13 +112,21 @@ func (s *Server) closeConn(c *conn) {
 }
 
 // conn is one /ws connection and the hub's Subscriber for it. The handler
-// goroutine reads client frames; one writer goroutine writes the queued
+// goroutine reads client frames; one writer at a time (a shared one, or a
+// goroutine of the connection's own: web/ws_writers.go) writes the queued
 // frames in order, straight to the socket (web/ws_wire.go). The hub's Send,
 // Reset and Close only touch the queue under mu and never block.
 type conn struct {
-	s      *Server
-	ws     *websocket.Conn
-	nc     net.Conn        // the hijacked socket under ws, for data frames
+	s  *Server
+	ws *websocket.Conn
+	nc net.Conn // the hijacked socket under ws, for data frames
+	// rc writes to nc without blocking (web/ws_writers.go); nil for TLS,
+	// whose connections have a writer goroutine each.
+	rc    syscall.RawConn
+	shard *wsShard // the shared writer c waits for
+	// ctrl is held while coder/websocket writes a control frame (which
+	// may block on a full socket); a shared writer never waits for it.
+	ctrl   sync.Mutex
 	ctx    context.Context // ends the connection; cancelling it cuts the socket
 	cancel context.CancelFunc
 	key    string // what the connection counts against (wsKey)
@@ -246,17 +255,22 @@ func (c *conn) dropLocked() {
 	c.head = 0
 }
 
-// kickLocked starts a writer goroutine if there is something to write and
-// none is running. Writers are started on demand and exit when the queue is
-// empty, so an idle subscriber holds no writer goroutine; there is never
-// more than one, so frames go out in order.
+// kickLocked gets a writer for the queue if there is something to write
+// and none has it: the connection's shared writer (web/ws_writers.go), or
+// for TLS a goroutine of its own. Writers exit when the queue is empty, so
+// an idle subscriber holds none; there is never more than one at a time,
+// so frames go out in order.
 func (c *conn) kickLocked() {
 	if c.writing || c.dead || c.ws == nil {
 		return
 	}
 	c.writing = true
 	c.writers.Add(1)
-	go c.drain()
+	if c.rc == nil {
+		go c.drain()
+		return
+	}
+	c.shard.schedule(c)
 }
 
 // next moves queued frames, oldest first, into b until it is full or the
@@ -297,14 +311,7 @@ func (c *conn) drain() {
 			return
 		}
 		if req != nil {
-			if req.frame != nil {
-				b.add(plainFrame(req.frame)) // the batch is empty: it takes any frame
-				_ = b.writeTo(c.nc)
-				b.reset()
-			}
-			_ = c.ws.Close(req.status, req.reason)
-			c.cancel()
-			c.stopWriting()
+			c.close(req)
 			return
 		}
 		err := b.writeTo(c.nc)
@@ -317,6 +324,36 @@ func (c *conn) drain() {
 	}
 }
 
+// drainAfter writes rest (what a non-blocking write left of a batch),
+// then drains the queue.
+func (c *conn) drainAfter(rest []byte) {
+	if _, err := c.nc.Write(rest); err != nil {
+		c.cancel()
+		c.stopWriting()
+		c.writers.Done()
+		return
+	}
+	c.drain()
+}
+
+// finish writes the close request, on the writer's own goroutine: the
+// close handshake waits for the peer.
+func (c *conn) finish(req *closeRequest) {
+	defer c.writers.Done()
+	c.close(req)
+}
+
+// close writes req's error frame, if any, and the close frame, and ends
+// the connection.
+func (c *conn) close(req *closeRequest) {
+	if req.frame != nil {
+		_, _ = c.nc.Write(plainFrame(req.frame))
+	}
+	_ = c.ws.Close(req.status, req.reason)
+	c.cancel()
+	c.stopWriting()
+}
+
 func (c *conn) stopWriting() {
 	c.mu.Lock()
 	c.writing, c.dead = false, true
@@ -325,9 +362,13 @@ func (c *conn) stopWriting() {
 
 // run serves the connection: it reads subscribe frames until the
 // connection ends, then unsubscribes and waits for the writer.
-func (c *conn) run(ws *websocket.Conn, nc net.Conn, cred credential) {
+func (c *conn) run(ws *websocket.Conn, nc net.Conn, ctrlLocked bool, cred credential) {
+	var rc syscall.RawConn
+	if sc, ok := nc.(syscall.Conn); ok && ctrlLocked {
+		rc, _ = sc.SyscallConn() // nil on error: a goroutine writes
+	}
 	c.mu.Lock()
-	c.ws, c.nc = ws, nc
+	c.ws, c.nc, c.rc = ws, nc, rc
 	c.kickLocked() // anything queued before the socket was set
 	c.mu.Unlock()
 	stop := context.AfterFunc(c.ctx, func() { ws.CloseNow() })

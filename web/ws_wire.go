@@ -6,6 +6,7 @@ import (
 	"compress/flate"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -79,20 +80,24 @@ func (b *wsBatch) reset() {
 	b.buf = b.buf[:0]
 }
 
-// writeTo writes the batch's frames to nc with one Write: a lone frame as
-// it is (the bytes every connection of its scope shares), several copied
-// into the batch's buffer.
-func (b *wsBatch) writeTo(nc net.Conn) error {
+// bytes returns what the batch writes: a lone frame as it is (the bytes
+// every connection of its scope shares), several copied into the batch's
+// buffer.
+func (b *wsBatch) bytes() []byte {
 	if b.n == 1 {
-		_, err := nc.Write(b.frames[0])
-		return err
+		return b.frames[0]
 	}
 	out := b.buf[:0]
 	for _, f := range b.frames[:b.n] {
 		out = append(out, f...)
 	}
 	b.buf = out
-	_, err := nc.Write(out)
+	return out
+}
+
+// writeTo writes the batch's frames to nc with one Write.
+func (b *wsBatch) writeTo(nc net.Conn) error {
+	_, err := nc.Write(b.bytes())
 	return err
 }
 
@@ -225,10 +230,18 @@ func (p *preparedFrames) deflate(payload []byte) []byte {
 
 // hijackTap hands coder/websocket the hijacked connection with small
 // buffers (wsReadBuffer, wsWriteBuffer) and keeps the net.Conn for the
-// write path.
+// write path. The library's own writes (control frames) go through
+// lib, which holds the connection's ctrl mutex while it writes: a shared
+// writer that finds it held leaves the connection to a goroutine of its
+// own instead of waiting behind a write that may block
+// (web/ws_writers.go).
 type hijackTap struct {
 	http.ResponseWriter
+	ctrl *sync.Mutex
 	conn net.Conn
+	// locked: the library's writes take ctrl (false only if net/http's
+	// writer held bytes at the hijack and had to be kept).
+	locked bool
 }
 
 var _ http.Hijacker = (*hijackTap)(nil)
@@ -245,7 +258,8 @@ func (t *hijackTap) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		brw.Reader = bufio.NewReaderSize(nc, wsReadBuffer)
 	}
 	if brw.Writer.Buffered() == 0 {
-		brw.Writer = bufio.NewWriterSize(nc, wsWriteBuffer)
+		brw.Writer = bufio.NewWriterSize(lockedWriter{w: nc, mu: t.ctrl}, wsWriteBuffer)
+		t.locked = true
 	}
 	t.conn = nc
 	return nc, brw, nil
@@ -253,3 +267,15 @@ func (t *hijackTap) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 // Unwrap lets http.ResponseController reach the echo response.
 func (t *hijackTap) Unwrap() http.ResponseWriter { return t.ResponseWriter }
+
+// lockedWriter holds mu while it writes.
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -264,4 +265,39 @@ func (c *countingConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.read.Add(int64(n))
 	return n, err
+}
+
+// TestWSStalledPeerHoldsUpNoOne: a peer that stops reading fills its
+// socket; the shared writers hand it to a goroutine of its own, and every
+// other subscriber (some on the same shared writer, whichever it is) keeps
+// getting its frames.
+func TestWSStalledPeerHoldsUpNoOne(t *testing.T) {
+	e := newEnv(t, nil)
+	_, stalled := subscribed(t, e, "*") // never read again
+	others := make([]*websocket.Conn, 2*runtime.GOMAXPROCS(0)+1)
+	subs := make([]protocol.Subscriber, len(others))
+	for i := range others {
+		others[i], subs[i] = subscribed(t, e, "*")
+	}
+	// Far more than a socket's buffers hold: the stalled peer's writes
+	// would block.
+	big := []byte(`{"op":"diff","pad":"` + strings.Repeat("x", 4<<20) + `"}`)
+	for range 8 {
+		if !stalled.Send(big) {
+			break
+		}
+	}
+	for round := range 5 {
+		f := diffFrame("*", uint64(round), uint64(round+1))
+		for i, sub := range subs {
+			if !sub.Send(f) {
+				t.Fatalf("round %d: subscriber %d's queue is full", round, i)
+			}
+		}
+		for i, c := range others {
+			if got := mustRead(t, c); !bytes.Equal(got, f) {
+				t.Fatalf("round %d: subscriber %d got %.60q, want %q", round, i, got, f)
+			}
+		}
+	}
 }
