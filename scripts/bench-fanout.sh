@@ -5,7 +5,10 @@
 #        (default 1000 3000 5000 10000 20000, the sizes of issue 15's table)
 # Env: RATE (events/s, 1000), DURATION (20s), SCOPE (projects or "*"), PROJECTS (10),
 #      PROTOCOL (observatory.v2, or observatory.v1 for the whole-entity diffs),
-#      DEFLATE (true: subscribers offer permessage-deflate as browsers do; false)
+#      DEFLATE (true: subscribers offer permessage-deflate as browsers do; false),
+#      SETTLE (3s: how long the subscribers sit idle before the idle RSS is read),
+#      SERVER_BIN (an observatory binary to measure instead of this tree's build,
+#      e.g. an older commit's, for before/after in one sitting)
 # Each size prints fanoutbench's JSON result, then a one-line summary with
 # the server's CPU and the load generator's own CPU (loadgen_cpu_cores): a
 # generator near 1.0 core saturated first, and the latency then includes
@@ -25,7 +28,11 @@ out=$(mktemp -d)
 pid=
 # The server is stopped however the script ends (a failed run included).
 trap '[ -z "$pid" ] || kill "$pid" 2>/dev/null || true; rm -rf "$out"' EXIT
-go build -o "$out/observatory" ./cmd/observatory
+if [ -n "${SERVER_BIN:-}" ]; then
+  cp "$SERVER_BIN" "$out/observatory"
+else
+  go build -o "$out/observatory" ./cmd/observatory
+fi
 go build -o "$out/fanoutbench" ./tools/fanoutbench
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 nofile=$(ulimit -n)
@@ -47,7 +54,7 @@ for n in "${counts[@]}"; do
   GOMAXPROCS=1 taskset -c 1 "$out/fanoutbench" --url http://127.0.0.1:3901 \
     --pid "$pid" --subs "$n" --rate "${RATE:-1000}" --duration "${DURATION:-20s}" \
     --scope "${SCOPE:-projects}" --projects "${PROJECTS:-10}" --protocol "${PROTOCOL:-observatory.v2}" \
-    --deflate="${DEFLATE:-true}"
+    --deflate="${DEFLATE:-true}" --settle "${SETTLE:-3s}"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   pid=
 done

@@ -17,7 +17,7 @@ import (
 )
 
 // queueSize is how many frames a connection holds for its writer.
-const queueSize = 32
+const queueSize = 16
 
 // readLimit bounds a client message; DecodeSubscribe refuses anything over
 // protocol.MaxClientFrame with 4400, the library anything over readLimit
@@ -55,6 +55,9 @@ func (s *Server) serveWS(c echo.Context) error {
 		// frame compressed once serves every connection of its scope
 		// (web/ws_wire.go). Browsers offer it.
 		CompressionMode: websocket.CompressionNoContextTakeover,
+		// The guard's pings are queued frames (web/wsguard.go); their
+		// pongs are reported here.
+		OnPongReceived: func(context.Context, []byte) { cn.guard.pong() },
 	})
 	if err != nil {
 		s.closeConn(cn)
@@ -179,6 +182,20 @@ func (c *conn) Send(frame []byte) bool {
 	c.n++
 	c.kickLocked()
 	c.mu.Unlock()
+	return true
+}
+
+// sendControl queues a control frame, already framed, unless the queue is
+// full or the connection is closing; it reports whether it did.
+func (c *conn) sendControl(wire []byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing != nil || c.dead || c.n == queueSize {
+		return false
+	}
+	c.queue[(c.head+c.n)%queueSize] = wire
+	c.n++
+	c.kickLocked()
 	return true
 }
 
@@ -408,20 +425,31 @@ func (c *conn) run(ws *websocket.Conn, nc net.Conn, ctrlLocked bool, cred creden
 			return
 		}
 		first.Stop()
-		if typ != websocket.MessageText {
-			c.Close(protocol.CodeBadRequest, "frames must be JSON text")
-			return
-		}
-		req, err := protocol.DecodeSubscribe(b)
-		if err != nil {
-			c.Close(protocol.CodeBadRequest, err.Error())
-			return
-		}
-		req.Protocol = ws.Subprotocol()
-		if !c.subscribe(req, cred) {
+		// The frame is handled on a goroutine of its own: checking a
+		// credential and subscribing run deep call chains, and the stack
+		// they grow would stay with this goroutine, which spends the
+		// connection's life blocked in Read (4 KiB per idle subscriber).
+		done := make(chan bool, 1)
+		go func() { done <- c.handle(typ, b, ws.Subprotocol(), cred) }()
+		if !<-done {
 			return
 		}
 	}
+}
+
+// handle acts on a client frame; false ends the connection.
+func (c *conn) handle(typ websocket.MessageType, b []byte, subprotocol string, cred credential) bool {
+	if typ != websocket.MessageText {
+		c.Close(protocol.CodeBadRequest, "frames must be JSON text")
+		return false
+	}
+	req, err := protocol.DecodeSubscribe(b)
+	if err != nil {
+		c.Close(protocol.CodeBadRequest, err.Error())
+		return false
+	}
+	req.Protocol = subprotocol
+	return c.subscribe(req, cred)
 }
 
 // subscribe checks the credential against req (again on every subscribe

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"context"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -112,8 +111,8 @@ type connGuard struct {
 	keys    uint64
 	pingAt  time.Time // monotonic: when the next ping is due; zero: not set yet
 	pinging bool      // a ping waits for its pong
+	pongBy  time.Time // monotonic: when a ping that got no pong cuts the connection
 	stopped bool      // the connection ended: start no ping
-	pings   sync.WaitGroup
 }
 
 // setCredential records the credential the connection now streams
@@ -124,13 +123,19 @@ func (g *connGuard) setCredential(token string, cl auth.Claims, until time.Time,
 	g.mu.Unlock()
 }
 
-// stop ends the guard's pings and waits for them; the connection's
-// context must have ended.
+// stop ends the guard's checks of the connection.
 func (g *connGuard) stop() {
 	g.mu.Lock()
 	g.stopped = true
 	g.mu.Unlock()
-	g.pings.Wait()
+}
+
+// pong records that the peer answered (coder/websocket calls it from the
+// connection's Read).
+func (g *connGuard) pong() {
+	g.mu.Lock()
+	g.pinging = false
+	g.mu.Unlock()
 }
 
 // reverify verifies the connection's token again after a ring change.
@@ -189,40 +194,31 @@ func (c *conn) check(now, mono time.Time) {
 	switch {
 	case g.pingAt.IsZero():
 		g.pingAt = mono.Add(c.s.cfg.PingInterval)
+	case g.pinging && !mono.Before(g.pongBy):
+		// A peer that does not answer a ping cannot take a close
+		// handshake either: the connection is cut.
+		g.stopped = true
+		project := g.claims.Project
+		g.mu.Unlock()
+		c.s.log.Info("websocket peer gone", "event", "ws.pong_timeout", "route", "/ws",
+			"timeout_ms", c.s.cfg.PongTimeout.Milliseconds(), "sagewai.project_id", projectOrGlobal(project))
+		c.cancel()
+		return
 	case !g.pinging && !mono.Before(g.pingAt):
-		g.pinging = true
-		g.pingAt = mono.Add(c.s.cfg.PingInterval)
-		g.pings.Add(1)
-		go c.ping()
+		// The ping goes out through the connection's queue, written by
+		// its writer like a frame: no goroutine waits for the pong, which
+		// the connection's reader reports (pong).
+		if c.sendControl(pingFrame) {
+			g.pinging = true
+			g.pingAt = mono.Add(c.s.cfg.PingInterval)
+			g.pongBy = mono.Add(c.s.cfg.PongTimeout)
+		}
 	}
 	g.mu.Unlock()
 }
 
-// ping pings the peer and cuts the connection when the pong does not come
-// within PongTimeout: a peer that does not answer cannot take a close
-// handshake either.
-func (c *conn) ping() {
-	defer c.guard.pings.Done()
-	c.mu.Lock()
-	ws, closing := c.ws, c.closing != nil
-	c.mu.Unlock()
-	if ws != nil && !closing {
-		ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.PongTimeout)
-		err := ws.Ping(ctx)
-		cancel()
-		if err != nil {
-			if c.ctx.Err() == nil {
-				c.s.log.Info("websocket peer gone", "event", "ws.pong_timeout", "route", "/ws",
-					"timeout_ms", c.s.cfg.PongTimeout.Milliseconds(), "sagewai.project_id", projectOrGlobal(c.guardProject()))
-				c.cancel()
-			}
-			return
-		}
-	}
-	c.guard.mu.Lock()
-	c.guard.pinging = false
-	c.guard.mu.Unlock()
-}
+// pingFrame is a ping with no payload (RFC 6455 §5.5.2), as written.
+var pingFrame = []byte{0x80 | 0x9, 0}
 
 func (c *conn) guardProject() string {
 	c.guard.mu.Lock()
