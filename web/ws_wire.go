@@ -12,9 +12,9 @@ import (
 	"sync"
 )
 
-// The /ws write path: the hub's frames go straight to the hijacked socket,
-// framed here, while coder/websocket keeps the handshake, the reads, the
-// pings and pongs and the close handshake.
+// The /ws write path: the hub's frames (and the guard's pings) go straight
+// to the hijacked socket, framed here, while coder/websocket keeps the
+// handshake, the reads, the pongs and the close handshake.
 //
 // Why: coder/websocket writes each message through the connection's
 // bufio.Writer (net/http's 4 KiB one) and flushes it, so a 6 KB diff is two
@@ -28,7 +28,9 @@ import (
 // poll descriptor's write lock, or tls.Conn's output lock) and each is
 // written whole, so frames written here and the library's control frames
 // (one Write each: a control frame fits its small write buffer, see
-// wsWriteBuffer) never interleave inside a frame. Nothing else writes data
+// wsWriteBuffer) never interleave inside a frame; a shared writer's
+// non-blocking write(2) runs under the same lock, and only while it holds
+// the connection's ctrl mutex (web/ws_writers.go). Nothing else writes data
 // messages through the library.
 
 // wsBatchSize is the most bytes one write(2) carries when a connection has
