@@ -184,8 +184,8 @@ func (c *gatedConn) Write(p []byte) (int, error) {
 
 // TestWSDeflate: a client that negotiates permessage-deflate (browsers
 // all do) gets the same messages as one that does not, in far fewer bytes
-// on the wire; frames too small to gain, or that do not shrink, still
-// arrive whole.
+// on the wire; frames too small to gain, or that shrink little, arrive
+// whole too (TestPreparedFrames checks which form each gets).
 func TestWSDeflate(t *testing.T) {
 	e := newEnv(t, nil)
 	dial := func(deflate bool) (*websocket.Conn, protocol.Subscriber, *atomic.Int64) {
@@ -223,8 +223,8 @@ func TestWSDeflate(t *testing.T) {
 	zipped, zippedSub, zippedRead := dial(true)
 
 	// A diff whose ticker repeats itself, as ticker text does; a frame
-	// under the compression threshold; one of random bytes, which does
-	// not shrink.
+	// under the compression threshold; one of random letters, which
+	// shrinks little.
 	var ticker strings.Builder
 	for i := range 300 {
 		fmt.Fprintf(&ticker, `{"seq":%d,"type":"llm.call","project_id":"acme","level":"info","text":"agent a-%d called gpt-5"},`, i, i%7)
