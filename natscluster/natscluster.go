@@ -71,9 +71,22 @@ type Node struct {
 // URL is the node's client URL.
 func (n *Node) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.ClientPort) }
 
-// Start runs a cluster of n nodes until the test ends and waits until its
-// JetStream has a meta leader. It fails the test if the binary is missing.
+// Start runs a cluster of n nodes until the test ends and waits until it
+// is ready (WaitReady). It fails the test if the binary is missing.
 func Start(t testing.TB, n int) *Cluster {
+	t.Helper()
+	c := Prepare(t, n)
+	for _, node := range c.Nodes {
+		c.Restart(node)
+	}
+	c.WaitReady()
+	return c
+}
+
+// Prepare makes a cluster of n nodes and starts none: the test starts
+// them (Restart), for a cluster that forms while it watches. Nodes
+// started are stopped when the test ends.
+func Prepare(t testing.TB, n int) *Cluster {
 	t.Helper()
 	bin, err := Binary()
 	if err != nil {
@@ -115,15 +128,11 @@ resolver_preload: {
 		}
 		c.Nodes = append(c.Nodes, node)
 	}
-	for _, node := range c.Nodes {
-		c.Restart(node)
-	}
 	t.Cleanup(func() {
 		for _, node := range c.Nodes {
 			node.kill(syscall.SIGTERM)
 		}
 	})
-	c.WaitReady()
 	return c
 }
 

@@ -2,6 +2,7 @@ package natscluster_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -248,5 +249,56 @@ func TestOneNode(t *testing.T) {
 	}
 	if err := stream.EnsureStreams(context.Background(), js, stream.StreamsConfig{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStreamsWaitForTheClusterToForm: a replica that starts while its
+// NATS cluster is still forming (two nodes of three up, a meta leader
+// elected, an R3 stream refused for want of peers) does not fail: it
+// creates its streams once the third node has joined.
+func TestStreamsWaitForTheClusterToForm(t *testing.T) {
+	c := natscluster.Prepare(t, 3)
+	c.Restart(c.Nodes[0])
+	c.Restart(c.Nodes[1])
+	js, err := jetstream.New(c.Connect("forming-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// Two nodes elect a meta leader, which places no R3 stream yet.
+	streamtest.Eventually(t, 2*time.Minute, func() bool {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := js.AccountInfo(actx)
+		return err == nil
+	}, "two nodes never elected a meta leader")
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "PROBE", Subjects: []string{"probe"}, Replicas: 3})
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) || apiErr.ErrorCode != 10005 {
+		t.Fatalf("an R3 stream on two nodes of three: %v; want JetStream's no suitable peers (10005)", err)
+	}
+
+	r3, err := stream.WithReplicas(js, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		ectx, cancel := context.WithTimeout(ctx, 2*time.Minute) // a hang bound
+		defer cancel()
+		done <- stream.EnsureStreams(ectx, r3, stream.StreamsConfig{})
+	}()
+	c.Restart(c.Nodes[2])
+	if err := <-done; err != nil {
+		t.Fatalf("EnsureStreams while the cluster formed: %v", err)
+	}
+	for _, name := range []string{stream.FleetStream, stream.AuditStream} {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := st.CachedInfo().Config.Replicas; r != 3 {
+			t.Errorf("%s has %d replicas, want 3", name, r)
+		}
 	}
 }

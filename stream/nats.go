@@ -204,7 +204,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamsConfi
 			MaxAge: cmpOr(cfg.AuditMaxAge, AuditMaxAge), MaxBytes: auditBytes, MaxMsgsPerSubject: perSubject,
 			Discard: jetstream.DiscardOld, Duplicates: DedupeWindow, Description: "Observatory audit events (DESIGN §3)"},
 	} {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		if err := createOrUpdateStream(ctx, js, sc); err != nil {
 			if isStorageExceeded(err) {
 				return fmt.Errorf("ensure stream %s: max bytes %d do not fit in what JetStream may store here "+
 					"(a stream's max bytes are reserved out of it): give the stream a smaller size: %w", sc.Name, sc.MaxBytes, err)
@@ -213,6 +213,45 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamsConfi
 		}
 	}
 	return nil
+}
+
+// createOrUpdateStream creates or updates a stream, waiting while a
+// cluster cannot place it yet: a replica that starts beside a NATS cluster
+// that is still forming (a meta leader elected by two nodes of three
+// refuses an R3 stream until the third joins) waits for it until ctx
+// ends, instead of failing its start.
+func createOrUpdateStream(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig) error {
+	wait := 100 * time.Millisecond
+	for {
+		_, err := js.CreateOrUpdateStream(ctx, sc)
+		if err == nil || !isClusterForming(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// JetStream's "no suitable peers for placement" (JSClusterNoPeersErr) and
+// "JetStream system temporarily unavailable" (JSClusterNotAvailErr), which
+// nats.go names no constants for.
+const (
+	errCodeNoPeers      jetstream.ErrorCode = 10005
+	errCodeNotAvailable jetstream.ErrorCode = 10008
+)
+
+// isClusterForming reports whether err says the cluster cannot place or
+// serve a stream yet.
+func isClusterForming(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == errCodeNoPeers || apiErr.ErrorCode == errCodeNotAvailable
+	}
+	return errors.Is(err, nats.ErrNoResponders)
 }
 
 // errCodeStorageExceeded is JetStream's "insufficient storage resources
