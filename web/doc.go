@@ -1,35 +1,3 @@
-// upgrade handler (which then returns): it reads client frames, each
-// handled on a short-lived goroutine so that the reading one keeps a small
-// stack, and talks to the hub (Subscribe, Unsubscribe). Frames are written
-// by one writer at a time, so they go out in order: one of GOMAXPROCS
-// shared writers, which writes a connection's whole queue (up to 64 KiB)
-// with one non-blocking write straight to the hijacked socket
-// (ws_writers.go), or, for a full socket, a close or TLS, a goroutine of
-// the connection's own that may block; writers exist only while there is
-// something to write. Each hub frame's wire form (header, and the
-// permessage-deflate payload for clients that negotiated it) is built once
-// and shared by every connection (ws_wire.go). coder/websocket keeps the
-// handshake, reads and the close; its control-frame writes hold a
-// per-connection mutex that shared writers only TryLock, and both sides'
-// writes are whole net.Conn writes, so they never interleave inside a
-// frame. Between them and the hub sits the connection's queue of at most
-// 16 shared, never-modified frames, guarded by one mutex: the hub's Send,
-// Reset and Close only take that mutex and never block. A full queue makes
-// Send return false; the hub then Resets (a fresh snapshot) or Closes
-// ("slow", 4408). Every close (an error frame then a close code) is done by
-// a writer goroutine of the connection's own. Each connection has one
-// context: cancelling it (the peer went away, a close that outlasts
-// CloseTimeout, a late pong, Server.Shutdown) closes the socket, which
-// aborts a stuck write; no context is made per frame. The connection's
-// goroutine unsubscribes from the hub and waits for its writer before it
-// ends, and Server.Shutdown waits for every connection.
-//
-// One sweeper goroutine per Server runs while there are /ws connections
-// (started by the first, ending when it finds none or the server's context
-// ends; Shutdown waits for it): every SweepInterval it closes the
-// connections whose credential ended, queues the pings that are due as
-// control frames, and cuts the connections whose pong is late (pongs are
-// reported by coder/websocket's OnPongReceived).
 // Package web is Observatory's HTTP edge: the echo server with its routes,
 // authentication (tokens, the session cookie, embed tokens, logins with a
 // slow-down), tenant checks, the JSON error shape and the one table mapping
@@ -69,27 +37,37 @@
 // locks its own state).
 //
 // Each /ws connection runs on a goroutine of its own, started by the
-// upgrade handler (which then returns): it reads client frames and talks to
-// the hub (Subscribe, Unsubscribe). A writer goroutine is started when
-// frames are queued and exits when the queue is empty; there is at most one
-// at a time, so frames go out in order. It writes every frame queued when
-// it looks (up to 64 KiB) with one write straight to the hijacked socket
-// (ws_wire.go); coder/websocket keeps the handshake, reads, pings and the
-// close, and both sides' writes are whole net.Conn writes, so they never
-// interleave inside a frame. Between them and the hub sits the connection's queue of at most
-// 32 shared, never-modified frames, guarded by one mutex: the hub's Send,
+// upgrade handler (which then returns): it reads client frames, each
+// handled on a short-lived goroutine so that the reading one keeps a small
+// stack, and talks to the hub (Subscribe, Unsubscribe). Frames are written
+// by one writer at a time, so they go out in order: one of GOMAXPROCS
+// shared writers, which writes a connection's whole queue (up to 64 KiB)
+// with one non-blocking write straight to the hijacked socket
+// (ws_writers.go), or, for a full socket, a close or TLS, a goroutine of
+// the connection's own that may block; writers exist only while there is
+// something to write. Each hub frame's wire form (header, and the
+// permessage-deflate payload for clients that negotiated it) is built once
+// and shared by every connection (ws_wire.go). coder/websocket keeps the
+// handshake, reads and the close; its control-frame writes hold a
+// per-connection mutex that shared writers only TryLock, and both sides'
+// writes are whole net.Conn writes, so they never interleave inside a
+// frame. Between them and the hub sits the connection's queue of at most
+// 16 shared, never-modified frames, guarded by one mutex: the hub's Send,
 // Reset and Close only take that mutex and never block. A full queue makes
 // Send return false; the hub then Resets (a fresh snapshot) or Closes
 // ("slow", 4408). Every close (an error frame then a close code) is done by
-// the writer. Each connection has one context: cancelling it (the peer
-// went away, a close that outlasts CloseTimeout, Server.Shutdown) closes the
-// socket, which aborts a stuck write; no context is made per frame. The
-// connection's goroutine unsubscribes from the hub and waits for the writer
-// before it ends, and Server.Shutdown waits for every connection.
+// a writer goroutine of the connection's own. Each connection has one
+// context: cancelling it (the peer went away, a close that outlasts
+// CloseTimeout, a late pong, Server.Shutdown) closes the socket, which
+// aborts a stuck write; no context is made per frame. The connection's
+// goroutine unsubscribes from the hub and waits for its writer before it
+// ends, and Server.Shutdown waits for every connection.
 //
 // One sweeper goroutine per Server runs while there are /ws connections
 // (started by the first, ending when it finds none or the server's context
 // ends; Shutdown waits for it): every SweepInterval it closes the
-// connections whose credential ended and starts the pings that are due,
-// each on a short-lived goroutine the connection waits for before it ends.
+// connections whose credential ended, has the connections' writers send
+// the pings that are due (ahead of their queues, which a snapshot may
+// empty), and cuts the connections whose pong is late (pongs are reported
+// by coder/websocket's OnPongReceived).
 package web

@@ -149,6 +149,7 @@ type conn struct {
 	head, n  int
 	closing  *closeRequest
 	cutTimer *time.Timer
+	ping     bool           // a ping is due, ahead of the queue (sendPing)
 	writing  bool           // a writer goroutine is draining the queue
 	dead     bool           // the connection has ended: start no writer
 	writers  sync.WaitGroup // the writer, if one is running
@@ -185,16 +186,17 @@ func (c *conn) Send(frame []byte) bool {
 	return true
 }
 
-// sendControl queues a control frame, already framed, unless the queue is
-// full or the connection is closing; it reports whether it did.
-func (c *conn) sendControl(wire []byte) bool {
+// sendPing has the writer send a ping (pingFrame) before the frames it
+// holds, unless the connection is closing; it reports whether it will. The
+// ping is kept apart from the queue, which a fresh snapshot or a scope
+// switch empties, so that it is never dropped.
+func (c *conn) sendPing() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closing != nil || c.dead || c.n == queueSize {
+	if c.closing != nil || c.dead {
 		return false
 	}
-	c.queue[(c.head+c.n)%queueSize] = wire
-	c.n++
+	c.ping = true
 	c.kickLocked()
 	return true
 }
@@ -297,7 +299,14 @@ func (c *conn) kickLocked() {
 func (c *conn) next(b *wsBatch) (*closeRequest, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.ping && c.closing == nil {
+		b.add(pingFrame) // the batch is empty: it takes any frame
+		c.ping = false
+	}
 	if c.n == 0 {
+		if b.n > 0 {
+			return nil, true // the ping alone
+		}
 		if c.closing == nil || c.dead {
 			c.writing = false
 			return nil, false

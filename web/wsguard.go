@@ -205,10 +205,10 @@ func (c *conn) check(now, mono time.Time) {
 		c.cancel()
 		return
 	case !g.pinging && !mono.Before(g.pingAt):
-		// The ping goes out through the connection's queue, written by
-		// its writer like a frame: no goroutine waits for the pong, which
-		// the connection's reader reports (pong).
-		if c.sendControl(pingFrame) {
+		// The ping is written by the connection's writer like a frame:
+		// no goroutine waits for the pong, which the connection's reader
+		// reports (pong).
+		if c.sendPing() {
 			g.pinging = true
 			g.pingAt = mono.Add(c.s.cfg.PingInterval)
 			g.pongBy = mono.Add(c.s.cfg.PongTimeout)
