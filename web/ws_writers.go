@@ -94,17 +94,14 @@ func (c *conn) writeReady(b *wsBatch) {
 			return
 		}
 		out := b.bytes()
-		if !c.ctrl.TryLock() {
-			// The library is writing a control frame, and may be
-			// blocked on a full socket: the batch waits on a
-			// goroutine of the connection's own.
-			rest := append([]byte(nil), out...)
-			b.reset()
-			go c.drainAfter(rest)
-			return
+		// While the library writes a control frame (it may be blocked on
+		// a full socket) nothing is written here: the whole batch is
+		// handed off like a write the socket did not take.
+		n, err := 0, error(nil)
+		if c.ctrl.TryLock() {
+			n, err = writeNow(c.rc, out)
+			c.ctrl.Unlock()
 		}
-		n, err := writeNow(c.rc, out)
-		c.ctrl.Unlock()
 		switch {
 		case err != nil:
 			b.reset()
@@ -113,9 +110,8 @@ func (c *conn) writeReady(b *wsBatch) {
 			c.writers.Done()
 			return
 		case n < len(out):
-			// The socket is full: the rest, then the queue, on a
-			// goroutine that may block. (b is the shard's: the rest
-			// is copied.)
+			// The rest, then the queue, on a goroutine that may block.
+			// (b is the shard's: the rest is copied.)
 			rest := append([]byte(nil), out[n:]...)
 			b.reset()
 			go c.drainAfter(rest)
