@@ -374,6 +374,21 @@ func (c *Cluster) laggingStream(js jetstream.JetStream) string {
 	return ""
 }
 
+// WantReplicas fails the test unless each named stream is configured with
+// want replicas.
+func WantReplicas(t testing.TB, js jetstream.JetStream, want int, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		st, err := js.Stream(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := st.CachedInfo().Config.Replicas; r != want {
+			t.Errorf("stream %s has %d replicas; want %d", name, r, want)
+		}
+	}
+}
+
 // Kill kills node with SIGKILL, as a machine dies, and waits until it has
 // exited.
 func (c *Cluster) Kill(n *Node) { n.kill(syscall.SIGKILL) }

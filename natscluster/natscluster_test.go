@@ -292,13 +292,5 @@ func TestStreamsWaitForTheClusterToForm(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("EnsureStreams while the cluster formed: %v", err)
 	}
-	for _, name := range []string{stream.FleetStream, stream.AuditStream} {
-		st, err := js.Stream(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r := st.CachedInfo().Config.Replicas; r != 3 {
-			t.Errorf("%s has %d replicas, want 3", name, r)
-		}
-	}
+	natscluster.WantReplicas(t, js, 3, stream.FleetStream, stream.AuditStream)
 }

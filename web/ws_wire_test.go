@@ -26,29 +26,13 @@ import (
 // server's syscalls per frame falling as the load rises
 // (docs/performance.md, "Fan-out over /ws").
 func TestWSQueuedFramesShareAWrite(t *testing.T) {
-	gate := &gateListener{}
-	e := newEnvOn(t, nil, func(l net.Listener) net.Listener {
-		gate.Listener = l
-		return gate
-	})
-	c, sub := subscribed(t, e, "*")
-
+	gate, c, sub := gatedSubscriber(t)
 	const n = 12 // below the connection's queue of 16
 	frames := make([][]byte, n)
 	for i := range frames {
 		frames[i] = diffFrame("*", uint64(i), uint64(i+1))
 	}
-	writes := gate.holdWrites()
-	if !sub.Send(frames[0]) {
-		t.Fatal("Send to an empty queue refused")
-	}
-	gate.waitHeld(t)
-	for _, f := range frames[1:] {
-		if !sub.Send(f) {
-			t.Fatal("Send refused with the queue below its cap")
-		}
-	}
-	gate.release()
+	writes := sendBehindHeldWrite(t, gate, sub, frames)
 	got := readN(t, c, n)
 	if diff := cmp.Diff(asStrings(frames), asStrings(got)); diff != "" {
 		t.Fatalf("frames (-sent +received):\n%s", diff)
@@ -64,19 +48,41 @@ func TestWSQueuedFramesShareAWrite(t *testing.T) {
 // (7-bit, 16-bit, 64-bit) and larger than a write batch, queued together,
 // arrive byte for byte and in order.
 func TestWSFrameSizes(t *testing.T) {
+	gate, c, sub := gatedSubscriber(t)
+	sizes := []int{1, 125, 126, 127, 65535, 65536, 30 << 10, 1, 40 << 10, 200 << 10, 125, 64 << 10, 2}
+	frames := make([][]byte, len(sizes))
+	for i, n := range sizes {
+		frames[i] = bytes.Repeat([]byte{byte('a' + i)}, n)
+	}
+	sendBehindHeldWrite(t, gate, sub, frames)
+	got := readN(t, c, len(frames))
+	for i := range frames {
+		if !bytes.Equal(got[i], frames[i]) {
+			t.Errorf("frame %d: got %d bytes starting %.8q, want %d bytes of %q", i, len(got[i]), got[i], sizes[i], rune('a'+i))
+		}
+	}
+}
+
+// gatedSubscriber is a connection subscribed to "*" on a server whose
+// socket writes can be held (gateListener).
+func gatedSubscriber(t *testing.T) (*gateListener, *websocket.Conn, protocol.Subscriber) {
+	t.Helper()
 	gate := &gateListener{}
 	e := newEnvOn(t, nil, func(l net.Listener) net.Listener {
 		gate.Listener = l
 		return gate
 	})
 	c, sub := subscribed(t, e, "*")
+	return gate, c, sub
+}
 
-	sizes := []int{1, 125, 126, 127, 65535, 65536, 30 << 10, 1, 40 << 10, 200 << 10, 125, 64 << 10, 2}
-	frames := make([][]byte, len(sizes))
-	for i, n := range sizes {
-		frames[i] = bytes.Repeat([]byte{byte('a' + i)}, n)
-	}
-	gate.holdWrites()
+// sendBehindHeldWrite sends frames[0], holds its socket write, sends the
+// rest while it is held (they queue behind it), then lets it through. It
+// returns the count of socket writes from the held one on.
+func sendBehindHeldWrite(t *testing.T, gate *gateListener, sub protocol.Subscriber, frames [][]byte) *atomic.Int64 {
+	t.Helper()
+	writes := gate.holdWrites()
+	defer gate.release() // also when a check below fails: a held write would hang the cleanup
 	if !sub.Send(frames[0]) {
 		t.Fatal("Send to an empty queue refused")
 	}
@@ -86,13 +92,7 @@ func TestWSFrameSizes(t *testing.T) {
 			t.Fatal("Send refused with the queue below its cap")
 		}
 	}
-	gate.release()
-	got := readN(t, c, len(frames))
-	for i := range frames {
-		if !bytes.Equal(got[i], frames[i]) {
-			t.Errorf("frame %d: got %d bytes starting %.8q, want %d bytes of %q", i, len(got[i]), got[i], sizes[i], rune('a'+i))
-		}
-	}
+	return writes
 }
 
 func readN(t *testing.T, c *websocket.Conn, n int) [][]byte {
@@ -152,12 +152,15 @@ func (l *gateListener) waitHeld(t *testing.T) {
 	}
 }
 
-// release lets the held write through; later writes pass.
+// release lets the held write through; later writes pass. Releasing
+// twice does nothing more.
 func (l *gateListener) release() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	close(l.hold)
-	l.hold = nil
+	if l.hold != nil {
+		close(l.hold)
+		l.hold = nil
+	}
 }
 
 type gatedConn struct {

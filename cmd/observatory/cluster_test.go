@@ -53,15 +53,7 @@ func TestReplicasOnANATSCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	for _, name := range []string{stream.FleetStream, stream.AuditStream} {
-		st, err := js.Stream(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r := st.CachedInfo().Config.Replicas; r != 3 {
-			t.Errorf("stream %s has %d replicas; want 3", name, r)
-		}
-	}
+	natscluster.WantReplicas(t, js, 3, stream.FleetStream, stream.AuditStream)
 	for name := range js.KeyValueStoreNames(ctx).Name() {
 		kv, err := js.KeyValue(ctx, name)
 		if err != nil {
