@@ -8,7 +8,8 @@
 #      DEFLATE (true: subscribers offer permessage-deflate as browsers do; false),
 #      SETTLE (3s: how long the subscribers sit idle before the idle RSS is read),
 #      SERVER_BIN (an observatory binary to measure instead of this tree's build,
-#      e.g. an older commit's, for before/after in one sitting)
+#      e.g. an older commit's, for before/after in one sitting),
+#      SERVER_FLAGS (more flags for observatory serve, e.g. "--tick 50ms")
 # Each size prints fanoutbench's JSON result, then a one-line summary with
 # the server's CPU and the load generator's own CPU (loadgen_cpu_cores): a
 # generator near 1.0 core saturated first, and the latency then includes
@@ -47,7 +48,7 @@ for n in "${counts[@]}"; do
   data="$out/data-$n"
   GOMAXPROCS=1 taskset -c 0 "$out/observatory" serve --addr 127.0.0.1:3901 --nats-listen 127.0.0.1:4901 \
     --ws-max-conns $((n + 100)) --ws-max-conns-per-credential $((n + 100)) \
-    --data-dir "$data" --log-level warn >"$out/serve-$n.log" 2>&1 &
+    --data-dir "$data" --log-level warn ${SERVER_FLAGS:-} >"$out/serve-$n.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do curl -fs http://127.0.0.1:3901/readyz >/dev/null 2>&1 && break; sleep 0.1; done
   curl -fs http://127.0.0.1:3901/readyz >/dev/null || { cat "$out/serve-$n.log" >&2; exit 1; }

@@ -20,6 +20,14 @@ import (
 // none, like the per-connection writers before it: an idle server holds
 // no writer goroutine.
 
+// yieldEvery is how many connections a shared writer writes before it
+// lets the other goroutines of its CPU run. A sweep over 10,000 sockets
+// takes tens of milliseconds; without yielding, the runtime would let it
+// hold the CPU for 10 ms slices, and each hop of an event on its way in
+// (NATS, the consumer, the hub's fold and tick) would wait out a slice.
+// 32 writes are a few hundred microseconds (docs/performance.md).
+const yieldEvery = 32
+
 // wsWriters are a server's shared writers.
 type wsWriters struct {
 	shards []wsShard
@@ -73,6 +81,9 @@ func (sh *wsShard) run() {
 		for i, c := range ready {
 			c.writeReady(b)
 			ready[i] = nil
+			if i%yieldEvery == yieldEvery-1 {
+				runtime.Gosched()
+			}
 		}
 		sh.mu.Lock()
 		sh.spare = ready[:0]

@@ -1,0 +1,84 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"runtime"
+	"syscall"
+	"testing"
+)
+
+// TestSharedWriterStepsAside: on one CPU, a shared writer with many
+// connections to write lets the CPU's other goroutines run every
+// yieldEvery connections instead of holding it for the whole sweep: those
+// are the goroutines that bring events in (NATS, the consumer, the hub's
+// fold and tick), and at 10,000 subscribers each of their hops waited out
+// a 10 ms slice of the sweep. Every connection still gets its frame.
+func TestSharedWriterStepsAside(t *testing.T) {
+	const n = 8 * yieldEvery
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	frame := plainFrame([]byte(`{"op":"diff","scope":"*","seq":2}`))
+	conns := make([]*conn, n)
+	peers := make([]net.Conn, n)
+	for i := range conns {
+		peer, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer peer.Close()
+		nc, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		rc, err := nc.(syscall.Conn).SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		c := &conn{ctx: ctx, cancel: cancel, nc: nc, rc: rc, writing: true, n: 1}
+		c.queue[0] = frame
+		conns[i], peers[i] = c, peer
+	}
+	written := func() int {
+		k := 0
+		for _, c := range conns {
+			c.mu.Lock()
+			if c.n == 0 {
+				k++
+			}
+			c.mu.Unlock()
+		}
+		return k
+	}
+
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	var sh wsShard
+	for _, c := range conns {
+		c.writers.Add(1)
+		sh.schedule(c) // the first starts the writer, which waits for the CPU
+	}
+	k := written()
+	for k == 0 {
+		runtime.Gosched() // the writer runs until it steps aside
+		k = written()
+	}
+	if k == n {
+		t.Fatalf("the shared writer wrote all %d connections before any other goroutine could run", n)
+	}
+	for i, c := range conns {
+		c.writers.Wait()
+		got := make([]byte, len(frame))
+		if _, err := io.ReadFull(peers[i], got); err != nil || !bytes.Equal(got, frame) {
+			t.Fatalf("connection %d: read %q (%v), want the frame %q", i, got, err, frame)
+		}
+	}
+	t.Logf("the writer stepped aside first after %d of %d connections", k, n)
+}
