@@ -146,7 +146,8 @@ type Hub struct {
 	waiting []request // requests that need a state at a frame boundary
 	target  uint64    // the stream's last sequence at start; ready once folded
 	lastCP  time.Time
-	cpSeq   uint64
+	cpSeq   uint64   // the seq of the last checkpoint written
+	cpWrite *cpWrite // the checkpoint being written, nil when none
 	// rejectLog spaces the lines about rejected events.
 	rejectLog rejectLog
 }
@@ -213,6 +214,7 @@ func NewHub(js jetstream.JetStream, cfg HubConfig) *Hub {
 // Run consumes the stream until ctx ends. It returns nil on a clean stop.
 func (h *Hub) Run(ctx context.Context) error {
 	defer close(h.done)
+	defer h.waitCheckpoint()
 	if err := h.start(ctx); err != nil {
 		h.stat.runErr.Store(err.Error())
 		return err
@@ -629,8 +631,21 @@ func (h *Hub) closeAll() {
 }
 
 func (h *Hub) checkpoint(final bool) {
+	if w := h.cpWrite; w != nil {
+		if !final {
+			select {
+			case <-w.done:
+			default:
+				return // still writing: the next tick tries again
+			}
+		}
+		h.waitCheckpoint()
+	}
 	h.lastCP = h.cfg.Now()
-	if h.cfg.Checkpoints == nil || h.dirty || h.state.Seq() == h.cpSeq {
+	if h.cfg.Checkpoints == nil {
+		return
+	}
+	if h.dirty || h.state.Seq() == h.cpSeq {
 		return
 	}
 	b, err := h.state.MarshalCheckpoint()
@@ -638,16 +653,57 @@ func (h *Hub) checkpoint(final bool) {
 	if err == nil && h.cfg.Extra != nil {
 		extra, err = h.cfg.Extra.SaveCheckpoint()
 	}
-	if err == nil {
-		err = h.cfg.Checkpoints.SaveWith(h.epoch, b, extra)
-	}
 	if err != nil {
-		h.stat.checkpointErrors.Add(1)
-		h.log.Error("checkpoint failed", "event", "hub.checkpoint.failed", "err", err.Error())
+		h.checkpointFailed(err)
 		return
 	}
-	h.cpSeq = h.state.Seq()
-	h.stat.checkpoints.Add(1)
+	// The state is encoded here, at a frame boundary; the file is written
+	// and synced beside the fold (tens of milliseconds that would hold up
+	// every tick), one at a time, so checkpoints land in seq order.
+	w := &cpWrite{seq: h.state.Seq(), done: make(chan struct{})}
+	h.cpWrite = w
+	save := func() {
+		defer close(w.done)
+		if w.err = h.cfg.Checkpoints.SaveWith(h.epoch, b, extra); w.err != nil {
+			h.checkpointFailed(w.err)
+			return
+		}
+		h.stat.checkpoints.Add(1)
+	}
+	if final {
+		save()
+		h.waitCheckpoint()
+		return
+	}
+	go save()
+}
+
+// cpWrite is a checkpoint being written by a goroutine of its own.
+type cpWrite struct {
+	seq  uint64
+	done chan struct{} // closed when the write has ended; err is then set
+	err  error
+}
+
+// waitCheckpoint waits for the checkpoint being written, if any. Run
+// does not return before it.
+func (h *Hub) waitCheckpoint() {
+	w := h.cpWrite
+	if w == nil {
+		return
+	}
+	<-w.done
+	h.cpWrite = nil
+	if w.err == nil {
+		h.cpSeq = w.seq
+	}
+}
+
+// checkpointFailed counts and logs a checkpoint that was not written (any
+// goroutine).
+func (h *Hub) checkpointFailed(err error) {
+	h.stat.checkpointErrors.Add(1)
+	h.log.Error("checkpoint failed", "event", "hub.checkpoint.failed", "err", err.Error())
 }
 
 // CheckpointExtra is what the hub checkpoints beside its state
