@@ -9,7 +9,8 @@
 #      SETTLE (3s: how long the subscribers sit idle before the idle RSS is read),
 #      SERVER_BIN (an observatory binary to measure instead of this tree's build,
 #      e.g. an older commit's, for before/after in one sitting),
-#      SERVER_FLAGS (more flags for observatory serve, e.g. "--tick 50ms")
+#      SERVER_FLAGS (more flags for observatory serve, e.g. "--tick 50ms"),
+#      LOADGEN_FLAGS (more flags for fanoutbench, e.g. "--probe-process=false")
 # Each size prints fanoutbench's JSON result, then a one-line summary with
 # the server's CPU and the load generator's own CPU (loadgen_cpu_cores): a
 # generator near 1.0 core saturated first, and the latency then includes
@@ -55,7 +56,7 @@ for n in "${counts[@]}"; do
   GOMAXPROCS=1 taskset -c 1 "$out/fanoutbench" --url http://127.0.0.1:3901 \
     --pid "$pid" --subs "$n" --rate "${RATE:-1000}" --duration "${DURATION:-20s}" \
     --scope "${SCOPE:-projects}" --projects "${PROJECTS:-10}" --protocol "${PROTOCOL:-observatory.v2}" \
-    --deflate="${DEFLATE:-true}" --settle "${SETTLE:-3s}"
+    --deflate="${DEFLATE:-true}" --settle "${SETTLE:-3s}" ${LOADGEN_FLAGS:-}
   kill "$pid"; wait "$pid" 2>/dev/null || true
   pid=
 done

@@ -22,7 +22,9 @@
 // Most subscribers are minimal WebSocket clients that count and discard
 // frames, so that the load generator itself stays cheap; a sample of probe
 // subscribers decodes every frame and times each ticker entry against the
-// time its event was published.
+// time its event was published. The probes run in a child process of
+// their own by default (-probe-process), as a browser reads its socket
+// apart from everyone else's; the load generator's CPU counts both.
 package main
 
 import (
@@ -43,6 +45,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"os/signal"
 	"slices"
 	"strconv"
@@ -86,6 +89,9 @@ type config struct {
 	scopeMode string
 	protocol  string
 	deflate   bool
+	// probeProc: the probes run in a child process of their own (probeChild
+	// is that child's mode).
+	probeProc, probeChild bool
 }
 
 type result struct {
@@ -131,6 +137,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&c.scopeMode, "scope", "projects", `"projects" (subscribers spread over the projects) or "*" (all on the whole fleet)`)
 	fs.StringVar(&c.protocol, "protocol", protocol.SubprotocolV2, "the /ws version every subscriber asks for: observatory.v2 or observatory.v1")
 	fs.BoolVar(&c.deflate, "deflate", true, "offer permessage-deflate, as browsers do (bytes are counted as they arrive, compressed)")
+	fs.BoolVar(&c.probeProc, "probe-process", true, "run the probes in a process of their own (on the same core), so that their reads do not queue behind the counting subscribers'")
+	fs.BoolVar(&c.probeChild, "probe-child", false, "internal: be that process")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -151,6 +159,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	projects := make([]string, c.projects)
 	for i := range projects {
 		projects[i] = fmt.Sprintf("bench%02d", i)
+	}
+	if c.probeChild {
+		return probeChild(ctx, c, u.Host, token, projects, os.Stdin, stdout)
 	}
 	nc, err := connectNATS(ctx, c, token, projects)
 	if err != nil {
@@ -173,14 +184,20 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	st := &stats{}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var child *probeProc
+	first := 0 // the first subscriber this process dials
+	if c.probeProc && c.probes > 0 {
+		if child, err = startProbes(ctx, args); err != nil {
+			return err
+		}
+		defer child.stop()
+		first = min(c.probes, c.subs)
+	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
 	var dialErr atomic.Value
-	for i := range c.subs {
-		scope := "*"
-		if c.scopeMode == "projects" {
-			scope = projects[i%len(projects)]
-		}
+	for i := first; i < c.subs; i++ {
+		scope := scopeOf(c, projects, i)
 		probe := i < c.probes
 		sem <- struct{}{}
 		conn, br, err := dial(u.Host, token, scope, c.protocol, c.deflate)
@@ -209,21 +226,31 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 	// Measure under load.
 	st.reset()
-	cpu0, self0 := cpuSeconds(c.pid), cpuSeconds(os.Getpid())
+	if child != nil {
+		if err := child.reset(); err != nil {
+			return err
+		}
+	}
+	cpu0, self0 := cpuSeconds(c.pid), cpuSeconds(os.Getpid())+child.cpu()
 	t0 := time.Now()
 	published, err := publish(ctx, js, projects, c.agents, c.rate, c.duration)
 	if err != nil {
 		return err
 	}
 	elapsed := time.Since(t0).Seconds()
-	cpu1, self1 := cpuSeconds(c.pid), cpuSeconds(os.Getpid())
+	cpu1, self1 := cpuSeconds(c.pid), cpuSeconds(os.Getpid())+child.cpu()
 	res.LoadgenCPUCores = (self1 - self0) / elapsed
 	res.FramesExpected = float64(c.subs) * 10 // a 100 ms tick
+	res.ServerRSSLoadMB = rssMB(c.pid)
+	time.Sleep(500 * time.Millisecond) // the frames of the last ticks
+	if child != nil {
+		if err := child.report(st); err != nil {
+			return err
+		}
+	}
 	if n := st.frames.Load(); n > 0 {
 		res.FrameBytesAvg = float64(st.bytes.Load()) / float64(n)
 	}
-	res.ServerRSSLoadMB = rssMB(c.pid)
-	time.Sleep(500 * time.Millisecond) // the frames of the last ticks
 	res.EventsPerSec = float64(published) / elapsed
 	res.FramesPerSec = float64(st.frames.Load()) / elapsed
 	res.MBPerSec = float64(st.bytes.Load()) / elapsed / 1e6
@@ -643,4 +670,149 @@ func cpuSeconds(pid int) float64 {
 	ut, _ := strconv.ParseFloat(f[11], 64)
 	stt, _ := strconv.ParseFloat(f[12], 64)
 	return (ut + stt) / 100 // USER_HZ
+}
+
+// scopeOf is subscriber i's scope.
+func scopeOf(c config, projects []string, i int) string {
+	if c.scopeMode == "projects" {
+		return projects[i%len(projects)]
+	}
+	return "*"
+}
+
+// The probes' own process. A browser showing the HUD reads its socket as
+// soon as data arrives; probes sharing a scheduler with thousands of
+// counting subscribers would instead wait behind the reads of every socket
+// the server wrote before theirs, and time the load generator's backlog
+// along with the server. In a process of their own (pinned to the same
+// core, like everything this tool starts) they are woken by the kernel
+// when their data arrives. The child speaks over its stdin and stdout:
+// "ready" once its probes are subscribed; "reset" (answered "ok") starts
+// the measurement; "report" is answered with its counts and latencies.
+
+type probeProc struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+type probeReport struct {
+	Frames, Bytes, Snapshots, Disconnects int64
+	Latencies                             []float64
+}
+
+// startProbes starts this program as the probe child with the parent's
+// flags, and waits for its probes to be subscribed.
+func startProbes(ctx context.Context, args []string) (*probeProc, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, self, append(slices.Clone(args), "--probe-child")...)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &probeProc{cmd: cmd, in: in, out: bufio.NewReader(out)}
+	if err := p.expect("ready"); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *probeProc) expect(want string) error {
+	line, err := p.out.ReadString('\n')
+	if got := strings.TrimSpace(line); got != want {
+		return fmt.Errorf("probe process: got %q (%v), want %q", got, err, want)
+	}
+	return nil
+}
+
+func (p *probeProc) reset() error {
+	if _, err := io.WriteString(p.in, "reset\n"); err != nil {
+		return fmt.Errorf("probe process: %w", err)
+	}
+	return p.expect("ok")
+}
+
+// report adds the child's counts and latencies to st; the child then ends.
+func (p *probeProc) report(st *stats) error {
+	if _, err := io.WriteString(p.in, "report\n"); err != nil {
+		return fmt.Errorf("probe process: %w", err)
+	}
+	var r probeReport
+	if err := json.NewDecoder(p.out).Decode(&r); err != nil {
+		return fmt.Errorf("probe process: its report: %w", err)
+	}
+	st.frames.Add(r.Frames)
+	st.bytes.Add(r.Bytes)
+	st.snapshots.Add(r.Snapshots)
+	st.disconnects.Add(r.Disconnects)
+	st.mu.Lock()
+	st.lat = append(st.lat, r.Latencies...)
+	st.mu.Unlock()
+	return nil
+}
+
+// cpu is the child's CPU time so far (0 without a child).
+func (p *probeProc) cpu() float64 {
+	if p == nil {
+		return 0
+	}
+	return cpuSeconds(p.cmd.Process.Pid)
+}
+
+func (p *probeProc) stop() {
+	p.in.Close()
+	p.cmd.Process.Kill()
+	p.cmd.Wait()
+}
+
+// probeChild is the probes' process: it subscribes the first c.probes
+// subscribers, says "ready", and answers the parent (see probeProc).
+func probeChild(ctx context.Context, c config, host, token string, projects []string, in io.Reader, out io.Writer) error {
+	st := &stats{}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // before the wait
+	for i := range min(c.probes, c.subs) {
+		conn, br, err := dial(host, token, scopeOf(c, projects, i), c.protocol, c.deflate)
+		if err != nil {
+			return fmt.Errorf("probe %d: %w", i, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer conn.Close()
+			stop := context.AfterFunc(ctx, func() { conn.Close() })
+			defer stop()
+			if err := readFrames(br, true, st); err != nil && ctx.Err() == nil {
+				st.disconnects.Add(1)
+			}
+		}()
+	}
+	fmt.Fprintln(out, "ready")
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		switch sc.Text() {
+		case "reset":
+			st.reset()
+			fmt.Fprintln(out, "ok")
+		case "report":
+			r := probeReport{Frames: st.frames.Load(), Bytes: st.bytes.Load(), Snapshots: st.snapshots.Load(),
+				Disconnects: st.disconnects.Load(), Latencies: st.latencies()}
+			return json.NewEncoder(out).Encode(r)
+		}
+	}
+	return sc.Err()
 }
