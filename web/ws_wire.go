@@ -59,9 +59,14 @@ type wsBatch struct {
 	n      int
 	size   int // the bytes of frames[:n]
 	buf    []byte
+	raw    rawWrite // a shared writer's write(2) (web/ws_writers.go)
 }
 
-var wsBatches = sync.Pool{New: func() any { return &wsBatch{buf: make([]byte, 0, wsBatchSize)} }}
+var wsBatches = sync.Pool{New: func() any {
+	b := &wsBatch{buf: make([]byte, 0, wsBatchSize)}
+	b.raw.fn = b.raw.write
+	return b
+}}
 
 // add takes a wire frame into the batch if it fits, or if the batch is
 // empty (a frame larger than wsBatchSize goes out alone).
