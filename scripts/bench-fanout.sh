@@ -47,12 +47,17 @@ for n in "${counts[@]}"; do
     continue
   fi
   data="$out/data-$n"
+  # A server left on the port would answer for the one started here.
+  if curl -fs http://127.0.0.1:3901/readyz >/dev/null 2>&1; then
+    echo "bench-fanout: something already serves 127.0.0.1:3901; stop it first" >&2
+    exit 1
+  fi
   GOMAXPROCS=1 taskset -c 0 "$out/observatory" serve --addr 127.0.0.1:3901 --nats-listen 127.0.0.1:4901 \
     --ws-max-conns $((n + 100)) --ws-max-conns-per-credential $((n + 100)) \
     --data-dir "$data" --log-level warn ${SERVER_FLAGS:-} >"$out/serve-$n.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do curl -fs http://127.0.0.1:3901/readyz >/dev/null 2>&1 && break; sleep 0.1; done
-  curl -fs http://127.0.0.1:3901/readyz >/dev/null || { cat "$out/serve-$n.log" >&2; exit 1; }
+  curl -fs http://127.0.0.1:3901/readyz >/dev/null && kill -0 "$pid" 2>/dev/null || { cat "$out/serve-$n.log" >&2; exit 1; }
   GOMAXPROCS=1 taskset -c 1 "$out/fanoutbench" --url http://127.0.0.1:3901 \
     --pid "$pid" --subs "$n" --rate "${RATE:-1000}" --duration "${DURATION:-20s}" \
     --scope "${SCOPE:-projects}" --projects "${PROJECTS:-10}" --protocol "${PROTOCOL:-observatory.v2}" \
