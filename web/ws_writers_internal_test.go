@@ -18,29 +18,12 @@ import (
 // a 10 ms slice of the sweep. Every connection still gets its frame.
 func TestSharedWriterStepsAside(t *testing.T) {
 	const n = 8 * yieldEvery
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := listenLoopback(t)
 	frame := plainFrame([]byte(`{"op":"diff","scope":"*","seq":2}`))
 	conns := make([]*conn, n)
 	peers := make([]net.Conn, n)
 	for i := range conns {
-		peer, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer peer.Close()
-		nc, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		rc, err := nc.(syscall.Conn).SyscallConn()
-		if err != nil {
-			t.Fatal(err)
-		}
+		peer, nc, rc := socketPair(t, ln)
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		c := &conn{ctx: ctx, cancel: cancel, nc: nc, rc: rc, writing: true, n: 1}
@@ -87,25 +70,7 @@ func TestSharedWriterStepsAside(t *testing.T) {
 // allocates nothing. At 10,000 subscribers there are 100,000 of them a
 // second, on the CPU the collector shares.
 func TestSharedWriteAllocatesNothing(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	nc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	rc, err := nc.(syscall.Conn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
+	peer, _, rc := socketPair(t, listenLoopback(t))
 	go io.Copy(io.Discard, peer)
 	b := wsBatches.Get().(*wsBatch)
 	defer wsBatches.Put(b)
@@ -118,4 +83,34 @@ func TestSharedWriteAllocatesNothing(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("a write allocates %.1f times, want 0", allocs)
 	}
+}
+
+func listenLoopback(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// socketPair connects a peer to ln and returns it, the server's side and
+// that side's RawConn; both are closed when the test ends.
+func socketPair(t *testing.T, ln net.Listener) (peer, nc net.Conn, rc syscall.RawConn) {
+	t.Helper()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	nc, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	if rc, err = nc.(syscall.Conn).SyscallConn(); err != nil {
+		t.Fatal(err)
+	}
+	return peer, nc, rc
 }

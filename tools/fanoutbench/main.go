@@ -194,28 +194,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		first = min(c.probes, c.subs)
 	}
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
 	var dialErr atomic.Value
 	for i := first; i < c.subs; i++ {
-		scope := scopeOf(c, projects, i)
-		probe := i < c.probes
-		sem <- struct{}{}
-		conn, br, err := dial(u.Host, token, scope, c.protocol, c.deflate)
-		<-sem
-		if err != nil {
+		if err := subscribe(ctx, &wg, c, u.Host, token, scopeOf(c, projects, i), i < c.probes, st, &dialErr); err != nil {
 			return fmt.Errorf("subscriber %d: %w (are the server's --ws-max-conns and --ws-max-conns-per-credential at least -subs?)", i, err)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer conn.Close()
-			stopOnDone := context.AfterFunc(ctx, func() { conn.Close() })
-			defer stopOnDone()
-			if err := readFrames(br, probe, st); err != nil && ctx.Err() == nil {
-				st.disconnects.Add(1)
-				dialErr.Store(err.Error())
-			}
-		}()
 	}
 	time.Sleep(c.settle)
 	rssSubs := rssMB(c.pid)
@@ -672,6 +655,28 @@ func cpuSeconds(pid int) float64 {
 	return (ut + stt) / 100 // USER_HZ
 }
 
+// subscribe dials a subscriber and reads its frames on a goroutine of its
+// own until ctx ends; a disconnect before that is counted, and its error
+// kept in lastErr.
+func subscribe(ctx context.Context, wg *sync.WaitGroup, c config, host, token, scope string, probe bool, st *stats, lastErr *atomic.Value) error {
+	conn, br, err := dial(host, token, scope, c.protocol, c.deflate)
+	if err != nil {
+		return err
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer conn.Close()
+		stop := context.AfterFunc(ctx, func() { conn.Close() })
+		defer stop()
+		if err := readFrames(br, probe, st); err != nil && ctx.Err() == nil {
+			st.disconnects.Add(1)
+			lastErr.Store(err.Error())
+		}
+	}()
+	return nil
+}
+
 // scopeOf is subscriber i's scope.
 func scopeOf(c config, projects []string, i int) string {
 	if c.scopeMode == "projects" {
@@ -785,21 +790,11 @@ func probeChild(ctx context.Context, c config, host, token string, projects []st
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // before the wait
+	var lastErr atomic.Value
 	for i := range min(c.probes, c.subs) {
-		conn, br, err := dial(host, token, scopeOf(c, projects, i), c.protocol, c.deflate)
-		if err != nil {
+		if err := subscribe(ctx, &wg, c, host, token, scopeOf(c, projects, i), true, st, &lastErr); err != nil {
 			return fmt.Errorf("probe %d: %w", i, err)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer conn.Close()
-			stop := context.AfterFunc(ctx, func() { conn.Close() })
-			defer stop()
-			if err := readFrames(br, true, st); err != nil && ctx.Err() == nil {
-				st.disconnects.Add(1)
-			}
-		}()
 	}
 	fmt.Fprintln(out, "ready")
 	sc := bufio.NewScanner(in)
