@@ -227,7 +227,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	res.ServerRSSLoadMB = rssMB(c.pid)
 	time.Sleep(500 * time.Millisecond) // the frames of the last ticks
 	if child != nil {
-		if err := child.report(st); err != nil {
+		if err := child.report(st, &dialErr); err != nil {
 			return err
 		}
 	}
@@ -704,6 +704,7 @@ type probeProc struct {
 type probeReport struct {
 	Frames, Bytes, Snapshots, Disconnects int64
 	Latencies                             []float64
+	LastError                             string // why a probe was last disconnected, if one was
 }
 
 // startProbes starts this program as the probe child with the parent's
@@ -749,8 +750,9 @@ func (p *probeProc) reset() error {
 	return p.expect("ok")
 }
 
-// report adds the child's counts and latencies to st; the child then ends.
-func (p *probeProc) report(st *stats) error {
+// report adds the child's counts and latencies to st, and its last
+// disconnect to lastErr; the child then ends.
+func (p *probeProc) report(st *stats, lastErr *atomic.Value) error {
 	if _, err := io.WriteString(p.in, "report\n"); err != nil {
 		return fmt.Errorf("probe process: %w", err)
 	}
@@ -765,6 +767,9 @@ func (p *probeProc) report(st *stats) error {
 	st.mu.Lock()
 	st.lat = append(st.lat, r.Latencies...)
 	st.mu.Unlock()
+	if r.LastError != "" {
+		lastErr.Store(r.LastError)
+	}
 	return nil
 }
 
@@ -806,6 +811,7 @@ func probeChild(ctx context.Context, c config, host, token string, projects []st
 		case "report":
 			r := probeReport{Frames: st.frames.Load(), Bytes: st.bytes.Load(), Snapshots: st.snapshots.Load(),
 				Disconnects: st.disconnects.Load(), Latencies: st.latencies()}
+			r.LastError, _ = lastErr.Load().(string)
 			return json.NewEncoder(out).Encode(r)
 		}
 	}
