@@ -642,10 +642,7 @@ func (h *Hub) checkpoint(final bool) {
 		h.waitCheckpoint()
 	}
 	h.lastCP = h.cfg.Now()
-	if h.cfg.Checkpoints == nil {
-		return
-	}
-	if h.dirty || h.state.Seq() == h.cpSeq {
+	if h.cfg.Checkpoints == nil || h.dirty || h.state.Seq() == h.cpSeq {
 		return
 	}
 	b, err := h.state.MarshalCheckpoint()
