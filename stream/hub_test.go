@@ -135,20 +135,23 @@ func canonical(t *testing.T, v any) any {
 func waitMirror(t *testing.T, h *stream.Hub, c *client, scope string) {
 	t.Helper()
 	ctx := context.Background()
+	// The view and the mirror are compared as they stood when their seqs
+	// matched: the hub may still be folding, and the mirror may take the
+	// next frame before a second look.
 	var view fleet.View
+	var js []byte
 	streamtest.Eventually(t, 10*time.Second, func() bool {
 		v, seq, err := h.View(ctx, scope)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, _, cerr := c.state()
+		got, mjs, cerr := c.state()
 		if cerr != nil {
 			t.Fatalf("%s: %v", c.name, cerr)
 		}
-		view = v
+		view, js = v, mjs
 		return got == seq
 	}, c.name+" did not catch up with the hub")
-	_, js, _ := c.state()
 	var got any
 	if err := json.Unmarshal(js, &got); err != nil {
 		t.Fatal(err)
