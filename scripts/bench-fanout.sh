@@ -10,7 +10,8 @@
 #      SERVER_BIN (an observatory binary to measure instead of this tree's build,
 #      e.g. an older commit's, for before/after in one sitting),
 #      SERVER_FLAGS (more flags for observatory serve, e.g. "--tick 50ms"),
-#      LOADGEN_FLAGS (more flags for fanoutbench, e.g. "--probe-process=false")
+#      LOADGEN_FLAGS (more flags for fanoutbench, e.g. "--probe-process=false"),
+#      LOADGEN_BIN (a fanoutbench binary to use instead of this tree's build)
 # Each size prints fanoutbench's JSON result, then a one-line summary with
 # the server's CPU and the load generator's own CPU (loadgen_cpu_cores): a
 # generator near 1.0 core saturated first, and the latency then includes
@@ -35,7 +36,11 @@ if [ -n "${SERVER_BIN:-}" ]; then
 else
   go build -o "$out/observatory" ./cmd/observatory
 fi
-go build -o "$out/fanoutbench" ./tools/fanoutbench
+if [ -n "${LOADGEN_BIN:-}" ]; then
+  cp "$LOADGEN_BIN" "$out/fanoutbench"
+else
+  go build -o "$out/fanoutbench" ./tools/fanoutbench
+fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 nofile=$(ulimit -n)
 skipped=0

@@ -20,11 +20,13 @@
 // must allow -subs of them.
 //
 // Most subscribers are minimal WebSocket clients that count and discard
-// frames, so that the load generator itself stays cheap; a sample of probe
-// subscribers decodes every frame and times each ticker entry against the
-// time its event was published. The probes run in a child process of
+// frames, all read from one goroutine woken by epoll, so that the load
+// generator itself stays cheap; a sample of probe subscribers decodes
+// every frame and times each ticker entry against the time its event was
+// published. The probes and the publisher run in a child process of
 // their own by default (-probe-process), as a browser reads its socket
-// apart from everyone else's; the load generator's CPU counts both.
+// and a worker publishes apart from everyone else; the load generator's
+// CPU counts both processes.
 package main
 
 import (
@@ -89,7 +91,7 @@ type config struct {
 	scopeMode string
 	protocol  string
 	deflate   bool
-	// probeProc: the probes run in a child process of their own (probeChild
+	// probeProc: the probes and the publisher run in a child process of their own (probeChild
 	// is that child's mode).
 	probeProc, probeChild bool
 }
@@ -137,7 +139,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&c.scopeMode, "scope", "projects", `"projects" (subscribers spread over the projects) or "*" (all on the whole fleet)`)
 	fs.StringVar(&c.protocol, "protocol", protocol.SubprotocolV2, "the /ws version every subscriber asks for: observatory.v2 or observatory.v1")
 	fs.BoolVar(&c.deflate, "deflate", true, "offer permessage-deflate, as browsers do (bytes are counted as they arrive, compressed)")
-	fs.BoolVar(&c.probeProc, "probe-process", true, "run the probes in a process of their own (on the same core), so that their reads do not queue behind the counting subscribers'")
+	fs.BoolVar(&c.probeProc, "probe-process", true, "run the probes and the publisher in a process of their own (on the same core), so that they do not queue behind the counting subscribers")
 	fs.BoolVar(&c.probeChild, "probe-child", false, "internal: be that process")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -163,40 +165,62 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if c.probeChild {
 		return probeChild(ctx, c, u.Host, token, projects, os.Stdin, stdout)
 	}
-	nc, err := connectNATS(ctx, c, token, projects)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	// Seed the fleet so that snapshots have their real size.
-	if err := seed(ctx, js, projects, c.agents); err != nil {
-		return err
-	}
-
 	res := result{Subscribers: c.subs, Projects: c.projects, Scope: c.scopeMode, Protocol: c.protocol, Deflate: c.deflate}
-	time.Sleep(c.settle)
-	rssIdle := rssMB(c.pid)
-
 	st := &stats{}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The measuring side, the publisher and the probes, runs in a child
+	// process by default (see probeProc), else here.
 	var child *probeProc
-	first := 0 // the first subscriber this process dials
+	var js jetstream.JetStream
 	if c.probeProc && c.probes > 0 {
 		if child, err = startProbes(ctx, args); err != nil {
 			return err
 		}
 		defer child.stop()
-		first = min(c.probes, c.subs)
+	} else {
+		nc, err := connectNATS(ctx, c, token, projects)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		if js, err = jetstream.New(nc); err != nil {
+			return err
+		}
+		// Seed the fleet so that snapshots have their real size.
+		if err := seed(ctx, js, projects, c.agents); err != nil {
+			return err
+		}
 	}
+	time.Sleep(c.settle)
+	rssIdle := rssMB(c.pid)
+
 	var wg sync.WaitGroup
 	var dialErr atomic.Value
+	first := 0 // the first subscriber this process dials
+	if child != nil {
+		if err := child.call("subscribe", "ok"); err != nil {
+			return err
+		}
+		first = min(c.probes, c.subs)
+	}
+	cnt, err := newCounters(st, &dialErr)
+	if err != nil {
+		return err
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		cnt.run(ctx)
+	}()
 	for i := first; i < c.subs; i++ {
-		if err := subscribe(ctx, &wg, c, u.Host, token, scopeOf(c, projects, i), i < c.probes, st, &dialErr); err != nil {
+		scope := scopeOf(c, projects, i)
+		if i < c.probes {
+			err = subscribe(ctx, &wg, c, u.Host, token, scope, true, st, &dialErr)
+		} else {
+			err = countSubscriber(cnt, c, u.Host, token, scope)
+		}
+		if err != nil {
 			return fmt.Errorf("subscriber %d: %w (are the server's --ws-max-conns and --ws-max-conns-per-credential at least -subs?)", i, err)
 		}
 	}
@@ -210,13 +234,18 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	// Measure under load.
 	st.reset()
 	if child != nil {
-		if err := child.reset(); err != nil {
+		if err := child.call("reset", "ok"); err != nil {
 			return err
 		}
 	}
 	cpu0, self0 := cpuSeconds(c.pid), cpuSeconds(os.Getpid())+child.cpu()
 	t0 := time.Now()
-	published, err := publish(ctx, js, projects, c.agents, c.rate, c.duration)
+	var published int
+	if child != nil {
+		published, err = child.publish()
+	} else {
+		published, err = publish(ctx, js, projects, c.agents, c.rate, c.duration)
+	}
 	if err != nil {
 		return err
 	}
@@ -466,7 +495,7 @@ func readFrames(br *bufio.Reader, probe bool, st *stats) error {
 			n = binary.BigEndian.Uint64(hdr[:8])
 		}
 		if op == 0x8 {
-			return errors.New("server closed the connection")
+			return errServerClosed
 		}
 		recv := time.Now()
 		if !probe {
@@ -677,6 +706,15 @@ func subscribe(ctx context.Context, wg *sync.WaitGroup, c config, host, token, s
 	return nil
 }
 
+// countSubscriber dials a counting subscriber and hands it to cnt.
+func countSubscriber(cnt *counters, c config, host, token, scope string) error {
+	conn, br, err := dial(host, token, scope, c.protocol, c.deflate)
+	if err != nil {
+		return err
+	}
+	return cnt.add(conn, br)
+}
+
 // scopeOf is subscriber i's scope.
 func scopeOf(c config, projects []string, i int) string {
 	if c.scopeMode == "projects" {
@@ -685,15 +723,20 @@ func scopeOf(c config, projects []string, i int) string {
 	return "*"
 }
 
-// The probes' own process. A browser showing the HUD reads its socket as
-// soon as data arrives; probes sharing a scheduler with thousands of
-// counting subscribers would instead wait behind the reads of every socket
-// the server wrote before theirs, and time the load generator's backlog
-// along with the server. In a process of their own (pinned to the same
-// core, like everything this tool starts) they are woken by the kernel
-// when their data arrives. The child speaks over its stdin and stdout:
-// "ready" once its probes are subscribed; "reset" (answered "ok") starts
-// the measurement; "report" is answered with its counts and latencies.
+// The measuring side's own process: the publisher and the probes. A
+// browser showing the HUD reads its socket as soon as data arrives, and a
+// worker publishes when its work is done; sharing a scheduler with
+// thousands of counting subscribers, probes would read their sockets
+// after every socket the server wrote before theirs, and the publisher
+// would send late (each event is timed from its publish time, so the
+// latencies would include the load generator's backlog). In a process of
+// their own (pinned to the same core, like everything this tool starts)
+// they are woken by the kernel when their turn comes. The child speaks
+// over its stdin and stdout: "ready" once it has connected to NATS and
+// seeded the fleet; "subscribe" (answered "ok") dials the probes; "reset"
+// (answered "ok") starts the measurement; "publish" publishes for
+// -duration and is answered with the number of events published;
+// "report" is answered with its counts and latencies, and ends it.
 
 type probeProc struct {
 	cmd *exec.Cmd
@@ -708,7 +751,7 @@ type probeReport struct {
 }
 
 // startProbes starts this program as the probe child with the parent's
-// flags, and waits for its probes to be subscribed.
+// flags, and waits for it to have seeded the fleet.
 func startProbes(ctx context.Context, args []string) (*probeProc, error) {
 	self, err := os.Executable()
 	if err != nil {
@@ -743,11 +786,26 @@ func (p *probeProc) expect(want string) error {
 	return nil
 }
 
-func (p *probeProc) reset() error {
-	if _, err := io.WriteString(p.in, "reset\n"); err != nil {
+// call sends cmd and expects the answer want.
+func (p *probeProc) call(cmd, want string) error {
+	if _, err := io.WriteString(p.in, cmd+"\n"); err != nil {
 		return fmt.Errorf("probe process: %w", err)
 	}
-	return p.expect("ok")
+	return p.expect(want)
+}
+
+// publish has the child publish for -duration and returns how many
+// events it published.
+func (p *probeProc) publish() (int, error) {
+	if _, err := io.WriteString(p.in, "publish\n"); err != nil {
+		return 0, fmt.Errorf("probe process: %w", err)
+	}
+	line, err := p.out.ReadString('\n')
+	n, perr := strconv.Atoi(strings.TrimSpace(line))
+	if perr != nil {
+		return 0, fmt.Errorf("probe process: publish answered %q (%v)", strings.TrimSpace(line), cmp.Or(err, perr))
+	}
+	return n, nil
 }
 
 // report adds the child's counts and latencies to st, and its last
@@ -787,27 +845,48 @@ func (p *probeProc) stop() {
 	p.cmd.Wait()
 }
 
-// probeChild is the probes' process: it subscribes the first c.probes
-// subscribers, says "ready", and answers the parent (see probeProc).
+// probeChild is the measuring side's process: it connects to NATS, seeds
+// the fleet, says "ready", and answers the parent (see probeProc).
 func probeChild(ctx context.Context, c config, host, token string, projects []string, in io.Reader, out io.Writer) error {
+	nc, err := connectNATS(ctx, c, token, projects)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	// Seed the fleet so that snapshots have their real size.
+	if err := seed(ctx, js, projects, c.agents); err != nil {
+		return err
+	}
 	st := &stats{}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // before the wait
 	var lastErr atomic.Value
-	for i := range min(c.probes, c.subs) {
-		if err := subscribe(ctx, &wg, c, host, token, scopeOf(c, projects, i), true, st, &lastErr); err != nil {
-			return fmt.Errorf("probe %d: %w", i, err)
-		}
-	}
 	fmt.Fprintln(out, "ready")
 	sc := bufio.NewScanner(in)
 	for sc.Scan() {
 		switch sc.Text() {
+		case "subscribe":
+			for i := range min(c.probes, c.subs) {
+				if err := subscribe(ctx, &wg, c, host, token, scopeOf(c, projects, i), true, st, &lastErr); err != nil {
+					return fmt.Errorf("probe %d: %w", i, err)
+				}
+			}
+			fmt.Fprintln(out, "ok")
 		case "reset":
 			st.reset()
 			fmt.Fprintln(out, "ok")
+		case "publish":
+			n, err := publish(ctx, js, projects, c.agents, c.rate, c.duration)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(out, n)
 		case "report":
 			r := probeReport{Frames: st.frames.Load(), Bytes: st.bytes.Load(), Snapshots: st.snapshots.Load(),
 				Disconnects: st.disconnects.Load(), Latencies: st.latencies()}
