@@ -10,6 +10,7 @@
 #      SERVER_BIN (an observatory binary to measure instead of this tree's build,
 #      e.g. an older commit's, for before/after in one sitting),
 #      SERVER_FLAGS (more flags for observatory serve, e.g. "--tick 50ms"),
+#      SERVER_ENV (environment for the server only, e.g. "GOGC=200"),
 #      LOADGEN_FLAGS (more flags for fanoutbench, e.g. "--probe-process=false"),
 #      LOADGEN_BIN (a fanoutbench binary to use instead of this tree's build)
 # Each size prints fanoutbench's JSON result, then a one-line summary with
@@ -57,7 +58,7 @@ for n in "${counts[@]}"; do
     echo "bench-fanout: something already serves 127.0.0.1:3901; stop it first" >&2
     exit 1
   fi
-  GOMAXPROCS=1 taskset -c 0 "$out/observatory" serve --addr 127.0.0.1:3901 --nats-listen 127.0.0.1:4901 \
+  env ${SERVER_ENV:-} GOMAXPROCS=1 taskset -c 0 "$out/observatory" serve --addr 127.0.0.1:3901 --nats-listen 127.0.0.1:4901 \
     --ws-max-conns $((n + 100)) --ws-max-conns-per-credential $((n + 100)) \
     --data-dir "$data" --log-level warn ${SERVER_FLAGS:-} >"$out/serve-$n.log" 2>&1 &
   pid=$!
