@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
@@ -333,6 +334,9 @@ type want struct {
 	chartSecrets bool
 	scrapeKinds  []string
 	publicURL    string
+	// goEnv is the Go runtime's variables the container must have, with
+	// their values; the chart sets no other.
+	goEnv map[string]string
 }
 
 func TestChartRenders(t *testing.T) {
@@ -365,6 +369,16 @@ func TestChartRenders(t *testing.T) {
 				adminSecret: "observatory-admin", signingSecret: "observatory-signing-keys", natsSecret: "observatory-nats",
 				scrapeKinds: []string{"ServiceMonitor", "VMServiceScrape"},
 				publicURL:   "https://observatory.example.com",
+			},
+		},
+		{
+			name: "the Go runtime's GOGC and GOMEMLIMIT",
+			args: []string{"--set-file", "pricing=" + pricingFile(), "--set-string", "go.gogc=400,go.gomemlimit=460MiB"},
+			want: want{
+				minReplicas: 1, natsReplicas: "1",
+				adminSecret: "obs-observatory-admin", signingSecret: "obs-observatory-signing-keys", natsSecret: "obs-observatory-nats",
+				chartSecrets: true,
+				goEnv:        map[string]string{"GOGC": "400", "GOMEMLIMIT": "460MiB"},
 			},
 		},
 	}
@@ -459,8 +473,11 @@ func checkChart(t *testing.T, r *rendered, surface serveSurface, w want) {
 		t.Fatal(err)
 	}
 	sawPassword := false
+	goEnv := map[string]string{}
 	for _, e := range c.Env {
 		switch {
+		case e.Name == "GOGC" || e.Name == "GOMEMLIMIT":
+			goEnv[e.Name] = e.Value
 		case strings.HasPrefix(e.Name, "OBSERVATORY_") && !surface.env[e.Name]:
 			t.Errorf("env %s: observatory serve reads no such variable", e.Name)
 		case strings.HasPrefix(e.Name, "OTEL_") && !strings.Contains(otel, `"`+e.Name+`"`):
@@ -477,6 +494,9 @@ func checkChart(t *testing.T, r *rendered, surface serveSurface, w want) {
 				checkSecretKey(t, r, w, ref.SecretKeyRef.Name, ref.SecretKeyRef.Key, adminPassword)
 			}
 		}
+	}
+	if !maps.Equal(goEnv, w.goEnv) {
+		t.Errorf("the Go runtime's environment is %v, want %v", goEnv, w.goEnv)
 	}
 	if !sawPassword {
 		t.Error("no OBSERVATORY_ADMIN_PASSWORD: serve would refuse to start beyond loopback with the default password")
