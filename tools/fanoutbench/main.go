@@ -179,18 +179,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		defer child.stop()
 	} else {
-		nc, err := connectNATS(ctx, c, token, projects)
-		if err != nil {
+		var nc *nats.Conn
+		if nc, js, err = connectAndSeed(ctx, c, token, projects); err != nil {
 			return err
 		}
 		defer nc.Close()
-		if js, err = jetstream.New(nc); err != nil {
-			return err
-		}
-		// Seed the fleet so that snapshots have their real size.
-		if err := seed(ctx, js, projects, c.agents); err != nil {
-			return err
-		}
 	}
 	time.Sleep(c.settle)
 	rssIdle := rssMB(c.pid)
@@ -369,6 +362,24 @@ func connectNATS(ctx context.Context, c config, token string, projects []string)
 		return nil, fmt.Errorf("connect %s with the enrollment's credentials: %w", natsURL, err)
 	}
 	return nc, nil
+}
+
+// connectAndSeed connects the publisher (connectNATS) and seeds the
+// fleet, so that snapshots have their real size.
+func connectAndSeed(ctx context.Context, c config, token string, projects []string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := connectNATS(ctx, c, token, projects)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err == nil {
+		err = seed(ctx, js, projects, c.agents)
+	}
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
 }
 
 // api sends a JSON request with the admin token and decodes a 2xx answer
@@ -848,19 +859,11 @@ func (p *probeProc) stop() {
 // probeChild is the measuring side's process: it connects to NATS, seeds
 // the fleet, says "ready", and answers the parent (see probeProc).
 func probeChild(ctx context.Context, c config, host, token string, projects []string, in io.Reader, out io.Writer) error {
-	nc, err := connectNATS(ctx, c, token, projects)
+	nc, js, err := connectAndSeed(ctx, c, token, projects)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	// Seed the fleet so that snapshots have their real size.
-	if err := seed(ctx, js, projects, c.agents); err != nil {
-		return err
-	}
 	st := &stats{}
 	var wg sync.WaitGroup
 	defer wg.Wait()
