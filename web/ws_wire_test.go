@@ -186,14 +186,15 @@ func (c *gatedConn) Write(p []byte) (int, error) {
 }
 
 // TestWSDeflate: a client that negotiates permessage-deflate (browsers
-// all do) gets the same messages as one that does not, in far fewer bytes
+// all do), and so sends its subscribe frame compressed, gets the same
+// messages as one that does not, in far fewer bytes
 // on the wire; frames too small to gain, or that shrink little, arrive
 // whole too (TestPreparedFrames checks which form each gets).
 func TestWSDeflate(t *testing.T) {
 	e := newEnv(t, nil)
 	dial := func(deflate bool) (*websocket.Conn, protocol.Subscriber, *atomic.Int64) {
 		t.Helper()
-		read := new(atomic.Int64)
+		read, compressed := new(atomic.Int64), new(atomic.Bool)
 		mode := websocket.CompressionDisabled
 		if deflate {
 			mode = websocket.CompressionNoContextTakeover
@@ -204,9 +205,13 @@ func TestWSDeflate(t *testing.T) {
 			Subprotocols:    []string{protocol.SubprotocolV2},
 			HTTPHeader:      bearer(e.adminToken(t)),
 			CompressionMode: mode,
+			// Browsers compress every message they send once the
+			// extension is on, however small: so does this client, its
+			// subscribe frame included, which the server must inflate.
+			CompressionThreshold: 1,
 			HTTPClient: &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 				nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-				return &countingConn{Conn: nc, read: read}, err
+				return &countingConn{Conn: nc, read: read, compressed: compressed}, err
 			}}},
 		})
 		if err != nil {
@@ -220,6 +225,9 @@ func TestWSDeflate(t *testing.T) {
 		send(t, c, subscribeFrame("*"))
 		sub := e.hub.nextSub(t).sub
 		mustRead(t, c) // the snapshot
+		if compressed.Load() != deflate {
+			t.Fatalf("subscribe frame compressed: %v, want %v", compressed.Load(), deflate)
+		}
 		return c, sub, read
 	}
 	plain, plainSub, plainRead := dial(false)
@@ -262,6 +270,17 @@ func TestWSDeflate(t *testing.T) {
 type countingConn struct {
 	net.Conn
 	read *atomic.Int64
+	// compressed is set when the client writes a data frame with RSV1,
+	// permessage-deflate's mark (each Write after the HTTP upgrade
+	// starts with a frame's first byte).
+	compressed *atomic.Bool
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	if len(p) > 0 && p[0]&0x40 != 0 && p[0]&0x0f <= 0x2 && c.compressed != nil {
+		c.compressed.Store(true)
+	}
+	return c.Conn.Write(p)
 }
 
 func (c *countingConn) Read(p []byte) (int, error) {
