@@ -1,26 +1,16 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -28,8 +18,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sagewai/observatory/cmd/observatory/observatorytest"
-	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/natscluster"
+	"github.com/sagewai/observatory/protocol"
+	"github.com/sagewai/observatory/wsload"
 )
 
 // The fan-out workload of BenchmarkFanoutReplicas, the same for one
@@ -91,7 +82,12 @@ func BenchmarkFanoutReplicas(b *testing.B) {
 			for _, p := range projects {
 				scaleCreateProject(b, procs[0].base(), token, p)
 			}
-			scaleSeed(b, js, projects)
+			seedCtx, cancelSeed := context.WithTimeout(context.Background(), time.Minute)
+			err := wsload.Seed(seedCtx, js, projects, scaleAgents)
+			cancelSeed()
+			if err != nil {
+				b.Fatal(err)
+			}
 			for range b.N {
 				res := scaleRun(b, js, procs, token, projects)
 				b.ReportMetric(res.framesPerSec, "frames/s")
@@ -172,54 +168,48 @@ func scaleRun(b *testing.B, js jetstream.JetStream, procs []*scaleReplica, token
 	b.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st := &scaleStats{}
+	st := &wsload.Stats{}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
 	for i := range *scaleSubscribersFlag {
-		conn, br, err := scaleDial(procs[i%len(procs)].addr, token, projects[i%len(projects)])
-		if err != nil {
+		d := wsload.Dialer{Host: procs[i%len(procs)].addr, Token: token, Protocol: protocol.Subprotocol}
+		if err := wsload.Subscribe(ctx, &wg, d, projects[i%len(projects)], i < scaleProbes, st); err != nil {
 			b.Fatalf("subscriber %d: %v", i, err)
 		}
-		probe := i < scaleProbes
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer conn.Close()
-			stop := context.AfterFunc(ctx, func() { conn.Close() })
-			defer stop()
-			if err := scaleRead(br, probe, st); err != nil && ctx.Err() == nil {
-				st.disconnects.Add(1)
-			}
-		}()
 	}
 	// Every subscriber has had its snapshot before the clock starts.
 	deadline := time.Now().Add(time.Minute)
-	for st.snapshots.Load() < scaleProbes {
+	for st.Snapshots.Load() < scaleProbes {
 		if time.Now().After(deadline) {
-			b.Fatalf("only %d of %d probes got a snapshot", st.snapshots.Load(), scaleProbes)
+			b.Fatalf("only %d of %d probes got a snapshot", st.Snapshots.Load(), scaleProbes)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	st.reset()
+	st.Reset()
 	pids := make([]int, len(procs))
 	cpu0 := 0.0
 	for i, p := range procs {
 		pids[i] = p.cmd.Process.Pid
-		cpu0 += scaleCPUSeconds(pids[i])
+		cpu0 += wsload.CPUSeconds(pids[i])
 	}
 	b.ResetTimer()
 	t0 := time.Now()
-	published := scalePublish(b, js, projects)
+	pctx, pcancel := context.WithTimeout(ctx, scaleDuration+time.Minute) // the acks' hang bound
+	published, err := wsload.Publish(pctx, js, projects, scaleAgents, *scaleRateFlag, scaleDuration)
+	pcancel()
+	if err != nil {
+		b.Fatal(err)
+	}
 	elapsed := time.Since(t0).Seconds()
 	b.StopTimer()
 	cpu1 := 0.0
 	for _, pid := range pids {
-		cpu1 += scaleCPUSeconds(pid)
+		cpu1 += wsload.CPUSeconds(pid)
 	}
-	lat := st.latencies()
-	res := scaleResult{framesPerSec: float64(st.frames.Load()) / elapsed, eventsPerSec: float64(published) / elapsed,
-		serverCores: (cpu1 - cpu0) / elapsed, disconnects: st.disconnects.Load()}
+	lat := st.Latencies()
+	res := scaleResult{framesPerSec: float64(st.Frames.Load()) / elapsed, eventsPerSec: float64(published) / elapsed,
+		serverCores: (cpu1 - cpu0) / elapsed, disconnects: st.Disconnects.Load()}
 	if len(lat) == 0 {
 		b.Fatal("the probes timed no ticker entry")
 	}
@@ -254,199 +244,4 @@ func scaleCreateProject(b *testing.B, base, token, id string) {
 	if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusConflict {
 		b.Fatalf("create project %s: %s", id, resp.Status)
 	}
-}
-
-// scaleSeed creates the agents, so that snapshots have their real size.
-func scaleSeed(b *testing.B, js jetstream.JetStream, projects []string) {
-	b.Helper()
-	now := time.Now().UTC()
-	for _, p := range projects {
-		for a := range scaleAgents {
-			ev := fleet.Event{ID: fmt.Sprintf("seed-%s-%d-%d", p, a, now.UnixNano()), Type: fleet.TypeAgentCreated, Time: now, ProjectID: p,
-				AgentID: fmt.Sprintf("%s-agent-%03d", p, a),
-				Data:    json.RawMessage(`{"name":"bench agent","role":"worker","model":"claude-sonnet-4-5","tools":["search","code"],"skills":["triage"]}`)}
-			raw, _ := json.Marshal(ev)
-			if _, err := js.PublishAsync(fleet.Subject(ev), raw); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-time.After(time.Minute):
-		b.Fatal("the seed events were never acknowledged")
-	}
-}
-
-// scalePublish publishes llm.call events at -fanout.rate for scaleDuration,
-// spread over the projects and agents, each id carrying its publish time
-// (b-<unix nanos>-<n>).
-func scalePublish(b *testing.B, js jetstream.JetStream, projects []string) int {
-	b.Helper()
-	const batch = 10
-	tick := time.NewTicker(time.Second * batch / time.Duration(*scaleRateFlag))
-	defer tick.Stop()
-	end := time.Now().Add(scaleDuration)
-	n := 0
-	var buf bytes.Buffer
-	for time.Now().Before(end) {
-		<-tick.C
-		for range batch {
-			now := time.Now()
-			p := projects[n%len(projects)]
-			buf.Reset()
-			fmt.Fprintf(&buf, `{"id":"b-%d-%d","type":"llm.call","time":%q,"project_id":%q,"agent_id":"%s-agent-%03d","run_id":"r-%d","data":{"provider":"anthropic","model":"claude-sonnet-4-5","input_tokens":1200,"output_tokens":300,"latency_ms":900,"status":"ok"}}`,
-				now.UnixNano(), n, now.UTC().Format(time.RFC3339Nano), p, p, (n/len(projects))%scaleAgents, n%500)
-			if _, err := js.PublishAsync("fleet."+p+".llm.call", slices.Clone(buf.Bytes())); err != nil {
-				b.Fatal(err)
-			}
-			n++
-		}
-	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-time.After(time.Minute):
-		b.Fatal("the events were never acknowledged")
-	}
-	return n
-}
-
-// scaleDial opens a WebSocket by hand (the upgrade, then one masked
-// subscribe frame), as tools/fanoutbench does, so that the load
-// generator stays cheap.
-func scaleDial(host, token, scope string) (net.Conn, *bufio.Reader, error) {
-	conn, err := net.Dial("tcp", host)
-	if err != nil {
-		return nil, nil, err
-	}
-	key := make([]byte, 16)
-	rand.Read(key)
-	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: observatory.v1\r\n"+
-		"Authorization: Bearer %s\r\n\r\n", host, base64.StdEncoding.EncodeToString(key), token)
-	br := bufio.NewReaderSize(conn, 4096)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		conn.Close()
-		return nil, nil, err
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		conn.Close()
-		return nil, nil, fmt.Errorf("upgrade: %s", resp.Status)
-	}
-	payload := []byte(`{"op":"subscribe","scope":"` + scope + `"}`)
-	frame := []byte{0x81, 0x80 | byte(len(payload)), 1, 2, 3, 4}
-	for i, c := range payload {
-		frame = append(frame, c^frame[2+i%4])
-	}
-	if _, err := conn.Write(frame); err != nil {
-		conn.Close()
-		return nil, nil, err
-	}
-	return conn, br, nil
-}
-
-type scaleStats struct {
-	frames, snapshots, disconnects atomic.Int64
-	// mu guards lat.
-	mu  sync.Mutex
-	lat []float64
-}
-
-func (s *scaleStats) reset() {
-	s.frames.Store(0)
-	s.mu.Lock()
-	s.lat = s.lat[:0]
-	s.mu.Unlock()
-}
-
-func (s *scaleStats) latencies() []float64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := slices.Clone(s.lat)
-	slices.Sort(out)
-	return out
-}
-
-// scaleRead reads server frames until the connection ends; a probe
-// decodes each and times its ticker entries, the others discard them.
-func scaleRead(br *bufio.Reader, probe bool, st *scaleStats) error {
-	var hdr [8]byte
-	var buf []byte
-	for {
-		if _, err := io.ReadFull(br, hdr[:2]); err != nil {
-			return err
-		}
-		op, n := hdr[0]&0x0f, uint64(hdr[1]&0x7f)
-		switch n {
-		case 126:
-			if _, err := io.ReadFull(br, hdr[:2]); err != nil {
-				return err
-			}
-			n = uint64(binary.BigEndian.Uint16(hdr[:2]))
-		case 127:
-			if _, err := io.ReadFull(br, hdr[:8]); err != nil {
-				return err
-			}
-			n = binary.BigEndian.Uint64(hdr[:8])
-		}
-		if op == 0x8 {
-			return errors.New("the server closed the connection")
-		}
-		recv := time.Now()
-		if !probe {
-			if _, err := br.Discard(int(n)); err != nil {
-				return err
-			}
-		} else {
-			buf = slices.Grow(buf[:0], int(n))[:n]
-			if _, err := io.ReadFull(br, buf); err != nil {
-				return err
-			}
-			scaleObserve(buf, recv, st)
-		}
-		if op == 0x1 || op == 0x2 {
-			st.frames.Add(1)
-		}
-	}
-}
-
-func scaleObserve(frame []byte, recv time.Time, st *scaleStats) {
-	var f struct {
-		Op     string `json:"op"`
-		Ticker []struct {
-			ID string `json:"id"`
-		} `json:"ticker"`
-	}
-	if json.Unmarshal(frame, &f) != nil {
-		return
-	}
-	if f.Op == "snapshot" {
-		st.snapshots.Add(1)
-		return
-	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	for _, e := range f.Ticker {
-		parts := strings.Split(e.ID, "-")
-		if len(parts) != 3 || parts[0] != "b" {
-			continue
-		}
-		if ns, err := strconv.ParseInt(parts[1], 10, 64); err == nil {
-			st.lat = append(st.lat, float64(recv.UnixNano()-ns)/1e6)
-		}
-	}
-}
-
-// scaleCPUSeconds reads utime+stime of pid from /proc.
-func scaleCPUSeconds(pid int) float64 {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(raw)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	stt, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + stt) / 100 // USER_HZ
 }

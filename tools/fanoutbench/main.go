@@ -19,8 +19,8 @@
 // connections (serve --ws-max-conns and --ws-max-conns-per-credential)
 // must allow -subs of them.
 //
-// Most subscribers are minimal WebSocket clients that count and discard
-// frames, all read from one goroutine woken by epoll, so that the load
+// Most subscribers are minimal WebSocket clients (package wsload) that
+// count and discard frames, all read from one goroutine woken by epoll, so that the load
 // generator itself stays cheap; a sample of probe subscribers decodes
 // every frame and times each ticker entry against the time its event was
 // published. The probes and the publisher run in a child process of
@@ -33,17 +33,12 @@ import (
 	"bufio"
 	"bytes"
 	"cmp"
-	"compress/flate"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -53,16 +48,15 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/natsauth"
 	"github.com/sagewai/observatory/protocol"
 	"github.com/sagewai/observatory/worker"
+	"github.com/sagewai/observatory/wsload"
 )
 
 func main() {
@@ -166,7 +160,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return probeChild(ctx, c, u.Host, token, projects, os.Stdin, stdout)
 	}
 	res := result{Subscribers: c.subs, Projects: c.projects, Scope: c.scopeMode, Protocol: c.protocol, Deflate: c.deflate}
-	st := &stats{}
+	st := &wsload.Stats{}
+	d := dialer(c, u.Host, token)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// The measuring side, the publisher and the probes, runs in a child
@@ -186,10 +181,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		defer nc.Close()
 	}
 	time.Sleep(c.settle)
-	rssIdle := rssMB(c.pid)
+	rssIdle := wsload.RSSMB(c.pid)
 
 	var wg sync.WaitGroup
-	var dialErr atomic.Value
 	first := 0 // the first subscriber this process dials
 	if child != nil {
 		if err := child.call("subscribe", "ok"); err != nil {
@@ -197,86 +191,86 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		first = min(c.probes, c.subs)
 	}
-	cnt, err := newCounters(st, &dialErr)
+	cnt, err := wsload.NewCounters(st)
 	if err != nil {
 		return err
 	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		cnt.run(ctx)
+		cnt.Run(ctx)
 	}()
 	for i := first; i < c.subs; i++ {
 		scope := scopeOf(c, projects, i)
 		if i < c.probes {
-			err = subscribe(ctx, &wg, c, u.Host, token, scope, true, st, &dialErr)
+			err = wsload.Subscribe(ctx, &wg, d, scope, true, st)
 		} else {
-			err = countSubscriber(cnt, c, u.Host, token, scope)
+			err = countSubscriber(cnt, d, scope)
 		}
 		if err != nil {
 			return fmt.Errorf("subscriber %d: %w (are the server's --ws-max-conns and --ws-max-conns-per-credential at least -subs?)", i, err)
 		}
 	}
 	time.Sleep(c.settle)
-	rssSubs := rssMB(c.pid)
+	rssSubs := wsload.RSSMB(c.pid)
 	res.ServerRSSIdleMB, res.ServerRSSSubsMB = rssIdle, rssSubs
 	if c.subs > 0 && rssSubs > 0 {
 		res.RSSPerSubscriberKB = (rssSubs - rssIdle) * 1024 / float64(c.subs)
 	}
 
 	// Measure under load.
-	st.reset()
+	st.Reset()
 	if child != nil {
 		if err := child.call("reset", "ok"); err != nil {
 			return err
 		}
 	}
-	cpu0, self0 := cpuSeconds(c.pid), cpuSeconds(os.Getpid())+child.cpu()
+	cpu0, self0 := wsload.CPUSeconds(c.pid), wsload.CPUSeconds(os.Getpid())+child.cpu()
 	t0 := time.Now()
 	var published int
 	if child != nil {
 		published, err = child.publish()
 	} else {
-		published, err = publish(ctx, js, projects, c.agents, c.rate, c.duration)
+		published, err = wsload.Publish(ctx, js, projects, c.agents, c.rate, c.duration)
 	}
 	if err != nil {
 		return err
 	}
 	elapsed := time.Since(t0).Seconds()
-	cpu1, self1 := cpuSeconds(c.pid), cpuSeconds(os.Getpid())+child.cpu()
+	cpu1, self1 := wsload.CPUSeconds(c.pid), wsload.CPUSeconds(os.Getpid())+child.cpu()
 	res.LoadgenCPUCores = (self1 - self0) / elapsed
 	res.FramesExpected = float64(c.subs) * 10 // a 100 ms tick
-	res.ServerRSSLoadMB = rssMB(c.pid)
+	res.ServerRSSLoadMB = wsload.RSSMB(c.pid)
 	time.Sleep(500 * time.Millisecond) // the frames of the last ticks
 	if child != nil {
-		if err := child.report(st, &dialErr); err != nil {
+		if err := child.report(st); err != nil {
 			return err
 		}
 	}
-	if n := st.frames.Load(); n > 0 {
-		res.FrameBytesAvg = float64(st.bytes.Load()) / float64(n)
+	if n := st.Frames.Load(); n > 0 {
+		res.FrameBytesAvg = float64(st.Bytes.Load()) / float64(n)
 	}
 	res.EventsPerSec = float64(published) / elapsed
-	res.FramesPerSec = float64(st.frames.Load()) / elapsed
-	res.MBPerSec = float64(st.bytes.Load()) / elapsed / 1e6
-	res.Snapshots = st.snapshots.Load()
+	res.FramesPerSec = float64(st.Frames.Load()) / elapsed
+	res.MBPerSec = float64(st.Bytes.Load()) / elapsed / 1e6
+	res.Snapshots = st.Snapshots.Load()
 	if c.pid > 0 {
 		res.ServerCPUCores = (cpu1 - cpu0) / elapsed
 	}
-	lat := st.latencies()
+	lat := st.Latencies()
 	res.LatencySamples = len(lat)
 	if len(lat) > 0 {
 		res.LatencyP50ms = pct(lat, 0.50)
 		res.LatencyP99ms = pct(lat, 0.99)
 		res.LatencyMaxms = lat[len(lat)-1]
 	}
-	res.Disconnects = st.disconnects.Load()
+	res.Disconnects = st.Disconnects.Load()
 	cancel()
 	wg.Wait()
 	b, _ := json.Marshal(res)
 	fmt.Fprintln(stdout, string(b))
 	printSummary(stdout, res)
-	if e, ok := dialErr.Load().(string); ok {
+	if e := st.LastError(); e != "" {
 		fmt.Fprintln(os.Stderr, "fanoutbench: a subscriber was disconnected:", e)
 	}
 	return nil
@@ -373,7 +367,7 @@ func connectAndSeed(ctx context.Context, c config, token string, projects []stri
 	}
 	js, err := jetstream.New(nc)
 	if err == nil {
-		err = seed(ctx, js, projects, c.agents)
+		err = wsload.Seed(ctx, js, projects, c.agents)
 	}
 	if err != nil {
 		nc.Close()
@@ -416,219 +410,6 @@ func api(ctx context.Context, base, token, method, path string, body, out any) (
 	return resp.StatusCode, nil
 }
 
-// dial opens a WebSocket by hand (the HTTP upgrade, then one masked text
-// frame with the subscribe request) and returns the connection. With
-// deflate it offers permessage-deflate with no context takeover, which the
-// server compresses each frame with once for all its subscribers.
-func dial(host, token, scope, version string, deflate bool) (net.Conn, *bufio.Reader, error) {
-	conn, err := net.Dial("tcp", host)
-	if err != nil {
-		return nil, nil, err
-	}
-	key := make([]byte, 16)
-	rand.Read(key)
-	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: %s\r\n"+
-		"%sAuthorization: Bearer %s\r\n\r\n", host, base64.StdEncoding.EncodeToString(key), version, extensions(deflate), token)
-	br := bufio.NewReaderSize(conn, 4096)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		conn.Close()
-		return nil, nil, err
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		conn.Close()
-		return nil, nil, fmt.Errorf("upgrade: %s", resp.Status)
-	}
-	payload := []byte(`{"op":"subscribe","scope":"` + scope + `"}`)
-	frame := []byte{0x81, 0x80 | byte(len(payload)), 1, 2, 3, 4}
-	for i, b := range payload {
-		frame = append(frame, b^frame[2+i%4])
-	}
-	if _, err := conn.Write(frame); err != nil {
-		conn.Close()
-		return nil, nil, err
-	}
-	return conn, br, nil
-}
-
-func extensions(deflate bool) string {
-	if !deflate {
-		return ""
-	}
-	return "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; server_no_context_takeover\r\n"
-}
-
-type stats struct {
-	frames, bytes, snapshots, disconnects atomic.Int64
-	mu                                    sync.Mutex
-	lat                                   []float64
-}
-
-func (s *stats) reset() {
-	s.frames.Store(0)
-	s.bytes.Store(0)
-	s.snapshots.Store(0)
-	s.mu.Lock()
-	s.lat = s.lat[:0]
-	s.mu.Unlock()
-}
-
-func (s *stats) latencies() []float64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := slices.Clone(s.lat)
-	slices.Sort(out)
-	return out
-}
-
-// readFrames reads server frames until the connection ends. Probes decode
-// each frame and time its ticker entries; the others discard the payload.
-func readFrames(br *bufio.Reader, probe bool, st *stats) error {
-	var hdr [8]byte
-	var buf []byte
-	for {
-		if _, err := io.ReadFull(br, hdr[:2]); err != nil {
-			return err
-		}
-		op, compressed := hdr[0]&0x0f, hdr[0]&0x40 != 0
-		n := uint64(hdr[1] & 0x7f)
-		switch n {
-		case 126:
-			if _, err := io.ReadFull(br, hdr[:2]); err != nil {
-				return err
-			}
-			n = uint64(binary.BigEndian.Uint16(hdr[:2]))
-		case 127:
-			if _, err := io.ReadFull(br, hdr[:8]); err != nil {
-				return err
-			}
-			n = binary.BigEndian.Uint64(hdr[:8])
-		}
-		if op == 0x8 {
-			return errServerClosed
-		}
-		recv := time.Now()
-		if !probe {
-			if _, err := br.Discard(int(n)); err != nil {
-				return err
-			}
-		} else {
-			buf = slices.Grow(buf[:0], int(n))[:n]
-			if _, err := io.ReadFull(br, buf); err != nil {
-				return err
-			}
-			frame := buf
-			if compressed {
-				var err error
-				if frame, err = inflate(buf); err != nil {
-					return err
-				}
-			}
-			observe(frame, recv, st)
-		}
-		st.frames.Add(1)
-		st.bytes.Add(int64(n))
-	}
-}
-
-// inflate undoes permessage-deflate (RFC 7692 §7.2.2): the payload, the
-// 00 00 ff ff its sender removed, and a final empty block.
-func inflate(payload []byte) ([]byte, error) {
-	r := flate.NewReader(io.MultiReader(bytes.NewReader(payload), bytes.NewReader([]byte{0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff})))
-	defer r.Close()
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("inflate a frame: %w", err)
-	}
-	return b, nil
-}
-
-func observe(frame []byte, recv time.Time, st *stats) {
-	var f struct {
-		Op     string `json:"op"`
-		Ticker []struct {
-			Text string `json:"text"`
-			ID   string `json:"id"`
-		} `json:"ticker"`
-	}
-	if json.Unmarshal(frame, &f) != nil {
-		return
-	}
-	if f.Op == "snapshot" {
-		st.snapshots.Add(1)
-		return
-	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	for _, e := range f.Ticker {
-		// Event ids carry their publish time: b-<unix nanos>-<n>.
-		parts := strings.Split(e.ID, "-")
-		if len(parts) != 3 || parts[0] != "b" {
-			continue
-		}
-		ns, err := strconv.ParseInt(parts[1], 10, 64)
-		if err != nil {
-			continue
-		}
-		st.lat = append(st.lat, float64(recv.UnixNano()-ns)/1e6)
-	}
-}
-
-func seed(ctx context.Context, js jetstream.JetStream, projects []string, agents int) error {
-	now := time.Now().UTC()
-	for _, p := range projects {
-		for a := range agents {
-			ev := fleet.Event{ID: fmt.Sprintf("seed-%s-%d-%d", p, a, now.UnixNano()), Type: fleet.TypeAgentCreated, Time: now, ProjectID: p,
-				AgentID: fmt.Sprintf("%s-agent-%03d", p, a),
-				Data:    json.RawMessage(`{"name":"bench agent","role":"worker","model":"claude-sonnet-4-5","tools":["search","code"],"skills":["triage"]}`)}
-			b, _ := json.Marshal(ev)
-			if _, err := js.PublishAsync(fleet.Subject(ev), b); err != nil {
-				return err
-			}
-		}
-	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return nil
-}
-
-// publish sends llm.call events at rate for d, spread over projects and
-// agents, each id carrying its publish time.
-func publish(ctx context.Context, js jetstream.JetStream, projects []string, agents, rate int, d time.Duration) (int, error) {
-	const batch = 10
-	interval := time.Second * batch / time.Duration(rate)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	end := time.Now().Add(d)
-	n := 0
-	var buf bytes.Buffer
-	for time.Now().Before(end) {
-		select {
-		case <-ctx.Done():
-			return n, ctx.Err()
-		case <-tick.C:
-		}
-		for range batch {
-			now := time.Now()
-			p := projects[n%len(projects)]
-			a := fmt.Sprintf("%s-agent-%03d", p, (n/len(projects))%agents)
-			buf.Reset()
-			fmt.Fprintf(&buf, `{"id":"b-%d-%d","type":"llm.call","time":%q,"project_id":%q,"agent_id":%q,"run_id":"r-%d","data":{"provider":"anthropic","model":"claude-sonnet-4-5","input_tokens":1200,"output_tokens":300,"cache_read_tokens":800,"latency_ms":900,"status":"ok"}}`,
-				now.UnixNano(), n, now.UTC().Format(time.RFC3339Nano), p, a, n%500)
-			if _, err := js.PublishAsync("fleet."+p+".llm.call", slices.Clone(buf.Bytes())); err != nil {
-				return n, err
-			}
-			n++
-		}
-	}
-	<-js.PublishAsyncComplete()
-	return n, nil
-}
-
 // loadgenSaturated is the load generator's CPU (in cores, on its one
 // core) above which its own delay shows in the latencies.
 const loadgenSaturated = 0.9
@@ -661,69 +442,18 @@ func pct(sorted []float64, p float64) float64 {
 	return sorted[i]
 }
 
-// rssMB reads VmRSS of pid in MiB.
-func rssMB(pid int) float64 {
-	if pid <= 0 {
-		return 0
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	return 0
-}
-
-// cpuSeconds reads utime+stime of pid.
-func cpuSeconds(pid int) float64 {
-	if pid <= 0 {
-		return 0
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	stt, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + stt) / 100 // USER_HZ
-}
-
-// subscribe dials a subscriber and reads its frames on a goroutine of its
-// own until ctx ends; a disconnect before that is counted, and its error
-// kept in lastErr.
-func subscribe(ctx context.Context, wg *sync.WaitGroup, c config, host, token, scope string, probe bool, st *stats, lastErr *atomic.Value) error {
-	conn, br, err := dial(host, token, scope, c.protocol, c.deflate)
-	if err != nil {
-		return err
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer conn.Close()
-		stop := context.AfterFunc(ctx, func() { conn.Close() })
-		defer stop()
-		if err := readFrames(br, probe, st); err != nil && ctx.Err() == nil {
-			st.disconnects.Add(1)
-			lastErr.Store(err.Error())
-		}
-	}()
-	return nil
+// dialer dials this run's subscribers.
+func dialer(c config, host, token string) wsload.Dialer {
+	return wsload.Dialer{Host: host, Token: token, Protocol: c.protocol, Deflate: c.deflate}
 }
 
 // countSubscriber dials a counting subscriber and hands it to cnt.
-func countSubscriber(cnt *counters, c config, host, token, scope string) error {
-	conn, br, err := dial(host, token, scope, c.protocol, c.deflate)
+func countSubscriber(cnt *wsload.Counters, d wsload.Dialer, scope string) error {
+	conn, br, err := d.Dial(scope)
 	if err != nil {
 		return err
 	}
-	return cnt.add(conn, br)
+	return cnt.Add(conn, br)
 }
 
 // scopeOf is subscriber i's scope.
@@ -819,9 +549,9 @@ func (p *probeProc) publish() (int, error) {
 	return n, nil
 }
 
-// report adds the child's counts and latencies to st, and its last
-// disconnect to lastErr; the child then ends.
-func (p *probeProc) report(st *stats, lastErr *atomic.Value) error {
+// report adds the child's counts, latencies and last disconnect to st;
+// the child then ends.
+func (p *probeProc) report(st *wsload.Stats) error {
 	if _, err := io.WriteString(p.in, "report\n"); err != nil {
 		return fmt.Errorf("probe process: %w", err)
 	}
@@ -829,16 +559,12 @@ func (p *probeProc) report(st *stats, lastErr *atomic.Value) error {
 	if err := json.NewDecoder(p.out).Decode(&r); err != nil {
 		return fmt.Errorf("probe process: its report: %w", err)
 	}
-	st.frames.Add(r.Frames)
-	st.bytes.Add(r.Bytes)
-	st.snapshots.Add(r.Snapshots)
-	st.disconnects.Add(r.Disconnects)
-	st.mu.Lock()
-	st.lat = append(st.lat, r.Latencies...)
-	st.mu.Unlock()
-	if r.LastError != "" {
-		lastErr.Store(r.LastError)
-	}
+	st.Frames.Add(r.Frames)
+	st.Bytes.Add(r.Bytes)
+	st.Snapshots.Add(r.Snapshots)
+	st.Disconnects.Add(r.Disconnects)
+	st.AddLatencies(r.Latencies)
+	st.SetLastError(r.LastError)
 	return nil
 }
 
@@ -847,7 +573,7 @@ func (p *probeProc) cpu() float64 {
 	if p == nil {
 		return 0
 	}
-	return cpuSeconds(p.cmd.Process.Pid)
+	return wsload.CPUSeconds(p.cmd.Process.Pid)
 }
 
 func (p *probeProc) stop() {
@@ -864,36 +590,35 @@ func probeChild(ctx context.Context, c config, host, token string, projects []st
 		return err
 	}
 	defer nc.Close()
-	st := &stats{}
+	st := &wsload.Stats{}
+	d := dialer(c, host, token)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // before the wait
-	var lastErr atomic.Value
 	fmt.Fprintln(out, "ready")
 	sc := bufio.NewScanner(in)
 	for sc.Scan() {
 		switch sc.Text() {
 		case "subscribe":
 			for i := range min(c.probes, c.subs) {
-				if err := subscribe(ctx, &wg, c, host, token, scopeOf(c, projects, i), true, st, &lastErr); err != nil {
+				if err := wsload.Subscribe(ctx, &wg, d, scopeOf(c, projects, i), true, st); err != nil {
 					return fmt.Errorf("probe %d: %w", i, err)
 				}
 			}
 			fmt.Fprintln(out, "ok")
 		case "reset":
-			st.reset()
+			st.Reset()
 			fmt.Fprintln(out, "ok")
 		case "publish":
-			n, err := publish(ctx, js, projects, c.agents, c.rate, c.duration)
+			n, err := wsload.Publish(ctx, js, projects, c.agents, c.rate, c.duration)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintln(out, n)
 		case "report":
-			r := probeReport{Frames: st.frames.Load(), Bytes: st.bytes.Load(), Snapshots: st.snapshots.Load(),
-				Disconnects: st.disconnects.Load(), Latencies: st.latencies()}
-			r.LastError, _ = lastErr.Load().(string)
+			r := probeReport{Frames: st.Frames.Load(), Bytes: st.Bytes.Load(), Snapshots: st.Snapshots.Load(),
+				Disconnects: st.Disconnects.Load(), Latencies: st.Latencies(), LastError: st.LastError()}
 			return json.NewEncoder(out).Encode(r)
 		}
 	}

@@ -1,4 +1,4 @@
-package main
+package wsload
 
 import (
 	"bufio"
@@ -8,38 +8,38 @@ import (
 	"net"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// counters reads every counting subscriber's socket from one goroutine
+// Counters reads every counting subscriber's socket from one goroutine
 // woken by epoll, instead of a goroutine and a 4 KiB buffer each: at
-// 10,000 subscribers a goroutine per socket kept the load generator's
-// core busy with the scheduler, and a publisher sharing that scheduler
-// queued behind every reader the network poller had just woken.
-type counters struct {
-	epfd    int
-	st      *stats
-	lastErr *atomic.Value
-	mu      sync.Mutex
-	conns   map[int32]*frameCounter
+// 10,000 subscribers a goroutine per socket kept a load generator's core
+// busy with the scheduler, and a publisher sharing that scheduler queued
+// behind every reader the network poller had just woken.
+type Counters struct {
+	epfd int
+	st   *Stats
+	// mu guards conns (by descriptor) while Add runs beside the loop.
+	mu    sync.Mutex
+	conns map[int32]*FrameCounter
 }
 
-func newCounters(st *stats, lastErr *atomic.Value) (*counters, error) {
+// NewCounters returns Counters that count into st.
+func NewCounters(st *Stats) (*Counters, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll: %w", err)
 	}
-	return &counters{epfd: epfd, st: st, lastErr: lastErr, conns: map[int32]*frameCounter{}}, nil
+	return &Counters{epfd: epfd, st: st, conns: map[int32]*FrameCounter{}}, nil
 }
 
-// add takes over conn, a subscribed connection whose reader br may hold
-// the first bytes of its stream: it counts those, then reads the socket
-// in run's loop. conn is closed; its socket lives on in a duplicate
-// descriptor that the loop owns.
-func (c *counters) add(conn net.Conn, br *bufio.Reader) error {
+// Add takes over conn, a subscribed connection (from Dialer.Dial) whose
+// reader br may hold the first bytes of its stream: it counts those, then
+// reads the socket in Run's loop. conn is closed; its socket lives on in
+// a duplicate descriptor that the loop owns.
+func (c *Counters) Add(conn net.Conn, br *bufio.Reader) error {
 	defer conn.Close()
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
@@ -61,7 +61,7 @@ func (c *counters) add(conn net.Conn, br *bufio.Reader) error {
 		unix.Close(fd)
 		return err
 	}
-	fc := &frameCounter{}
+	fc := &FrameCounter{}
 	if buffered, _ := br.Peek(br.Buffered()); len(buffered) > 0 {
 		if !c.count(fc, buffered) {
 			unix.Close(fd)
@@ -80,23 +80,18 @@ func (c *counters) add(conn net.Conn, br *bufio.Reader) error {
 
 // count feeds b to fc and adds what it counted; false when the server
 // closed the connection (counted as a disconnect).
-func (c *counters) count(fc *frameCounter, b []byte) bool {
-	frames, n, err := fc.feed(b)
-	c.st.frames.Add(frames)
-	c.st.bytes.Add(n)
+func (c *Counters) count(fc *FrameCounter, b []byte) bool {
+	frames, n, err := fc.Feed(b)
+	c.st.Frames.Add(frames)
+	c.st.Bytes.Add(n)
 	if err != nil {
-		c.disconnected(err)
+		c.st.Disconnected(err)
 		return false
 	}
 	return true
 }
 
-func (c *counters) disconnected(err error) {
-	c.st.disconnects.Add(1)
-	c.lastErr.Store(err.Error())
-}
-
-func (c *counters) drop(fd int32) {
+func (c *Counters) drop(fd int32) {
 	c.mu.Lock()
 	delete(c.conns, fd)
 	c.mu.Unlock()
@@ -104,13 +99,13 @@ func (c *counters) drop(fd int32) {
 }
 
 // yieldEvery is how many reads the loop makes before it lets the
-// process's other goroutines (the publisher, when it runs here) have the
-// CPU, as the server's shared writer does.
+// process's other goroutines have the CPU, as the server's shared writer
+// does.
 const yieldEvery = 32
 
-// run reads the sockets as they become readable until ctx ends, then
+// Run reads the sockets as they become readable until ctx ends, then
 // closes them all.
-func (c *counters) run(ctx context.Context) {
+func (c *Counters) Run(ctx context.Context) {
 	defer c.close()
 	events := make([]unix.EpollEvent, 256)
 	buf := make([]byte, 256<<10)
@@ -121,7 +116,7 @@ func (c *counters) run(ctx context.Context) {
 			if errors.Is(err, unix.EINTR) {
 				continue
 			}
-			c.lastErr.Store("epoll: " + err.Error())
+			c.st.SetLastError("epoll: " + err.Error())
 			return
 		}
 		for _, ev := range events[:n] {
@@ -139,11 +134,11 @@ func (c *counters) run(ctx context.Context) {
 				}
 			case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
 			case err != nil:
-				c.disconnected(err)
+				c.st.Disconnected(err)
 				c.drop(ev.Fd)
 			default: // end of stream
 				if ctx.Err() == nil {
-					c.disconnected(errors.New("the server closed the socket"))
+					c.st.Disconnected(errors.New("the server closed the socket"))
 				}
 				c.drop(ev.Fd)
 			}
@@ -154,7 +149,7 @@ func (c *counters) run(ctx context.Context) {
 	}
 }
 
-func (c *counters) close() {
+func (c *Counters) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for fd := range c.conns {
