@@ -8,8 +8,9 @@
 // ids b-<unix nanos>-<n>).
 //
 // tools/fanoutbench (scripts/bench-fanout.sh) and cmd/observatory's
-// BenchmarkFanoutReplicas use it. It imports fleet (the seed events) and
-// nats.go's jetstream, and reads /proc for a process's CPU and RSS.
+// BenchmarkFanoutReplicas use it. It imports fleet (the seed events),
+// nats.go's jetstream and, on Linux, golang.org/x/sys/unix (epoll), and
+// reads /proc for a process's CPU and RSS.
 //
 // # Concurrency
 //
