@@ -49,7 +49,9 @@ func startVersion(t *testing.T, ctx context.Context, h *stream.Hub, name, scope,
 func TestHubServesV1AndV2(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	env := streamtest.Start(t, stream.HubConfig{Tick: 15 * time.Millisecond})
+	// A clock that stands still: the leaver's lane stays open however
+	// slow the machine, so its resume gets diffs.
+	env := streamtest.Start(t, stream.HubConfig{Tick: 15 * time.Millisecond, Now: fleettest.NewClock().Now})
 	rng := rand.New(rand.NewPCG(5, 99))
 	projects := []string{"acme", "globex", "initech"}
 	msgs := fleettest.Generate(rng, 900, fleettest.Options{Projects: projects, Start: time.Now().Add(-time.Hour)})
@@ -125,18 +127,25 @@ func TestHubServesV1AndV2(t *testing.T) {
 func TestHubV2LaneClosesAndReopens(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	env := streamtest.Start(t, stream.HubConfig{Tick: 10 * time.Millisecond, ScopeIdle: time.Millisecond})
+	// The hub's clock moves only when the test says: the lane closes
+	// because a minute passed on it, not because the machine was slow.
+	clk := fleettest.NewClock()
+	env := streamtest.Start(t, stream.HubConfig{Tick: 10 * time.Millisecond, ScopeIdle: time.Minute, Now: clk.Now})
 	watcher := startVersion(t, ctx, env.Hub, "watcher v1", "acme", protocol.Subprotocol, nil)
 	leaver := startVersion(t, ctx, env.Hub, "leaver v2", "acme", protocol.SubprotocolV2, nil)
 
-	now := time.Now()
+	now := clk.Now()
 	publish := func(evs ...fleet.Event) {
 		t.Helper()
+		var seq uint64
 		for _, ev := range evs {
-			if _, err := env.Publisher.Publish(ctx, ev); err != nil {
+			var err error
+			if seq, err = env.Publisher.Publish(ctx, ev); err != nil {
 				t.Fatal(err)
 			}
 		}
+		// The hub has folded them before the watcher is compared with it.
+		streamtest.WaitSeq(t, env.Hub, seq)
 		waitMirror(t, env.Hub, watcher.client, "acme")
 	}
 	publish(fleettest.AgentCreated("acme", "a1", "claude-sonnet-4-5", now), fleettest.RunStarted("acme", "a1", "r1", "", "claude-sonnet-4-5", now))
@@ -146,8 +155,14 @@ func TestHubV2LaneClosesAndReopens(t *testing.T) {
 	resume := &protocol.Resume{Epoch: leaver.mirror.Epoch, Seq: leaver.mirror.Seq}
 	held := leaver.mirror
 	leaver.mu.Unlock()
+	// The hub takes requests in order: once a view is answered, the
+	// unsubscribe has been handled, at the clock's time before the jump.
+	if _, _, err := env.Hub.View(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Minute + time.Second)
 
-	// Frames of v1 only, well after ScopeIdle: the v2 lane closes.
+	// Frames of v1 only, past ScopeIdle: the v2 lane closes with the first.
 	for i := range 3 {
 		publish(fleettest.LLMCall("acme", "a1", "r1", "claude-sonnet-4-5", int64(100*(i+1)), 50, 0, 0, now))
 	}
