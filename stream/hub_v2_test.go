@@ -65,7 +65,7 @@ func TestHubServesV1AndV2(t *testing.T) {
 		}
 	}
 	leaver := startVersion(t, ctx, env.Hub, "leaver v2 *", fleet.ScopeAll, protocol.SubprotocolV2, nil)
-	publishAll(t, env, msgs[:len(msgs)/3])
+	streamtest.WaitSeq(t, env.Hub, uint64(len(publishAll(t, env, msgs[:len(msgs)/3]))))
 	waitMirror(t, env.Hub, leaver.client, fleet.ScopeAll)
 	env.Hub.Unsubscribe(leaver)
 	leaver.mu.Lock()
