@@ -26,7 +26,7 @@ export OBSERVATORY_NODE_DIR := $(CACHE)/node
 test: heavy-start deps fmt-check templ-check vet unit clock-check
 
 ## deps: prerequisites of the tests beyond Go itself: gcc (checked), and
-##   - Chromium for the browser tests (hud/browser, adminapp), from apt (about
+##   - Chromium for the browser tests (hud/browser, adminapp, chromiumtest), from apt (about
 ##     2 min, 480 MB); the tests fail, never skip, without it:
 ##       command -v chromium || (apt-get update && apt-get install -y chromium)
 ##   - VictoriaMetrics, VictoriaLogs and vmalert for the end-to-end pipeline

@@ -3,14 +3,12 @@ package adminapp_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -25,6 +23,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sagewai/observatory/adminapp"
+	"github.com/sagewai/observatory/chromiumtest"
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/fleet/fleettest"
 	"github.com/sagewai/observatory/stream"
@@ -249,123 +248,27 @@ func (a *app) signIn(tb *tab, user, password string) {
 
 // ---------------------------------------------------------------- Chromium
 
-// defaultChromium is where Debian's chromium package installs the browser.
-const defaultChromium = "/usr/bin/chromium"
-
-func chromiumPath() (string, error) {
-	if p := os.Getenv("OBSERVATORY_CHROMIUM"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("OBSERVATORY_CHROMIUM=%s: %w (unset it, or run `make deps` to install Debian's chromium)", p, err)
-		}
-		return p, nil
-	}
-	if _, err := os.Stat(defaultChromium); err == nil {
-		return defaultChromium, nil
-	}
-	if p, err := exec.LookPath("chromium"); err == nil {
-		return p, nil
-	}
-	return "", errors.New("the admin app tests need Chromium, and there is none at " + defaultChromium +
-		" or on the PATH: run `make deps` (it installs Debian's chromium with apt-get)")
-}
-
-// shared is the one browser of the test binary; each test opens a tab in
-// a browser context of its own.
-var shared struct {
-	once   sync.Once
-	ctx    context.Context
-	cancel func()
-	err    error
-}
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shared.cancel != nil {
-		shared.cancel()
-	}
+	chromiumtest.Close()
 	os.Exit(code)
-}
-
-func browserContext(t *testing.T) context.Context {
-	t.Helper()
-	shared.once.Do(func() {
-		path, err := chromiumPath()
-		if err != nil {
-			shared.err = err
-			return
-		}
-		// Site isolation stays on: the framed HUD, another site, runs in
-		// a process of its own, as in users' browsers, and the tests reach
-		// it as its own target.
-		opts := append(chromedp.DefaultExecAllocatorOptions[:],
-			chromedp.ExecPath(path),
-			chromedp.Headless,
-			chromedp.NoSandbox,
-			chromedp.DisableGPU,
-			chromedp.NoFirstRun,
-			chromedp.Flag("disable-dev-shm-usage", true),
-			chromedp.Flag("disable-background-networking", true),
-			chromedp.Flag("disable-component-update", true),
-			chromedp.Flag("disable-sync", true),
-			chromedp.WindowSize(1440, 900),
-		)
-		actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-		bctx, bcancel := chromedp.NewContext(actx)
-		// The first navigation starts the browser; it gets no timeout, or
-		// the timeout would end the browser with it.
-		if err := chromedp.Do(bctx, chromedp.Navigate("about:blank")); err != nil {
-			bcancel()
-			acancel()
-			shared.err = fmt.Errorf("start %s: %w", path, err)
-			return
-		}
-		shared.ctx, shared.cancel = bctx, func() { bcancel(); acancel() }
-	})
-	if shared.err != nil {
-		t.Fatal(shared.err)
-	}
-	return shared.ctx
 }
 
 // tab is a browser tab with its console recorded.
 type tab struct {
 	t   *testing.T
 	ctx context.Context
-
-	mu      sync.Mutex
-	console []chromedp.ConsoleMessage
+	rec *chromiumtest.Tab
 	// frames are contexts attached to the tab's cross-site iframes.
 	frames map[target.ID]context.Context
 }
 
 func newTab(t *testing.T) *tab {
 	t.Helper()
-	ctx, cancel := chromedp.NewContext(browserContext(t), chromedp.WithNewBrowserContext())
-	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
-		cancel()
-		t.Fatalf("open a tab: %v", err)
-	}
-	tctx, tcancel := context.WithTimeout(ctx, 4*time.Minute)
-	tb := &tab{t: t, ctx: tctx, frames: map[target.ID]context.Context{}}
-	msgs := chromedp.Console(tctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for m, err := range msgs {
-			if err != nil {
-				return
-			}
-			tb.mu.Lock()
-			tb.console = append(tb.console, m)
-			tb.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		tcancel()
-		<-done
-		cancel()
-	})
-	return tb
+	// The framed HUD, another site, runs in a process of its own, as in
+	// users' browsers, and the tests reach it as its own target.
+	rec := chromiumtest.OpenTab(t, chromiumtest.Browser(t, 1440, 900), 4*time.Minute)
+	return &tab{t: t, ctx: rec.Ctx, rec: rec, frames: map[target.ID]context.Context{}}
 }
 
 func (tb *tab) do(steps ...chromedp.Action[chromedp.Void]) {
@@ -463,14 +366,11 @@ func (tb *tab) waitConsole(re *regexp.Regexp) chromedp.ConsoleMessage {
 	tb.t.Helper()
 	deadline := time.Now().Add(hangBound)
 	for time.Now().Before(deadline) {
-		tb.mu.Lock()
-		for _, m := range tb.console {
+		for _, m := range tb.rec.Console() {
 			if re.MatchString(m.Text) {
-				tb.mu.Unlock()
 				return m
 			}
 		}
-		tb.mu.Unlock()
 		time.Sleep(25 * time.Millisecond)
 	}
 	tb.t.Fatalf("the console never said %s; it said:\n%s", re, tb.consoleText())
@@ -478,10 +378,8 @@ func (tb *tab) waitConsole(re *regexp.Regexp) chromedp.ConsoleMessage {
 }
 
 func (tb *tab) consoleText() string {
-	tb.mu.Lock()
-	defer tb.mu.Unlock()
 	var b strings.Builder
-	for _, m := range tb.console {
+	for _, m := range tb.rec.Console() {
 		fmt.Fprintf(&b, "%s %s: %s\n", m.Type, m.URL, m.Text)
 	}
 	return b.String()

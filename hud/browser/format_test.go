@@ -99,21 +99,3 @@ func TestScriptFormatsAsTheServer(t *testing.T) {
 	check("fmtRate", got.Rate, want.Rate, func(i int) any { return ints[i] })
 	check("code", got.Code, want.Code, func(i int) any { return codes[i] })
 }
-
-// TestMissingChromiumFailsWithAdvice checks what the browser tests say
-// when there is no Chromium: they fail (never skip) and say how to get it.
-func TestMissingChromiumFailsWithAdvice(t *testing.T) {
-	old := defaultChromium
-	defaultChromium = "/nonexistent/chromium"
-	defer func() { defaultChromium = old }()
-	t.Setenv("PATH", t.TempDir())
-	t.Setenv("OBSERVATORY_CHROMIUM", "")
-	_, err := chromiumPath()
-	if err == nil || !strings.Contains(err.Error(), "make deps") {
-		t.Fatalf("chromiumPath without a browser: %v; want an error that says to run make deps", err)
-	}
-	t.Setenv("OBSERVATORY_CHROMIUM", "/nonexistent/chrome")
-	if _, err := chromiumPath(); err == nil || !strings.Contains(err.Error(), "make deps") {
-		t.Fatalf("chromiumPath with a wrong OBSERVATORY_CHROMIUM: %v; want an error that says to run make deps", err)
-	}
-}

@@ -3,7 +3,6 @@ package browser_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -24,6 +22,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/sagewai/observatory/chromiumtest"
 	"github.com/sagewai/observatory/fleet"
 	"github.com/sagewai/observatory/stream"
 	"github.com/sagewai/observatory/stream/streamtest"
@@ -34,81 +33,10 @@ import (
 
 // ---------------------------------------------------------------- Chromium
 
-// defaultChromium is where Debian's chromium package installs the browser.
-var defaultChromium = "/usr/bin/chromium"
-
-// chromiumPath finds the browser: $OBSERVATORY_CHROMIUM, /usr/bin/chromium,
-// or chromium on the PATH. The tests need it and fail without it.
-func chromiumPath() (string, error) {
-	if p := os.Getenv("OBSERVATORY_CHROMIUM"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("OBSERVATORY_CHROMIUM=%s: %w (unset it, or run `make deps` to install Debian's chromium)", p, err)
-		}
-		return p, nil
-	}
-	if _, err := os.Stat(defaultChromium); err == nil {
-		return defaultChromium, nil
-	}
-	if p, err := exec.LookPath("chromium"); err == nil {
-		return p, nil
-	}
-	return "", errors.New("the HUD browser tests need Chromium, and there is none at " + defaultChromium +
-		" or on the PATH: run `make deps` (it installs Debian's chromium with apt-get)")
-}
-
-// shared is the one browser process of the test binary; each test opens
-// its own tab (a new window, so that it gets animation frames).
-var shared struct {
-	once   sync.Once
-	ctx    context.Context
-	cancel func()
-	err    error
-}
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shared.cancel != nil {
-		shared.cancel()
-	}
+	chromiumtest.Close()
 	os.Exit(code)
-}
-
-func browserContext(t *testing.T) context.Context {
-	t.Helper()
-	shared.once.Do(func() {
-		path, err := chromiumPath()
-		if err != nil {
-			shared.err = err
-			return
-		}
-		opts := append(chromedp.DefaultExecAllocatorOptions[:],
-			chromedp.ExecPath(path),
-			chromedp.Headless,
-			chromedp.NoSandbox,
-			chromedp.DisableGPU,
-			chromedp.NoFirstRun,
-			chromedp.Flag("disable-dev-shm-usage", true),
-			chromedp.Flag("disable-background-networking", true),
-			chromedp.Flag("disable-component-update", true),
-			chromedp.Flag("disable-sync", true),
-			chromedp.WindowSize(1920, 1080),
-		)
-		actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-		bctx, bcancel := chromedp.NewContext(actx)
-		// The first navigation starts the browser; it gets no timeout, or
-		// the timeout would end the browser with it.
-		if err := chromedp.Do(bctx, chromedp.Navigate("about:blank")); err != nil {
-			bcancel()
-			acancel()
-			shared.err = fmt.Errorf("start %s: %w", path, err)
-			return
-		}
-		shared.ctx, shared.cancel = bctx, func() { bcancel(); acancel() }
-	})
-	if shared.err != nil {
-		t.Fatal(shared.err)
-	}
-	return shared.ctx
 }
 
 // tab is one browser tab with its console recorded: any error or uncaught
@@ -116,43 +44,25 @@ func browserContext(t *testing.T) context.Context {
 type tab struct {
 	t   *testing.T
 	ctx context.Context
+	rec *chromiumtest.Tab
 
 	mu      sync.Mutex
-	console []chromedp.ConsoleMessage
 	allowed []*regexp.Regexp
 }
 
 // newTab opens a tab with a w×h viewport, in a fresh browser profile.
 func newTab(t *testing.T, w, h int64) *tab {
 	t.Helper()
-	bctx := browserContext(t)
-	// A browser context of its own: no cookie of another test leaks in.
-	ctx, cancel := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext())
-	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
-		cancel()
-		t.Fatalf("open a tab: %v", err)
-	}
-	tctx, tcancel := context.WithTimeout(ctx, 4*time.Minute)
-	tb := &tab{t: t, ctx: tctx}
-	msgs := chromedp.Console(tctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for m, err := range msgs {
-			if err != nil {
-				return
-			}
-			tb.mu.Lock()
-			tb.console = append(tb.console, m)
-			tb.mu.Unlock()
-		}
-	}()
+	tb := &tab{t: t}
+	// Registered first, so run last: after the tab has closed and its
+	// console is complete.
 	t.Cleanup(func() {
-		tcancel()
-		<-done
-		cancel()
-		tb.checkConsole()
+		if tb.rec != nil {
+			tb.checkConsole()
+		}
 	})
+	tb.rec = chromiumtest.OpenTab(t, chromiumtest.Browser(t, 1920, 1080), 4*time.Minute)
+	tb.ctx = tb.rec.Ctx
 	tb.do(chromedp.EmulateViewport(w, h))
 	return tb
 }
@@ -168,7 +78,7 @@ func (tb *tab) allow(re string) {
 func (tb *tab) checkConsole() {
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
-	for _, m := range tb.console {
+	for _, m := range tb.rec.Console() {
 		if m.Type != chromedp.ConsoleError && m.Type != chromedp.ConsoleException {
 			continue
 		}
