@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +27,32 @@ type Patcher struct {
 	colls   map[string]map[string]*encoded
 	posture *encoded
 	bytes   int
+	// sc is working memory kept between frames: a frame then allocates
+	// little beyond itself and the encodings it remembers.
+	sc scratch
+}
+
+// scratch holds the buffers a frame is built in. Each keeps its capacity
+// for the next frame unless it grew past maxScratch (a burst such as a
+// first diff after many changes), which is not kept.
+type scratch struct {
+	json                bytes.Buffer // one part of the Delta, as encoding/json writes it (encodeJSON)
+	frame               []byte
+	set, patch, unset   []byte // the three members, built side by side
+	cs, cp, cu, changed []byte // one collection's part of each, and one entity's patch
+}
+
+const maxScratch = 256 << 10
+
+func (sc *scratch) trim() {
+	if sc.json.Cap() > maxScratch {
+		sc.json = bytes.Buffer{}
+	}
+	for _, b := range []*[]byte{&sc.frame, &sc.set, &sc.patch, &sc.unset, &sc.cs, &sc.cp, &sc.cu, &sc.changed} {
+		if cap(*b) > maxScratch {
+			*b = nil
+		}
+	}
 }
 
 // encoded is one JSON object and where each of its members lies in it.
@@ -158,7 +185,17 @@ type DiffHead struct {
 // sent. d is the same Delta the v1 frame carries; its posture, when set,
 // is the scope's whole posture.
 func (p *Patcher) Encode(h DiffHead, d *fleet.Delta) ([]byte, error) {
-	buf := make([]byte, 0, 512)
+	buf, err := p.encode(p.sc.frame[:0], h, d)
+	p.sc.frame = buf
+	var frame []byte
+	if err == nil {
+		frame = bytes.Clone(buf)
+	}
+	p.sc.trim()
+	return frame, err
+}
+
+func (p *Patcher) encode(buf []byte, h DiffHead, d *fleet.Delta) ([]byte, error) {
 	buf = append(buf, `{"op":"diff","scope":`...)
 	buf = appendString(buf, h.Scope)
 	buf = append(buf, `,"epoch":`...)
@@ -169,18 +206,18 @@ func (p *Patcher) Encode(h DiffHead, d *fleet.Delta) ([]byte, error) {
 	buf = strconv.AppendUint(buf, h.Seq, 10)
 
 	if !setEmpty(&d.Set) {
-		setJSON, err := json.Marshal(d.Set)
+		setJSON, err := p.encodeJSON(d.Set)
 		if err != nil {
-			return nil, fmt.Errorf("patcher: encode set: %w", err)
+			return buf, fmt.Errorf("patcher: encode set: %w", err)
 		}
 		if buf, err = p.entities(buf, setJSON); err != nil {
-			return nil, err
+			return buf, err
 		}
 	}
 	if len(d.Del) > 0 {
-		b, err := json.Marshal(d.Del)
+		b, err := p.encodeJSON(d.Del)
 		if err != nil {
-			return nil, fmt.Errorf("patcher: encode del: %w", err)
+			return buf, fmt.Errorf("patcher: encode del: %w", err)
 		}
 		buf = append(buf, `,"del":`...)
 		buf = append(buf, b...)
@@ -199,9 +236,9 @@ func (p *Patcher) Encode(h DiffHead, d *fleet.Delta) ([]byte, error) {
 		}
 	}
 	if d.Posture != nil {
-		b, err := json.Marshal(d.Posture)
+		b, err := p.encodeJSON(d.Posture)
 		if err != nil {
-			return nil, fmt.Errorf("patcher: encode posture: %w", err)
+			return buf, fmt.Errorf("patcher: encode posture: %w", err)
 		}
 		var unset [][]byte
 		if p.posture == nil {
@@ -213,7 +250,7 @@ func (p *Patcher) Encode(h DiffHead, d *fleet.Delta) ([]byte, error) {
 			buf = append(buf, `,"posture":{`...)
 			var n int
 			if buf, n, unset, err = changed(buf, p.posture, b); err != nil {
-				return nil, err
+				return buf, err
 			}
 			if n == 0 {
 				buf = buf[:start]
@@ -223,23 +260,33 @@ func (p *Patcher) Encode(h DiffHead, d *fleet.Delta) ([]byte, error) {
 		}
 		if len(unset) > 0 {
 			// Posture is a fixed set of fields (DESIGN §5): one never goes.
-			return nil, errors.New("patcher: a posture field disappeared")
+			return buf, errors.New("patcher: a posture field disappeared")
 		}
 		p.bytes -= p.posture.size()
 		if err := p.posture.set(b); err != nil {
-			return nil, err
+			return buf, err
 		}
 		p.bytes += p.posture.size()
 	}
 	if len(d.Ticker) > 0 {
-		b, err := json.Marshal(d.Ticker)
+		b, err := p.encodeJSON(d.Ticker)
 		if err != nil {
-			return nil, fmt.Errorf("patcher: encode ticker: %w", err)
+			return buf, fmt.Errorf("patcher: encode ticker: %w", err)
 		}
 		buf = append(buf, `,"ticker":`...)
 		buf = append(buf, b...)
 	}
 	return append(buf, '}'), nil
+}
+
+// encodeJSON returns v as json.Marshal does (HTML characters escaped
+// alike), written into the patcher's scratch: valid until the next call.
+func (p *Patcher) encodeJSON(v any) ([]byte, error) {
+	p.sc.json.Reset()
+	if err := json.NewEncoder(&p.sc.json).Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(p.sc.json.Bytes(), []byte{'\n'}), nil
 }
 
 func setEmpty(s *fleet.Set) bool {
@@ -250,12 +297,13 @@ func setEmpty(s *fleet.Set) bool {
 // setJSON (the encoded fleet.Set) and remembers them.
 func (p *Patcher) entities(buf, setJSON []byte) ([]byte, error) {
 	// The three members are built side by side and joined at the end.
-	var set, patch, unset, scratch []byte
+	sc := &p.sc
+	set, patch, unset, scratch := sc.set[:0], sc.patch[:0], sc.unset[:0], sc.changed[:0]
 	var ferr error
 	err := members(setJSON, func(k0, k1, v0, v1 int) {
 		collKey, entries := setJSON[k0:k1], setJSON[v0:v1]
 		c := p.coll(string(collKey))
-		var cs, cp, cu []byte
+		cs, cp, cu := sc.cs[:0], sc.cp[:0], sc.cu[:0]
 		err := members(entries, func(i0, i1, e0, e1 int) {
 			id, obj := entries[i0:i1], entries[e0:e1]
 			old := c[string(id)]
@@ -304,7 +352,9 @@ func (p *Patcher) entities(buf, setJSON []byte) ([]byte, error) {
 		set = appendGroup(set, collKey, cs)
 		patch = appendGroup(patch, collKey, cp)
 		unset = appendGroup(unset, collKey, cu)
+		sc.cs, sc.cp, sc.cu = cs, cp, cu
 	})
+	sc.set, sc.patch, sc.unset, sc.changed = set, patch, unset, scratch
 	if err == nil {
 		err = ferr
 	}
