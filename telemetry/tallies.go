@@ -3,7 +3,8 @@ package telemetry
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
+	"slices"
+	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -63,16 +64,24 @@ func (o *fleetObserver) saveCheckpoint() ([]byte, error) {
 	o.costMu.Lock()
 	defer o.costMu.Unlock()
 	cp := observerCheckpoint{Tallies: map[string][]tallyPoint{}}
+	type keyed struct {
+		key string // attrKey, made once per point rather than per comparison
+		pt  tallyPoint
+	}
 	for _, t := range o.tallies {
-		pts := make([]tallyPoint, 0, len(t.vals))
+		ks := make([]keyed, 0, len(t.vals))
 		for _, v := range t.vals {
 			attrs := make(map[string]string, v.set.Len())
 			for _, kv := range v.set.ToSlice() {
 				attrs[string(kv.Key)] = kv.Value.Emit()
 			}
-			pts = append(pts, tallyPoint{Attrs: attrs, N: v.n})
+			ks = append(ks, keyed{attrKey(attrs), tallyPoint{Attrs: attrs, N: v.n}})
 		}
-		sort.Slice(pts, func(i, j int) bool { return attrKey(pts[i].Attrs) < attrKey(pts[j].Attrs) })
+		slices.SortFunc(ks, func(a, b keyed) int { return strings.Compare(a.key, b.key) })
+		pts := make([]tallyPoint, len(ks))
+		for i := range ks {
+			pts[i] = ks[i].pt
+		}
 		cp.Tallies[t.name] = pts
 	}
 	for k, v := range o.cost {
@@ -83,7 +92,7 @@ func (o *fleetObserver) saveCheckpoint() ([]byte, error) {
 	}
 	// Sorted, so that a checkpoint of the same tallies is the same bytes.
 	byKeys := func(ps []costPoint) {
-		sort.Slice(ps, func(i, j int) bool { return fmt.Sprint(ps[i].Keys) < fmt.Sprint(ps[j].Keys) })
+		slices.SortFunc(ps, func(a, b costPoint) int { return slices.Compare(a.Keys, b.Keys) })
 	}
 	byKeys(cp.Cost)
 	byKeys(cp.CostByAgent)
