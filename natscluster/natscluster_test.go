@@ -33,7 +33,9 @@ func TestAnR3StreamOutlivesANode(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := stream.EnsureStreams(ctx, r3, stream.StreamsConfig{}); err != nil {
+	setup, cancelSetup := context.WithTimeout(ctx, 2*time.Minute) // a hang bound, as in TestLedgerReadsItsOwnWritesOnR3
+	defer cancelSetup()
+	if err := stream.EnsureStreams(setup, r3, stream.StreamsConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	pub := stream.NewPublisher(js)
@@ -82,10 +84,15 @@ func TestLedgerReadsItsOwnWritesOnR3(t *testing.T) {
 	r3, _ := stream.WithReplicas(js, 3)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := stream.EnsureStreams(ctx, r3, stream.StreamsConfig{}); err != nil {
+	// Setup has a deadline, as serve's has: without one each JetStream
+	// call gets the library's 5 s, which creating an R3 bucket on a busy
+	// machine can take. This one is a hang bound.
+	setup, cancelSetup := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancelSetup()
+	if err := stream.EnsureStreams(setup, r3, stream.StreamsConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	l, err := budget.NewLedger(ctx, r3, budget.Config{Logger: slog.New(slog.DiscardHandler)})
+	l, err := budget.NewLedger(setup, r3, budget.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +254,9 @@ func TestOneNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.EnsureStreams(context.Background(), js, stream.StreamsConfig{}); err != nil {
+	setup, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // a hang bound
+	defer cancel()
+	if err := stream.EnsureStreams(setup, js, stream.StreamsConfig{}); err != nil {
 		t.Fatal(err)
 	}
 }
