@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -18,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sagewai/observatory/cmd/observatory/observatorytest"
+	"github.com/sagewai/observatory/live"
 	"github.com/sagewai/observatory/natscluster"
 	"github.com/sagewai/observatory/protocol"
 	"github.com/sagewai/observatory/wsload"
@@ -219,29 +218,18 @@ func scaleRun(b *testing.B, js jetstream.JetStream, procs []*scaleReplica, token
 
 func scaleLogin(b *testing.B, base string) string {
 	b.Helper()
-	resp, err := http.Post(base+"/api/v1/auth/login", "application/json", strings.NewReader(`{"username":"admin","password":"admin"}`))
+	token, err := (&live.Client{Base: base, HTTP: http.DefaultClient}).Login(context.Background(), "admin", "admin")
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var out struct{ Token string }
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Token == "" {
-		b.Fatalf("login: %d %v", resp.StatusCode, err)
-	}
-	return out.Token
+	return token
 }
 
 func scaleCreateProject(b *testing.B, base, token, id string) {
 	b.Helper()
-	req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/projects", strings.NewReader(`{"id":"`+id+`","name":"fan-out bench"}`))
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusConflict {
-		b.Fatalf("create project %s: %s", id, resp.Status)
+	c := live.Client{Base: base, HTTP: http.DefaultClient}
+	code, err := c.Do(context.Background(), token, http.MethodPost, "/api/v1/projects", map[string]string{"id": id, "name": "fan-out bench"}, 0, nil)
+	if err != nil && code != http.StatusConflict {
+		b.Fatalf("create project %s: %v", id, err)
 	}
 }

@@ -31,7 +31,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -53,6 +52,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sagewai/observatory/live"
 	"github.com/sagewai/observatory/natsauth"
 	"github.com/sagewai/observatory/protocol"
 	"github.com/sagewai/observatory/worker"
@@ -148,9 +148,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if c.projects < 1 || c.projects > maxEnrolledProjects {
 		return fmt.Errorf("-projects %d: want 1 to %d (one enrollment key's projects)", c.projects, maxEnrolledProjects)
 	}
-	token, err := login(c.base, c.password)
+	token, err := apiClient(c.base).Login(ctx, "admin", c.password)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w (set -password or OBSERVATORY_ADMIN_PASSWORD)", err)
 	}
 	projects := make([]string, c.projects)
 	for i := range projects {
@@ -276,23 +276,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-func login(base, password string) (string, error) {
-	body, err := json.Marshal(map[string]string{"username": "admin", "password": password})
-	if err != nil {
-		return "", err
-	}
-	resp, err := http.Post(base+"/api/v1/auth/login", "application/json", bytes.NewReader(body))
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var out struct {
-		Token string `json:"token"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Token == "" {
-		return "", fmt.Errorf("login as admin: status %d (set -password or OBSERVATORY_ADMIN_PASSWORD)", resp.StatusCode)
-	}
-	return out.Token, nil
+// apiClient is the JSON client of the server's admin API.
+func apiClient(base string) *live.Client {
+	return &live.Client{Base: base, HTTP: http.DefaultClient}
 }
 
 // maxEnrolledProjects is how many projects one enrollment key may cover.
@@ -318,7 +304,7 @@ func connectNATS(ctx context.Context, c config, token string, projects []string)
 		return nc, nil
 	}
 	for _, p := range projects {
-		code, err := api(ctx, c.base, token, http.MethodPost, "/api/v1/projects", map[string]string{"id": p, "name": "fan-out bench " + p}, nil)
+		code, err := apiClient(c.base).Do(ctx, token, http.MethodPost, "/api/v1/projects", map[string]string{"id": p, "name": "fan-out bench " + p}, 0, nil)
 		if err != nil && code != http.StatusConflict {
 			return nil, fmt.Errorf("create project %s: %w", p, err)
 		}
@@ -326,7 +312,7 @@ func connectNATS(ctx context.Context, c config, token string, projects []string)
 	var key struct {
 		Key string `json:"key"`
 	}
-	if _, err := api(ctx, c.base, token, http.MethodPost, "/api/v1/enrollment-keys", map[string]any{"projects": projects, "ttl": "24h"}, &key); err != nil {
+	if _, err := apiClient(c.base).Do(ctx, token, http.MethodPost, "/api/v1/enrollment-keys", map[string]any{"projects": projects, "ttl": "24h"}, 0, &key); err != nil {
 		return nil, fmt.Errorf("mint an enrollment key: %w", err)
 	}
 	g, err := worker.EnrollHTTP(c.base, key.Key, nil)(ctx, worker.EnrollRequest{WorkerID: benchWorkerID, Projects: projects, Host: "fanoutbench"})
@@ -374,40 +360,6 @@ func connectAndSeed(ctx context.Context, c config, token string, projects []stri
 		return nil, nil, err
 	}
 	return nc, js, nil
-}
-
-// api sends a JSON request with the admin token and decodes a 2xx answer
-// into out (when not nil). It returns the status and, for other statuses,
-// an error with the answer's body.
-func api(ctx context.Context, base, token, method, path string, body, out any) (int, error) {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return 0, err
-	}
-	req, err := http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(b))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if resp.StatusCode/100 != 2 {
-		return resp.StatusCode, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(raw))
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s %s: %w", method, path, err)
-		}
-	}
-	return resp.StatusCode, nil
 }
 
 // loadgenSaturated is the load generator's CPU (in cores, on its one
