@@ -18,7 +18,9 @@ import (
 //
 // Its memory is the JSON of the entities it remembers plus 16 bytes per
 // field: at most about one snapshot of the scope, because an entity leaves
-// it when a diff deletes it. Encode must see every diff of the scope, in
+// it when a diff deletes it; beside that, the buffers a frame is built in
+// (8 of them, none kept past 256 KiB: a few tens of KB at steady state,
+// 2 MiB at the most). Encode must see every diff of the scope, in
 // order, from the state Seed (or an empty memory) stood at; a scope that
 // skips one must Reset.
 type Patcher struct {
