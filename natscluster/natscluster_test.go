@@ -264,7 +264,8 @@ func TestOneNode(t *testing.T) {
 // TestStreamsWaitForTheClusterToForm: a replica that starts while its
 // NATS cluster is still forming (two nodes of three up, a meta leader
 // elected, an R3 stream refused for want of peers) does not fail: it
-// creates its streams once the third node has joined.
+// creates its buckets (the budget gate's, first in this test) and its
+// streams once the third node has joined.
 func TestStreamsWaitForTheClusterToForm(t *testing.T) {
 	c := natscluster.Prepare(t, 3)
 	c.Restart(c.Nodes[0])
@@ -295,11 +296,16 @@ func TestStreamsWaitForTheClusterToForm(t *testing.T) {
 	go func() {
 		ectx, cancel := context.WithTimeout(ctx, 2*time.Minute) // a hang bound
 		defer cancel()
+		if _, err := budget.NewLedger(ectx, r3, budget.Config{Logger: slog.New(slog.DiscardHandler)}); err != nil {
+			done <- fmt.Errorf("the ledger's buckets: %w", err)
+			return
+		}
 		done <- stream.EnsureStreams(ectx, r3, stream.StreamsConfig{})
 	}()
 	c.Restart(c.Nodes[2])
 	if err := <-done; err != nil {
-		t.Fatalf("EnsureStreams while the cluster formed: %v", err)
+		t.Fatalf("setup while the cluster formed: %v", err)
 	}
-	natscluster.WantReplicas(t, js, 3, stream.FleetStream, stream.AuditStream)
+	natscluster.WantReplicas(t, js, 3, stream.FleetStream, stream.AuditStream,
+		"KV_"+budget.BudgetsBucket, "KV_"+budget.LedgerBucket, "KV_"+budget.ReservationsBucket)
 }

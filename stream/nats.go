@@ -221,15 +221,23 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamsConfi
 // refuses an R3 stream until the third joins) waits for it until ctx
 // ends, instead of failing its start.
 func createOrUpdateStream(ctx context.Context, js jetstream.JetStream, sc jetstream.StreamConfig) error {
+	_, err := whileForming(ctx, func() (jetstream.Stream, error) { return js.CreateOrUpdateStream(ctx, sc) })
+	return err
+}
+
+// whileForming calls op until it succeeds, fails for another reason than
+// a cluster that cannot place or serve a stream yet (isClusterForming), or
+// ctx ends; it waits 100 ms between the first tries, doubling up to 2 s.
+func whileForming[T any](ctx context.Context, op func() (T, error)) (T, error) {
 	wait := 100 * time.Millisecond
 	for {
-		_, err := js.CreateOrUpdateStream(ctx, sc)
+		v, err := op()
 		if err == nil || !isClusterForming(err) {
-			return err
+			return v, err
 		}
 		select {
 		case <-ctx.Done():
-			return err
+			return v, err
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 2*time.Second)

@@ -17,6 +17,12 @@ const MaxReplicas = 5
 // creates its streams and buckets through the JetStream it is given, so
 // serve sets the count in one place. n ≤ 1 returns js itself: one replica,
 // JetStream's default, as the embedded single node runs.
+//
+// On a cluster, creating or updating a replicated stream or bucket through
+// it also waits, until its ctx ends, while the cluster cannot place it
+// yet: a replica that starts while the cluster is still forming, or while
+// a node is briefly offline, then waits for the peers instead of failing
+// its start.
 func WithReplicas(js jetstream.JetStream, n int) (jetstream.JetStream, error) {
 	switch {
 	case n < 0 || n > MaxReplicas:
@@ -28,7 +34,8 @@ func WithReplicas(js jetstream.JetStream, n int) (jetstream.JetStream, error) {
 }
 
 // replicated is a JetStream whose created streams and buckets get n
-// replicas unless their configuration names a count.
+// replicas unless their configuration names a count, and whose creates and
+// updates wait while the cluster is forming (whileForming).
 type replicated struct {
 	jetstream.JetStream
 	n int
@@ -49,27 +56,27 @@ func (r replicated) kv(cfg jetstream.KeyValueConfig) jetstream.KeyValueConfig {
 }
 
 func (r replicated) CreateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
-	return r.JetStream.CreateStream(ctx, r.stream(cfg))
+	return whileForming(ctx, func() (jetstream.Stream, error) { return r.JetStream.CreateStream(ctx, r.stream(cfg)) })
 }
 
 func (r replicated) UpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
-	return r.JetStream.UpdateStream(ctx, r.stream(cfg))
+	return whileForming(ctx, func() (jetstream.Stream, error) { return r.JetStream.UpdateStream(ctx, r.stream(cfg)) })
 }
 
 func (r replicated) CreateOrUpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
-	return r.JetStream.CreateOrUpdateStream(ctx, r.stream(cfg))
+	return whileForming(ctx, func() (jetstream.Stream, error) { return r.JetStream.CreateOrUpdateStream(ctx, r.stream(cfg)) })
 }
 
 func (r replicated) CreateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	return r.JetStream.CreateKeyValue(ctx, r.kv(cfg))
+	return whileForming(ctx, func() (jetstream.KeyValue, error) { return r.JetStream.CreateKeyValue(ctx, r.kv(cfg)) })
 }
 
 func (r replicated) UpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	return r.JetStream.UpdateKeyValue(ctx, r.kv(cfg))
+	return whileForming(ctx, func() (jetstream.KeyValue, error) { return r.JetStream.UpdateKeyValue(ctx, r.kv(cfg)) })
 }
 
 func (r replicated) CreateOrUpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	return r.JetStream.CreateOrUpdateKeyValue(ctx, r.kv(cfg))
+	return whileForming(ctx, func() (jetstream.KeyValue, error) { return r.JetStream.CreateOrUpdateKeyValue(ctx, r.kv(cfg)) })
 }
 
 // ConsistentKV creates or updates the bucket cfg describes and returns it

@@ -68,6 +68,7 @@ func startServe(t *testing.T, args ...string) *serveProc {
 	streamtest.Eventually(t, 2*time.Minute, func() bool {
 		select {
 		case err := <-s.done:
+			s.done <- err // for the cleanup's stop, which waits for it
 			t.Fatalf("serve exited early: %v\n%s", err, s.stderr.String())
 		default:
 		}
