@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -452,23 +454,65 @@ func (c *Cluster) Logs() string {
 	return b.String()
 }
 
-// FreePorts returns n loopback ports free at the time of the call, for
-// processes (nodes, replicas, a balancer) that must know each other's
-// addresses before they start.
+// FreePorts returns n distinct loopback ports free at the time of the
+// call, for processes (nodes, replicas, a balancer) that must know each
+// other's addresses before they start. It fails t when it finds none
+// (PickPorts).
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
+	ports, err := PickPorts(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ports
+}
+
+// PickPorts returns n distinct loopback ports free at the time of the
+// call. They are picked at random outside the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range), from which every listener on port 0 and
+// every outgoing connection of the machine takes its port: a port picked
+// there was seen taken, between the pick and the bind, by another test's
+// server (a cluster node then failed with "address already in use").
+func PickPorts(n int) ([]int, error) {
+	lo, hi := pickRange()
 	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
 	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		if tries == 100*n {
+			return nil, fmt.Errorf("no %d free loopback ports in %d-%d after %d tries", n, lo, hi-1, tries)
+		}
+		// Held until all are picked, so they are distinct.
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(lo+rand.IntN(hi-lo))))
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
 		lns = append(lns, ln)
 		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
-	for _, ln := range lns {
-		ln.Close()
+	return ports, nil
+}
+
+// pickRange returns the ports [lo, hi) PickPorts picks from: below the
+// ephemeral range, or above it when it starts too low.
+func pickRange() (lo, hi int) {
+	elo, ehi := 32768, 60999 // Linux's default
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var a, z int
+		if _, err := fmt.Sscan(string(b), &a, &z); err == nil && a > 0 && z >= a {
+			elo, ehi = a, z
+		}
 	}
-	return ports
+	const floor, span = 10000, 2000
+	if elo-floor >= span {
+		return floor, elo
+	}
+	if 65536-(ehi+1) >= span {
+		return ehi + 1, 65536
+	}
+	return floor, 65536 // no room outside it: any port
 }

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -308,4 +311,42 @@ func TestStreamsWaitForTheClusterToForm(t *testing.T) {
 	}
 	natscluster.WantReplicas(t, js, 3, stream.FleetStream, stream.AuditStream,
 		"KV_"+budget.BudgetsBucket, "KV_"+budget.LedgerBucket, "KV_"+budget.ReservationsBucket)
+}
+
+// TestPickPortsOutsideTheEphemeralRange: the ports the harnesses hand to
+// processes are distinct, free, and never from the range the kernel gives
+// port-0 listeners and outgoing connections, which could take one of them
+// before its process binds it.
+func TestPickPortsOutsideTheEphemeralRange(t *testing.T) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		t.Fatalf("this test reads Linux's ephemeral range: %v", err)
+	}
+	var lo, hi int
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil {
+		t.Fatal(err)
+	}
+	ports, err := natscluster.PickPorts(50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	for _, p := range ports {
+		if p >= lo && p <= hi {
+			t.Errorf("port %d is in the ephemeral range %d-%d", p, lo, hi)
+		}
+		if seen[p] {
+			t.Errorf("port %d picked twice", p)
+		}
+		seen[p] = true
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			t.Errorf("port %d is not free: %v", p, err)
+			continue
+		}
+		ln.Close()
+	}
+	if len(ports) != 50 {
+		t.Fatalf("%d ports, want 50", len(ports))
+	}
 }

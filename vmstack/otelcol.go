@@ -19,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sagewai/observatory/natscluster"
 )
 
 // Names and places of the Collector build.
@@ -279,18 +281,8 @@ func awaitReady(p *process, ready string) error {
 	}
 }
 
-// freePorts returns n distinct loopback ports that were free a moment ago.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
-		}
-		defer l.Close() // held until all are picked, so they are distinct
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
+// freePorts returns n distinct loopback ports that were free a moment ago,
+// outside the ephemeral range (natscluster.PickPorts).
+func freePorts(n int) ([]int, error) { return natscluster.PickPorts(n) }
 
 func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
